@@ -1,0 +1,42 @@
+# traffic-router — one set of verbs for people and CI. `make help` lists them.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install the package with its dev extras
+
+demo: $(STAMP) ## run the live demo: two model versions behind the router, a canary ramp (Ctrl-C stops)
+	$(BIN)/traffic-router demo
+
+test: $(STAMP) lint browser ## lint, type-check and run the whole test suite
+	$(BIN)/python -m pytest
+
+# The dashboard test drives Debian's Chromium; install it when it is missing and we can.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
+		echo "chromium not installed: the dashboard browser test will be skipped"; }
+
+lint: $(STAMP) ## ruff and mypy (strict)
+	$(BIN)/ruff check router strategies tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP) ## benchmark against nginx and a direct call (installs nginx and wrk when missing)
+	$(BIN)/python bench/run.py
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+.PHONY: help venv demo test lint bench clean browser

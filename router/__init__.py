@@ -1,0 +1,1 @@
+"""traffic-router: the imperative shell (I/O)."""

@@ -1,0 +1,6 @@
+"""``python -m router`` is the ``traffic-router`` command."""
+
+from router.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,283 @@
+"""The router's runtime: owns the config, snapshot, pools, store and background tasks.
+
+``RouterApp`` is started once per process (``start``), serves the proxy ASGI
+callable and the admin Starlette app, reloads on demand (``reload``) and stops
+after the servers have drained (``stop``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from router.backends import BackendSet
+from router.config import Config
+from router.events import EventLog, iso_time
+from router.health import HealthChecker, probe
+from router.loader import ConfigError, parse_config
+from router.logs import get_logger, register_secret
+from router.metrics import Metrics
+from router.proxy import ProxyApp
+from router.rollouts import Rollouts
+from router.snapshot import CompiledRoute, Snapshot, SnapshotHolder, build_rules
+from router.state import FileStateStore, StateStore, build_state_store
+from router.watcher import ConfigWatcher, read_stable_async
+from router.windows import WindowSet
+from strategies import Observation, get_strategy
+from strategies.base import CheckRequest
+
+__all__ = ["ReloadResult", "RouterApp"]
+
+CONTROLLER_TICK_S = 0.1
+STORE_SYNC_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    """What a reload did: ``ok``, the version now serving, whether it changed, and errors."""
+
+    ok: bool
+    version: str
+    changed: bool
+    errors: tuple[str, ...] = ()
+
+
+class _AnalysisSink:
+    """Feeds finished requests into the analysis windows."""
+
+    __slots__ = ("windows",)
+
+    def __init__(self, windows: WindowSet) -> None:
+        self.windows = windows
+
+    def observe(
+        self, route: str, variant: str, backend: str, status: int, duration_s: float, error: bool
+    ) -> None:
+        self.windows.record(route, variant, time.time(), duration_s, error)
+
+
+class RouterApp:
+    """Everything one router process runs, apart from the HTTP servers themselves."""
+
+    def __init__(self, config_path: str | Path, *, access_log: bool = True) -> None:
+        self.config_path = Path(config_path)
+        self.metrics = Metrics()
+        self.events = EventLog()
+        self.windows = WindowSet()
+        self.holder = SnapshotHolder()
+        self.backends = BackendSet()
+        self.proxy = ProxyApp(
+            self.holder, self.metrics, sink=_AnalysisSink(self.windows), access_log=access_log
+        )
+        self.store: StateStore | None = None
+        self.health = HealthChecker(self.metrics, self.events, lambda: self.snapshot.backends)
+        self.rollouts: Rollouts | None = None
+        self.ready = False
+        self.last_reload: dict[str, Any] = {"ok": True, "at": None, "error": None}
+        self._reload_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._watcher: ConfigWatcher | None = None
+        self._log = get_logger("router.app")
+
+    # -- life cycle --------------------------------------------------------
+
+    @staticmethod
+    def read_config(path: Path, raw: bytes) -> Config:
+        """Validate ``raw`` as the config file at ``path``; raises ConfigError."""
+        return parse_config(raw, source=str(path), base_dir=path.absolute().parent)
+
+    async def start(self, config: Config | None = None, raw: bytes | None = None) -> None:
+        """Load the config, open the store and pools, and start the background tasks."""
+        if raw is None:
+            raw = self.config_path.read_bytes()
+        if config is None:
+            config = self.read_config(self.config_path, raw)
+        if config.admin.token is not None:
+            register_secret(config.admin.token.get_secret_value())
+        self.store = build_state_store(
+            config.state.store, Path(config.state.path), config.state.url
+        )
+        if isinstance(self.store, FileStateStore):
+            await self.store.load_all()
+            if self.store.recovered_from is not None:
+                self.events.emit(
+                    "state_recovered", route=None,
+                    reason=self.store.recovery_reason or "state file unreadable",
+                    moved_to=str(self.store.recovered_from),
+                )
+        self.rollouts = Rollouts(
+            self.store, self.metrics, self.events, check_runner=self._run_check
+        )
+        await self._install(config, raw)
+        self.last_reload = {"ok": True, "at": iso_time(time.time()), "error": None}
+        self._tasks.append(asyncio.create_task(self._controller(), name="controller"))
+        self._watcher = ConfigWatcher(self.config_path, self._on_file_change)
+        self._tasks.append(asyncio.create_task(self._watcher.run(), name="watcher"))
+
+    async def stop(self) -> None:
+        """Stop background tasks and close pools and the store."""
+        self.ready = False
+        if self._watcher is not None:
+            self._watcher.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.health.aclose()
+        await self.backends.aclose()
+        if self.store is not None:
+            await self.store.aclose()
+
+    # -- config ------------------------------------------------------------
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The snapshot serving now."""
+        current = self.holder.current
+        if current is None:
+            raise RuntimeError("router not started")
+        return current
+
+    async def _install(self, config: Config, raw: bytes) -> None:
+        """Compile ``config`` into a snapshot and swap it in (the reload's last step)."""
+        assert self.rollouts is not None
+        version = hashlib.sha256(raw).hexdigest()[:8]
+        urls = {name: backend.url for name, backend in config.backends.items()}
+        entries = [
+            (route.name, get_strategy(route.strategy.type), route.strategy)
+            for route in config.routes
+        ]
+        cells = await self.rollouts.prepare_cells(entries, urls)
+        backends = self.backends.update(config.backends)
+        routes = tuple(
+            CompiledRoute(name=name, rule=rule, strategy=strategy, spec=spec, cell=cells[name])
+            for (name, strategy, spec), rule in zip(entries, build_rules(config), strict=True)
+        )
+        snapshot = Snapshot(
+            version=version,
+            path=self.config_path,
+            config=config,
+            routes=routes,
+            rules=tuple(route.rule for route in routes),
+            backends=backends,
+        )
+        old = self.holder.swap(snapshot)
+        self.rollouts.install(routes)
+        await self.rollouts.drop_removed({route.name for route in routes})
+        for name in {r.name for r in old.routes} - {r.name for r in routes} if old else ():
+            self.windows.forget(name)
+        for name, backend in backends.items():
+            self.metrics.backend_up.labels(name).set(1.0 if backend.up else 0.0)
+        self.health.sync()
+
+    async def _run_check(self, request: CheckRequest) -> tuple[bool, str]:
+        backend = self.snapshot.backends.get(request.backend)
+        if backend is None:
+            return False, f"unknown backend {request.backend}"
+        return await probe(
+            self.health.client, backend.url, request.path, request.expect_status,
+            request.timeout_s,
+        )
+
+    async def reload(self, source: str) -> ReloadResult:
+        """Re-read the file; apply it if valid and changed, else keep serving the old one."""
+        async with self._reload_lock:
+            current = self.snapshot
+            try:
+                raw = await read_stable_async(self.config_path)
+            except OSError as exc:
+                return self._reload_failed(source, [f"cannot read {self.config_path}: {exc}"])
+            version = hashlib.sha256(raw).hexdigest()[:8]
+            if version == current.version:
+                return ReloadResult(ok=True, version=version, changed=False)
+            try:
+                config = self.read_config(self.config_path, raw)
+            except ConfigError as exc:
+                return self._reload_failed(source, [str(issue) for issue in exc.issues])
+            if config.listen != current.config.listen or (
+                config.admin.listen != current.config.admin.listen
+            ):
+                self._log.warning(
+                    "restart_required",
+                    reason="listen addresses change only on restart",
+                    listen=config.listen, admin_listen=config.admin.listen,
+                )
+            if config.admin.token is not None:
+                register_secret(config.admin.token.get_secret_value())
+            await self._install(config, raw)
+            self.metrics.config_reloads.labels("success").inc()
+            self.last_reload = {"ok": True, "at": iso_time(time.time()), "error": None}
+            self.events.emit(
+                "config_reload", route=None, reason=f"reloaded by {source}",
+                version=version, previous=current.version,
+            )
+            return ReloadResult(ok=True, version=version, changed=True)
+
+    def _reload_failed(self, source: str, errors: list[str]) -> ReloadResult:
+        self.metrics.config_reloads.labels("failure").inc()
+        self.last_reload = {"ok": False, "at": iso_time(time.time()), "error": "; ".join(errors)}
+        self.events.emit(
+            "config_reload_failed", route=None, reason=f"invalid config, kept version "
+            f"{self.snapshot.version}", source=source, errors=errors,
+        )
+        return ReloadResult(
+            ok=False, version=self.snapshot.version, changed=False, errors=tuple(errors)
+        )
+
+    async def _on_file_change(self) -> None:
+        await self.reload("watch")
+
+    # -- controller ----------------------------------------------------------
+
+    def observe(self, route: CompiledRoute, window_s: float, now: float) -> Observation:
+        """The live numbers of ``route`` over the trailing window."""
+        backends = self.snapshot.backends
+        return Observation(
+            window_s=window_s,
+            variants={
+                variant: self.windows.stats(route.name, variant, now, window_s)
+                for variant in route.strategy.variants
+            },
+            backend_up={name: backend.up for name, backend in backends.items()},
+        )
+
+    async def _controller(self) -> None:
+        assert self.rollouts is not None
+        last_sync = time.monotonic()
+        while True:
+            await asyncio.sleep(CONTROLLER_TICK_S)
+            try:
+                if time.monotonic() - last_sync >= STORE_SYNC_S:
+                    last_sync = time.monotonic()
+                    await self.rollouts.sync_all()
+                await self.rollouts.tick(self.observe)
+            except Exception as exc:  # the controller must outlive one bad tick
+                self._log.exception("controller_error", reason=str(exc))
+
+    # -- status ----------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """``GET /admin/status`` (SPEC §8)."""
+        assert self.rollouts is not None
+        snapshot = self.snapshot
+        return {
+            "config": {
+                "path": str(self.config_path),
+                "version": snapshot.version,
+                "last_reload": dict(self.last_reload),
+            },
+            "routes": {
+                route.name: self.rollouts.status(route) for route in snapshot.routes
+            },
+            "backends": {
+                name: {"url": backend.url, "healthy": backend.up}
+                for name, backend in snapshot.backends.items()
+            },
+        }

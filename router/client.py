@@ -1,0 +1,129 @@
+"""The CLI's admin client: ``status``, ``rollback``, ``promote``, ``pause``, ``resume``, ``reload``.
+
+Every failure is one line on stderr and a non-zero exit: 2 when the router is
+unreachable, 3 when the token is refused, 4 for an unknown route, 5 when the
+action does not apply (409) or the reload was rejected (422).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import httpx
+
+__all__ = ["ClientError", "format_status_table", "run_client"]
+
+
+class ClientError(Exception):
+    """A one-line reason and an exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _client(admin: str, token: str | None) -> httpx.Client:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(
+        base_url=admin.rstrip("/"), headers=headers, timeout=5.0, trust_env=False,
+        follow_redirects=False,
+    )
+
+
+def _call(client: httpx.Client, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    try:
+        response = client.request(method, path, json=body)
+    except httpx.HTTPError as exc:
+        raise ClientError(f"router unreachable at {client.base_url}: {exc}", 2) from None
+    try:
+        payload: dict[str, Any] = response.json()
+    except ValueError:
+        payload = {"detail": response.text.strip()[:200]}
+    if response.status_code == 401:
+        raise ClientError("token refused: set ROUTER_ADMIN_TOKEN to the router's admin token", 3)
+    if response.status_code == 403:
+        raise ClientError(f"forbidden: {payload.get('detail', '')}", 3)
+    if response.status_code == 404:
+        raise ClientError(payload.get("detail") or f"not found: {path}", 4)
+    if response.status_code in (409, 422):
+        detail = payload.get("detail") or "; ".join(payload.get("errors", [])) or "refused"
+        raise ClientError(detail, 5)
+    if response.status_code >= 400:
+        raise ClientError(f"HTTP {response.status_code}: {payload.get('detail', '')}", 1)
+    return payload
+
+
+def _weights(weights: dict[str, Any]) -> str:
+    return " ".join(f"{name}={value}%" for name, value in weights.items())
+
+
+def format_status_table(status: dict[str, Any]) -> str:
+    """A readable table of routes: name, strategy, phase, weights, since."""
+    config = status.get("config", {})
+    reload = config.get("last_reload") or {}
+    lines = [
+        f"config {config.get('path')} version {config.get('version')}"
+        + ("" if reload.get("ok", True) else f"  LAST RELOAD FAILED: {reload.get('error')}")
+    ]
+    rows = [("ROUTE", "STRATEGY", "PHASE", "WEIGHTS", "SINCE")]
+    for name, route in status.get("routes", {}).items():
+        rows.append(
+            (
+                name,
+                str(route.get("strategy", "")),
+                str(route.get("phase", "")),
+                _weights(route.get("weights", {})),
+                str(route.get("since") or route.get("last_switch") or "-"),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    for name, route in status.get("routes", {}).items():
+        if route.get("message"):
+            lines.append(f"{name}: {route['message']}")
+    return "\n".join(lines)
+
+
+def _status(client: httpx.Client, args: argparse.Namespace) -> int:
+    if not args.watch:
+        payload = _call(client, "GET", "/admin/status")
+        print(json.dumps(payload, indent=2) if args.json else format_status_table(payload))
+        return 0
+    try:
+        while True:
+            payload = _call(client, "GET", "/admin/status")
+            text = json.dumps(payload, indent=2) if args.json else format_status_table(payload)
+            sys.stdout.write("\x1b[H\x1b[2J" + text + "\n")
+            sys.stdout.flush()
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        return 0
+
+
+def run_client(args: argparse.Namespace, admin: str, token: str | None) -> int:
+    """Run one client subcommand; returns the exit code."""
+    try:
+        with _client(admin, token) as client:
+            if args.command == "status":
+                return _status(client, args)
+            if args.command == "reload":
+                payload = _call(client, "POST", "/admin/reload")
+                state = "reloaded" if payload.get("changed") else "unchanged"
+                print(f"{state}: version {payload.get('version')}")
+                return 0
+            body = {"reason": args.reason} if getattr(args, "reason", None) else None
+            payload = _call(client, "POST", f"/admin/routes/{args.route}/{args.command}", body)
+            route = payload.get("status", {})
+            print(
+                f"{args.route}: {args.command} ok, phase {route.get('phase')}, "
+                f"weights {_weights(route.get('weights', {}))}"
+            )
+            return 0
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code

@@ -1,0 +1,145 @@
+"""Prometheus metrics (SPEC §9) on a registry owned by the router.
+
+Hot-path children are bound once per (route, variant, backend) and cached per
+status code, so a request costs a dict lookup and two increments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+__all__ = ["LATENCY_BUCKETS", "Metrics", "RequestRecorder"]
+
+# Model servers: 5 ms (small CPU models) to 60 s (LLM generations).
+LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 30.0, 60.0,
+)
+BODY_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
+PHASES = ("steady", "progressing", "waiting", "paused", "promoted", "rolled_back", "mirroring")
+
+
+class RequestRecorder:
+    """Pre-bound metric children for one (route, variant, backend)."""
+
+    __slots__ = ("_by_code", "_duration", "_labels", "_requests", "body_bytes")
+
+    def __init__(self, metrics: Metrics, route: str, variant: str, backend: str) -> None:
+        self._labels = (route, variant, backend)
+        self._requests = metrics.requests
+        self._by_code: dict[int, Counter] = {}
+        self._duration = metrics.request_duration.labels(route, variant, backend)
+        self.body_bytes = metrics.request_body_bytes.labels(route, variant)
+
+    def record(self, status: int, duration_s: float) -> None:
+        """Count one finished request and its duration."""
+        child = self._by_code.get(status)
+        if child is None:
+            child = self._requests.labels(*self._labels, str(status))
+            self._by_code[status] = child
+        child.inc()
+        self._duration.observe(duration_s)
+
+
+class Metrics:
+    """Every metric of SPEC §9, registered on one ``CollectorRegistry``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "router_requests_total", "Requests answered, by route, variant, backend and status.",
+            ["route", "variant", "backend", "code"], registry=r,
+        )
+        self.request_duration = Histogram(
+            "router_request_duration_seconds", "Time from request to the last response byte.",
+            ["route", "variant", "backend"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.upstream_errors = Counter(
+            "router_upstream_errors_total", "Failures talking to a backend, by kind.",
+            ["route", "backend", "kind"], registry=r,
+        )
+        self.traffic_weight = Gauge(
+            "router_traffic_weight_percent", "Share of a route's traffic per variant.",
+            ["route", "variant"], registry=r,
+        )
+        self.rollout_phase = Gauge(
+            "router_rollout_phase", "1 for a route's current phase, 0 for the others.",
+            ["route", "phase"], registry=r,
+        )
+        self.rollbacks = Counter(
+            "router_rollbacks_total", "Rollbacks by what triggered them.",
+            ["route", "trigger"], registry=r,
+        )
+        self.shadow_requests = Counter(
+            "router_shadow_requests_total", "Mirrored requests by outcome.",
+            ["route", "backend", "outcome"], registry=r,
+        )
+        self.config_reloads = Counter(
+            "router_config_reloads_total", "Config reloads by result.", ["result"], registry=r,
+        )
+        self.backend_up = Gauge(
+            "router_backend_up", "1 when a backend passes its health checks.", ["backend"],
+            registry=r,
+        )
+        self.request_body_bytes = Histogram(
+            "router_request_body_bytes", "Request body sizes.", ["route", "variant"],
+            buckets=BODY_BUCKETS, registry=r,
+        )
+        self.input_missing_values = Counter(
+            "router_input_missing_values_total", "Null or NaN values in model inputs.",
+            ["route", "variant"], registry=r,
+        )
+        self.input_invalid = Counter(
+            "router_input_invalid_total", "Bodies that are not JSON or not the route's protocol.",
+            ["route", "variant"], registry=r,
+        )
+        self.output_null = Counter(
+            "router_output_null_total", "Null, empty or NaN predictions.", ["route", "variant"],
+            registry=r,
+        )
+        self.predictions = Counter(
+            "router_predictions_total",
+            "Predicted classification labels (20 per route, then other).",
+            ["route", "variant", "label"], registry=r,
+        )
+        self.prediction_value = Histogram(
+            "router_prediction_value", "First numeric output of regression models.",
+            ["route", "variant"], registry=r,
+        )
+        self.admin_auth_failures = Counter(
+            "router_admin_auth_failures", "Admin API calls refused for a missing or wrong token.",
+            registry=r,
+        )
+        self._recorders: dict[tuple[str, str, str], RequestRecorder] = {}
+
+    def recorder(self, route: str, variant: str, backend: str) -> RequestRecorder:
+        """The cached recorder for (route, variant, backend)."""
+        key = (route, variant, backend)
+        rec = self._recorders.get(key)
+        if rec is None:
+            rec = RequestRecorder(self, route, variant, backend)
+            self._recorders[key] = rec
+        return rec
+
+    def set_rollout(self, route: str, phase: str, weights: dict[str, float]) -> None:
+        """Point the weight and phase gauges of a route at its current status."""
+        for variant, weight in weights.items():
+            self.traffic_weight.labels(route, variant).set(weight)
+        for name in PHASES:
+            self.rollout_phase.labels(route, name).set(1.0 if name == phase else 0.0)
+
+    def forget_route(self, route: str, variants: tuple[str, ...]) -> None:
+        """Drop the gauges of a removed route so it stops showing."""
+        for variant in variants:
+            with contextlib.suppress(KeyError):
+                self.traffic_weight.remove(route, variant)
+        for name in PHASES:
+            with contextlib.suppress(KeyError):
+                self.rollout_phase.remove(route, name)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition."""
+        return generate_latest(self.registry)

@@ -1,0 +1,180 @@
+"""``traffic-router serve``: the proxy and admin listeners under uvicorn, in one or N processes.
+
+One process runs both listeners on one uvloop event loop. SIGTERM/SIGINT stop
+accepting, let in-flight requests finish (bounded), then close pools and the
+store; SIGHUP reloads the config. With ``--workers N`` a supervisor starts N
+such processes on the same ports (SO_REUSEPORT) and forwards signals to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from router.admin import build_admin_app, is_loopback_host
+from router.app import RouterApp
+from router.config import Config, parse_listen
+from router.loader import ConfigError
+from router.logs import configure_logging, get_logger
+from router.server import build_uvicorn_config
+
+__all__ = ["bind_socket", "run_serve"]
+
+DRAIN_S = 30.0
+
+
+def bind_socket(listen: str, *, reuse_port: bool) -> socket.socket:
+    """A listening TCP socket for ``HOST:PORT``."""
+    host, port = parse_listen(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server whose signals are handled by ``run_serve`` (two share a loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[no-untyped-def]
+        yield
+
+
+def _check_admin_security(config: Config, admin_listen: str) -> str | None:
+    host, _ = parse_listen(admin_listen)
+    if not is_loopback_host(host) and config.admin.token is None:
+        return (
+            f"refusing to start: admin listener {admin_listen} is off loopback and no "
+            "admin.token is set (set ROUTER_ADMIN_TOKEN or admin.token)"
+        )
+    return None
+
+
+async def _serve_one(args: argparse.Namespace, config: Config, raw: bytes) -> int:
+    log = get_logger("router.serve")
+    listen = args.listen or config.listen
+    admin_listen = args.admin_listen or config.admin.listen
+    router = RouterApp(Path(args.config), access_log=not args.no_access_log)
+    await router.start(config, raw)
+    proxy_sock = bind_socket(listen, reuse_port=args.reuse_port)
+    admin_sock = bind_socket(admin_listen, reuse_port=args.reuse_port)
+    proxy_config = build_uvicorn_config(
+        router.proxy,
+        host=parse_listen(listen)[0],
+        sock=proxy_sock,
+        header_timeout=config.proxy.header_timeout,
+        max_header_bytes=config.proxy.max_header_bytes,
+        lifespan="off",
+        timeout_graceful_shutdown=DRAIN_S,
+    )
+    admin_host = parse_listen(admin_listen)[0]
+    admin_config = uvicorn.Config(
+        build_admin_app(router, admin_host),
+        host=admin_host,
+        loop="none",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+    servers = [_Server(proxy_config), _Server(admin_config)]
+    for server, sock in zip(servers, (proxy_sock, admin_sock), strict=True):
+        server.config.load()
+        server.lifespan = server.config.lifespan_class(server.config)
+        await server.startup(sockets=[sock])
+    router.ready = True
+    log.info("started", listen=listen, admin_listen=admin_listen, version=router.snapshot.version)
+
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        router.ready = False
+        for server in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    reloads: set[asyncio.Task[object]] = set()
+
+    def reload_on_sighup() -> None:
+        task = loop.create_task(router.reload("sighup"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload_on_sighup)
+    await asyncio.gather(*(server.main_loop() for server in servers))
+    log.info("stopping", reason="signal", drain_s=DRAIN_S)
+    await asyncio.gather(
+        servers[0].shutdown(sockets=[proxy_sock]), servers[1].shutdown(sockets=[admin_sock])
+    )
+    await router.stop()
+    log.info("stopped")
+    return 0
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """Run ``--workers`` child processes on the same ports; forward signals."""
+    argv = [a for a in sys.argv[1:] if not a.startswith("--workers")]
+    if "--workers" in sys.argv:
+        index = sys.argv.index("--workers")
+        argv = sys.argv[1:index] + sys.argv[index + 2:]
+    children = [
+        subprocess.Popen([sys.executable, "-m", "router", *argv, "--reuse-port"])  # noqa: S603
+        for _ in range(args.workers)
+    ]
+
+    def forward(sig: int, frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    codes = [child.wait() for child in children]
+    return max(codes, default=0)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """``traffic-router serve``: exit code 0 after a clean stop, 1 for a bad config, 2 refused."""
+    configure_logging(args.log_format, args.log_level)
+    log = get_logger("router.serve")
+    path = Path(args.config)
+    try:
+        raw = path.read_bytes()
+        config = RouterApp.read_config(path, raw)
+    except OSError as exc:
+        print(f"cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 1
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    admin_listen = args.admin_listen or config.admin.listen
+    refusal = _check_admin_security(config, admin_listen)
+    if refusal is not None:
+        log.error("refused", reason=refusal)
+        print(refusal, file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        return _supervise(args)
+    try:
+        import uvloop
+
+        return uvloop.run(_serve_one(args, config, raw))
+    except ImportError:
+        return asyncio.run(_serve_one(args, config, raw))

@@ -1,0 +1,134 @@
+"""Sliding windows of live numbers per (route, variant): O(1) work per request.
+
+One-second slots in a ring covering 15 minutes; each slot holds a request
+count, an error count and a fixed-bucket latency histogram. A check sums the
+slots of its window and reads quantiles off the summed histogram (no lists of
+samples). The same ring feeds the dashboard's sparklines.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable
+
+from strategies import VariantStats
+
+__all__ = ["LATENCY_BOUNDS", "VariantWindow", "WindowSet"]
+
+# 1 ms .. 60 s, about 12 % apart: quantiles are read with that precision.
+LATENCY_BOUNDS: tuple[float, ...] = tuple(0.001 * (1.12**i) for i in range(98))
+_NBUCKETS = len(LATENCY_BOUNDS) + 1
+SPAN_S = 900
+
+
+class VariantWindow:
+    """The ring of one-second slots of one variant."""
+
+    __slots__ = ("_counts", "_errors", "_hists", "_stamps")
+
+    def __init__(self) -> None:
+        self._stamps = [-1] * SPAN_S
+        self._counts = [0] * SPAN_S
+        self._errors = [0] * SPAN_S
+        self._hists: list[list[int] | None] = [None] * SPAN_S
+
+    def record(self, now: float, latency_s: float, error: bool) -> None:
+        """Count one request finished at ``now`` (epoch seconds)."""
+        second = int(now)
+        slot = second % SPAN_S
+        if self._stamps[slot] != second:
+            self._stamps[slot] = second
+            self._counts[slot] = 0
+            self._errors[slot] = 0
+            hist = self._hists[slot]
+            if hist is None:
+                hist = self._hists[slot] = [0] * _NBUCKETS
+            else:
+                hist[:] = [0] * _NBUCKETS
+        else:
+            hist = self._hists[slot]
+            assert hist is not None
+        self._counts[slot] += 1
+        if error:
+            self._errors[slot] += 1
+        hist[bisect.bisect_left(LATENCY_BOUNDS, latency_s)] += 1
+
+    def _slots(self, now: float, window_s: float) -> Iterable[int]:
+        newest = int(now)
+        oldest = newest - min(math.ceil(window_s), SPAN_S) + 1
+        for second in range(oldest, newest + 1):
+            slot = second % SPAN_S
+            if self._stamps[slot] == second:
+                yield slot
+
+    def stats(self, now: float, window_s: float) -> VariantStats:
+        """Requests, errors and p50/p99 over the trailing ``window_s`` seconds."""
+        requests = errors = 0
+        merged = [0] * _NBUCKETS
+        for slot in self._slots(now, window_s):
+            requests += self._counts[slot]
+            errors += self._errors[slot]
+            hist = self._hists[slot]
+            assert hist is not None
+            for i, n in enumerate(hist):
+                if n:
+                    merged[i] += n
+        if not requests:
+            return VariantStats()
+        return VariantStats(
+            requests=requests,
+            errors=errors,
+            p50_s=_quantile(merged, requests, 0.50),
+            p99_s=_quantile(merged, requests, 0.99),
+        )
+
+    def series(self, now: float, span_s: int, step_s: int) -> list[VariantStats]:
+        """``span_s // step_s`` consecutive windows ending at ``now``, oldest first."""
+        points = []
+        for end in range(int(now) - span_s + step_s, int(now) + 1, step_s):
+            points.append(self.stats(end, step_s))
+        return points
+
+
+def _quantile(hist: list[int], total: int, q: float) -> float:
+    rank = q * total
+    seen = 0
+    for i, n in enumerate(hist):
+        if not n:
+            continue
+        if seen + n >= rank:
+            low = LATENCY_BOUNDS[i - 1] if i > 0 else 0.0
+            high = LATENCY_BOUNDS[i] if i < len(LATENCY_BOUNDS) else LATENCY_BOUNDS[-1] * 2
+            return low + (high - low) * ((rank - seen) / n)
+        seen += n
+    return LATENCY_BOUNDS[-1]
+
+
+class WindowSet:
+    """Every (route, variant) window; the proxy's request sink for analysis."""
+
+    def __init__(self) -> None:
+        self._windows: dict[tuple[str, str], VariantWindow] = {}
+
+    def window(self, route: str, variant: str) -> VariantWindow:
+        """The window of (route, variant), created on first use."""
+        key = (route, variant)
+        found = self._windows.get(key)
+        if found is None:
+            found = self._windows[key] = VariantWindow()
+        return found
+
+    def record(self, route: str, variant: str, now: float, latency_s: float, error: bool) -> None:
+        """Count one finished request."""
+        self.window(route, variant).record(now, latency_s, error)
+
+    def stats(self, route: str, variant: str, now: float, window_s: float) -> VariantStats:
+        """The numbers of (route, variant) over the trailing window."""
+        found = self._windows.get((route, variant))
+        return found.stats(now, window_s) if found is not None else VariantStats()
+
+    def forget(self, route: str) -> None:
+        """Drop a removed route's windows."""
+        for key in [k for k in self._windows if k[0] == route]:
+            del self._windows[key]

@@ -1,0 +1,481 @@
+"""Blue-green: all traffic to the active colour; a checked, atomic, undoable switch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from strategies.analysis import (
+    AnalysisSpec,
+    Verdict,
+    analysis_event,
+    assess,
+    check_due,
+    count_failures,
+    failure_trigger,
+    format_instant,
+    render_analysis,
+    verdict_from_dict,
+    verdict_to_dict,
+)
+from strategies.base import (
+    ActionRejectedError,
+    CheckRequest,
+    Command,
+    Decision,
+    Event,
+    Observation,
+    Phase,
+    Picker,
+    RequestView,
+    StrategySpec,
+    Transition,
+    VariantStats,
+    dump_dataclass,
+)
+from strategies.units import Duration
+
+__all__ = [
+    "ACTIONS",
+    "BlueGreenSpec",
+    "BlueGreenState",
+    "BlueGreenStrategy",
+    "SwitchCheckSpec",
+    "backend_of",
+    "complete_switch",
+    "other",
+    "pending_switch_target",
+]
+
+Colour = Literal["blue", "green"]
+
+
+class SwitchCheckSpec(BaseModel):
+    """The check a colour must pass before traffic is switched to it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = "/health"
+    expect_status: Annotated[int, Field(ge=100, le=599)] = 200
+    timeout: Annotated[Duration, Field(gt=0)] = 2.0
+
+
+class BlueGreenSpec(StrategySpec):
+    """``strategy: {type: blue_green, ...}``."""
+
+    type: Literal["blue_green"] = "blue_green"
+    blue: str
+    green: str
+    active: Colour = "blue"
+    preview_header: str | None = None
+    switch_check: SwitchCheckSpec | None = None
+    analysis: AnalysisSpec | None = None
+
+    @model_validator(mode="after")
+    def _distinct(self) -> BlueGreenSpec:
+        if self.blue == self.green:
+            raise ValueError("blue and green must be different backends")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class BlueGreenState:
+    """Which colour serves, and why.
+
+    ``spec_active`` is the file's ``active`` when this state was last reconciled,
+    so a rollback holds until ``active`` is edited to a new value.
+    ``pending_switch`` is a switch waiting for the router's ``switch_check``
+    (see ``complete_switch``); ``watch_until`` bounds the post-switch analysis.
+    """
+
+    active: str
+    since: float
+    spec_active: str
+    phase: str = "steady"
+    previous: str | None = None
+    last_switch_at: float | None = None
+    watch_until: float | None = None
+    last_check_at: float | None = None
+    last_verdict: Verdict | None = None
+    consecutive_failures: int = 0
+    pending_switch: str | None = None
+    refused_reason: str | None = None
+
+
+Handler = Callable[[BlueGreenSpec, BlueGreenState, float, str], Transition[BlueGreenState]]
+
+_COLOURS = ("blue", "green")
+
+
+def other(colour: str) -> str:
+    """The other colour."""
+    return "green" if colour == "blue" else "blue"
+
+
+def backend_of(spec: BlueGreenSpec, colour: str) -> str:
+    """The backend behind ``colour``."""
+    return spec.blue if colour == "blue" else spec.green
+
+
+def pending_switch_target(state: BlueGreenState) -> str | None:
+    """The colour the router must ``switch_check`` before calling ``complete_switch``."""
+    return state.pending_switch
+
+
+def _watch_horizon(analysis: AnalysisSpec) -> float:
+    """How long after a switch analysis watches the new colour."""
+    return max(analysis.window_s, analysis.interval * analysis.failures_to_act * 2)
+
+
+def _switch_event(
+    kind: str, reason: str, spec: BlueGreenSpec, old: str, new: str, **extra: Any
+) -> Event:
+    fields = {
+        "from": old,
+        "to": new,
+        "from_backend": backend_of(spec, old),
+        "to_backend": backend_of(spec, new),
+        **extra,
+    }
+    return Event(kind=kind, reason=reason, fields=fields)
+
+
+def _switched(
+    spec: BlueGreenSpec, state: BlueGreenState, target: str, now: float, phase: Phase = Phase.STEADY
+) -> BlueGreenState:
+    """Traffic on ``target``; a forward switch (``steady``) starts the analysis watch."""
+    watch = spec.analysis is not None and phase == Phase.STEADY
+    return replace(
+        state,
+        active=target,
+        previous=state.active,
+        phase=phase.value,
+        since=now,
+        last_switch_at=now,
+        watch_until=now + _watch_horizon(spec.analysis) if watch and spec.analysis else None,
+        last_check_at=None,
+        last_verdict=None,
+        consecutive_failures=0,
+        pending_switch=None,
+        refused_reason=None,
+    )
+
+
+def _request_switch(
+    spec: BlueGreenSpec, state: BlueGreenState, target: str, now: float, reason: str, trigger: str
+) -> Transition[BlueGreenState]:
+    """Switch at once, or leave it pending when a ``switch_check`` must pass first."""
+    if spec.switch_check is not None:
+        return Transition(replace(state, pending_switch=target, refused_reason=None))
+    new = _switched(spec, state, target, now)
+    return Transition(
+        new, (_switch_event("switch", reason, spec, state.active, target, trigger=trigger),)
+    )
+
+
+def complete_switch(
+    spec: BlueGreenSpec, state: BlueGreenState, ok: bool, reason: str, now: float
+) -> Transition[BlueGreenState]:
+    """The router's ``switch_check`` result: switch, or refuse and keep the old colour."""
+    target = state.pending_switch
+    if target is None:
+        return Transition(state)
+    if ok:
+        new = _switched(spec, state, target, now)
+        return Transition(
+            new,
+            (
+                _switch_event(
+                    "switch",
+                    reason or "switch check passed",
+                    spec,
+                    state.active,
+                    target,
+                    trigger="check",
+                ),
+            ),
+        )
+    refused = replace(state, pending_switch=None, refused_reason=reason)
+    return Transition(
+        refused, (_switch_event("switch_refused", reason, spec, state.active, target),)
+    )
+
+
+def _rollback(
+    spec: BlueGreenSpec, state: BlueGreenState, now: float, reason: str
+) -> Transition[BlueGreenState]:
+    """Cancel a pending switch, or switch back to the previous colour with no check."""
+    reason = reason or "manual"
+    if state.pending_switch is not None:
+        new = replace(state, phase=Phase.ROLLED_BACK.value, since=now, pending_switch=None)
+        event = _switch_event(
+            "rollback",
+            reason,
+            spec,
+            state.active,
+            state.active,
+            trigger="manual",
+            cancelled=state.pending_switch,
+        )
+        return Transition(new, (event,))
+    if state.phase == Phase.ROLLED_BACK:
+        return Transition(state)
+    if state.previous is None:
+        raise ActionRejectedError("no previous colour to switch back to")
+    new = _switched(spec, state, state.previous, now, Phase.ROLLED_BACK)
+    return Transition(
+        new, (_switch_event("rollback", reason, spec, state.active, new.active, trigger="manual"),)
+    )
+
+
+def _promote(
+    spec: BlueGreenSpec, state: BlueGreenState, now: float, reason: str
+) -> Transition[BlueGreenState]:
+    """Switch to the other colour (checked first); a pending switch makes it a no-op."""
+    if state.pending_switch is not None:
+        return Transition(state)
+    return _request_switch(spec, state, other(state.active), now, reason or "manual", "promote")
+
+
+_NO_PAUSE = "blue-green has no ramp to pause"
+_NO_RESUME = "blue-green has no ramp to resume"
+_COMMANDS: dict[Command, Handler | str] = {
+    Command.ROLLBACK: _rollback,
+    Command.PROMOTE: _promote,
+    Command.PAUSE: _NO_PAUSE,
+    Command.RESUME: _NO_RESUME,
+}
+ACTIONS: dict[Phase, dict[Command, Handler | str]] = {
+    Phase.STEADY: _COMMANDS,
+    Phase.ROLLED_BACK: _COMMANDS,
+}
+"""Per phase, each command's handler, or the reason it is rejected (HTTP 409)."""
+
+
+def _check(
+    spec: BlueGreenSpec, analysis: AnalysisSpec, state: BlueGreenState, obs: Observation, now: float
+) -> Transition[BlueGreenState]:
+    """Assess the new colour against the previous one; switch back on repeated failure."""
+    previous = state.previous
+    verdict = assess(
+        analysis,
+        obs.variants.get(state.active, VariantStats()),
+        obs.variants.get(previous) if previous else None,
+        candidate_up=obs.backend_up.get(backend_of(spec, state.active), True),
+        now=now,
+    )
+    failures = count_failures(verdict, state.consecutive_failures)
+    checked = replace(state, last_check_at=now, last_verdict=verdict, consecutive_failures=failures)
+    events = [analysis_event(verdict, failures)]
+    if failures >= analysis.failures_to_act and previous is not None:
+        back = replace(
+            _switched(spec, checked, previous, now, Phase.ROLLED_BACK),
+            last_verdict=verdict,
+            consecutive_failures=failures,
+        )
+        events.append(
+            _switch_event(
+                "rollback",
+                "; ".join(verdict.reasons),
+                spec,
+                state.active,
+                previous,
+                trigger=failure_trigger(verdict),
+            )
+        )
+        checked = back
+    return Transition(checked, tuple(events))
+
+
+class BlueGreenStrategy:
+    """All traffic on the active colour; checked switches, instant rollback, optional analysis."""
+
+    name: ClassVar[str] = "blue_green"
+    spec_type: ClassVar[type[StrategySpec]] = BlueGreenSpec
+    variants: ClassVar[tuple[str, ...]] = _COLOURS
+
+    def backend_refs(self, spec: BlueGreenSpec) -> Mapping[str, str]:
+        """The two colour fields."""
+        return {"blue": spec.blue, "green": spec.green}
+
+    def backends(self, spec: BlueGreenSpec, state: BlueGreenState) -> Mapping[str, str]:
+        """The backend behind each colour."""
+        return {"blue": spec.blue, "green": spec.green}
+
+    def identity(self, spec: BlueGreenSpec, backend_urls: Mapping[str, str]) -> str:
+        """Both colours' names and URLs."""
+        blue, green = spec.blue, spec.green
+        return f"{blue}={backend_urls.get(blue, '')}|{green}={backend_urls.get(green, '')}"
+
+    def initial_state(self, spec: BlueGreenSpec, now: float) -> BlueGreenState:
+        """A new route serves the file's ``active`` colour at once (nothing to switch from)."""
+        return BlueGreenState(active=spec.active, since=now, spec_active=spec.active)
+
+    def reconcile(
+        self, spec: BlueGreenSpec, state: BlueGreenState, now: float
+    ) -> Transition[BlueGreenState]:
+        """An edit of ``active`` to a new value: a (checked) switch, and the end of a rollback."""
+        if state.pending_switch is not None and spec.switch_check is None:
+            return complete_switch(spec, state, True, "switch_check removed", now)
+        if spec.active == state.spec_active:
+            return Transition(state)
+        base = replace(
+            state,
+            spec_active=spec.active,
+            phase=Phase.STEADY.value,
+            pending_switch=None,
+            refused_reason=None,
+        )
+        if spec.active == state.active:
+            return Transition(base)
+        return _request_switch(spec, base, spec.active, now, "active edited in the file", "config")
+
+    def picker(self, spec: BlueGreenSpec, state: BlueGreenState) -> Picker:
+        """All to the active colour; requests carrying ``preview_header`` to the other one."""
+        active = Decision(state.active, backend_of(spec, state.active), reason="active")
+        inactive = other(state.active)
+        preview = Decision(inactive, backend_of(spec, inactive), reason="preview")
+        header = spec.preview_header.lower() if spec.preview_header else None
+        if header is None:
+            return lambda request, rand: active
+
+        def pick(request: RequestView, rand: float) -> Decision:
+            return active if request.headers.get(header) is None else preview
+
+        return pick
+
+    def apply(
+        self,
+        spec: BlueGreenSpec,
+        state: BlueGreenState,
+        command: Command,
+        now: float,
+        reason: str,
+    ) -> Transition[BlueGreenState]:
+        """Look the command up in ``ACTIONS``; rejections raise ``ActionRejectedError``."""
+        entry = ACTIONS[Phase(state.phase)][command]
+        if isinstance(entry, str):
+            raise ActionRejectedError(entry)
+        return entry(spec, state, now, reason)
+
+    def analysis_window(self, spec: BlueGreenSpec, state: BlueGreenState) -> float | None:
+        """The analysis window while a forward switch is being watched, else ``None``."""
+        if spec.analysis is None or state.watch_until is None:
+            return None
+        return spec.analysis.window_s
+
+    def advance(
+        self,
+        spec: BlueGreenSpec,
+        state: BlueGreenState,
+        observation: Observation | None,
+        now: float,
+    ) -> Transition[BlueGreenState]:
+        """Post-switch analysis: a due check, a switch back on failures, the watch's end."""
+        analysis = spec.analysis
+        if analysis is None or state.watch_until is None:
+            return Transition(state)
+        if now > state.watch_until:
+            return Transition(replace(state, watch_until=None))
+        started = state.last_switch_at if state.last_switch_at is not None else state.since
+        if observation is None or not check_due(analysis, state.last_check_at, started, now):
+            return Transition(state)
+        return _check(spec, analysis, state, observation, now)
+
+    def status(self, spec: BlueGreenSpec, state: BlueGreenState, now: float) -> dict[str, Any]:
+        """SPEC §8: phase, active colour, weights, last switch, pending or refused switch."""
+        out: dict[str, Any] = {
+            "phase": state.phase,
+            "active": state.active,
+            "previous": state.previous,
+            "weights": {c: 100 if c == state.active else 0 for c in _COLOURS},
+            "since": format_instant(state.since),
+            "last_switch": format_instant(state.last_switch_at),
+            "pending_switch": state.pending_switch,
+            "refused": state.refused_reason,
+        }
+        if spec.analysis is not None:
+            out["analysis"] = render_analysis(state.last_verdict, state.consecutive_failures)
+        if state.phase == Phase.ROLLED_BACK:
+            out["message"] = f"rolled back to {state.active}: edit active in the file to switch"
+        return out
+
+    def pending_checks(
+        self, spec: BlueGreenSpec, state: BlueGreenState
+    ) -> tuple[CheckRequest, ...]:
+        """The ``switch_check`` of a pending switch, for the router to run."""
+        target = pending_switch_target(state)
+        check = spec.switch_check
+        if target is None or check is None:
+            return ()
+        return (
+            CheckRequest(
+                key=f"switch:{target}",
+                backend=backend_of(spec, target),
+                path=check.path,
+                expect_status=check.expect_status,
+                timeout_s=check.timeout,
+            ),
+        )
+
+    def check_result(
+        self,
+        spec: BlueGreenSpec,
+        state: BlueGreenState,
+        key: str,
+        ok: bool,
+        reason: str,
+        now: float,
+    ) -> Transition[BlueGreenState]:
+        """Complete or refuse the pending switch the check ``key`` was for."""
+        target = pending_switch_target(state)
+        if target is None or key != f"switch:{target}":
+            return Transition(state)
+        return complete_switch(spec, state, ok, reason, now)
+
+    def dump_state(self, state: BlueGreenState) -> dict[str, Any]:
+        """JSON-able state."""
+        data = dump_dataclass(state)
+        data["last_verdict"] = verdict_to_dict(state.last_verdict)
+        return data
+
+    def load_state(self, data: Mapping[str, Any]) -> BlueGreenState:
+        """Rebuild the state; ValueError on anything unusable."""
+        try:
+            state = BlueGreenState(
+                active=str(data["active"]),
+                since=float(data["since"]),
+                spec_active=str(data["spec_active"]),
+                phase=str(data.get("phase", "steady")),
+                previous=_opt(str, data.get("previous")),
+                last_switch_at=_opt(float, data.get("last_switch_at")),
+                watch_until=_opt(float, data.get("watch_until")),
+                last_check_at=_opt(float, data.get("last_check_at")),
+                last_verdict=verdict_from_dict(data.get("last_verdict")),
+                consecutive_failures=int(data.get("consecutive_failures", 0)),
+                pending_switch=_opt(str, data.get("pending_switch")),
+                refused_reason=_opt(str, data.get("refused_reason")),
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"bad blue-green state: {exc!r}") from exc
+        colours = (
+            state.active,
+            state.spec_active,
+            state.previous or "blue",
+            state.pending_switch or "blue",
+        )
+        if any(c not in _COLOURS for c in colours):
+            raise ValueError(f"bad blue-green state: unknown colour in {colours}")
+        if state.phase not in (Phase.STEADY, Phase.ROLLED_BACK):
+            raise ValueError(f"bad blue-green state: unknown phase {state.phase!r}")
+        return state
+
+
+T = TypeVar("T")
+
+
+def _opt(kind: Callable[[Any], T], value: Any) -> T | None:
+    return None if value is None else kind(value)

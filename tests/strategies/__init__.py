@@ -1,0 +1,1 @@
+"""Pure, synchronous tests of the strategies package (the functional core)."""

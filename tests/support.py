@@ -1,0 +1,167 @@
+"""Real servers for tests: uvicorn on 127.0.0.1 with a free port, in a thread or a process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = predicate()
+        except Exception as exc:
+            last_exc = exc
+        else:
+            if result:
+                return result
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last error: {last_exc!r})")
+
+
+class ServerThread:
+    """An ASGI app served by a real uvicorn in a background thread.
+
+    Use as a context manager: ``with ServerThread(app) as server: server.url``.
+    """
+
+    def __init__(self, app: Any, port: int | None = None, **uvicorn_kwargs: Any) -> None:
+        self.port = port or free_port()
+        kwargs: dict[str, Any] = {"log_level": "warning", "lifespan": "auto", "access_log": False}
+        kwargs.update(uvicorn_kwargs)
+        self.config = uvicorn.Config(app, host="127.0.0.1", port=self.port, **kwargs)
+        self.server = uvicorn.Server(self.config)
+        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve())
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        wait_until(lambda: self.server.started, timeout=10)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class RouterProcess:
+    """``traffic-router serve`` as a real child process on free ports."""
+
+    def __init__(self, config_path: Path, *extra_args: str, env: dict[str, str] | None = None):
+        self.config_path = config_path
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.extra_args = extra_args
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = config_path.parent / f"router-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def start(self, wait_ready: bool = True) -> RouterProcess:
+        cmd = [
+            sys.executable, "-m", "router", "serve",
+            "--config", str(self.config_path),
+            "--listen", f"127.0.0.1:{self.port}",
+            "--admin-listen", f"127.0.0.1:{self.admin_port}",
+            "--log-format", "json",
+            *self.extra_args,
+        ]
+        self._log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
+        if wait_ready:
+            wait_until(self._ready, timeout=20)
+        return self
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"router exited with {self.proc.returncode}:\n{self.logs()}")
+        try:
+            return httpx.get(f"{self.admin_url}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def send_signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc is None:
+            return 0
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._log.close()
+        return code
+
+    def __enter__(self) -> RouterProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def servers(*apps: Any) -> Iterator[list[ServerThread]]:
+    """Start several ASGI apps on free ports; stop them all afterwards."""
+    started: list[ServerThread] = []
+    try:
+        for app in apps:
+            started.append(ServerThread(app).start())
+        yield started
+    finally:
+        for server in started:
+            server.stop()
