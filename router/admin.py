@@ -88,17 +88,27 @@ class _Guard:
         await self.app(scope, receive, send)
 
 
-def _dashboard_html() -> str:
+_ASSET_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+
+
+def _dashboard_file(name: str) -> str | None:
     try:
-        return (resources.files("router") / "dashboard" / "index.html").read_text()
+        return (resources.files("router") / "dashboard" / name).read_text()
     except (FileNotFoundError, OSError):
-        return "<!doctype html><title>traffic-router</title><p>See /admin/status."
+        return None
 
 
 def build_admin_app(router: RouterApp, listen_host: str) -> ASGIApp:
     """The admin ASGI app for ``router``, listening on ``listen_host``."""
     log = get_logger("router.admin")
-    dashboard = _dashboard_html()
+    dashboard = _dashboard_file("index.html") or (
+        "<!doctype html><title>traffic-router</title><p>See /admin/status."
+    )
+    assets = {
+        name: (text, _ASSET_TYPES[suffix])
+        for name, suffix in (("app.js", ".js"), ("style.css", ".css"))
+        if (text := _dashboard_file(name)) is not None
+    }
 
     async def healthz(request: Request) -> Response:
         return _JSON({"status": "ok"})
@@ -114,10 +124,28 @@ def build_admin_app(router: RouterApp, listen_host: str) -> ASGIApp:
         )
 
     async def index(request: Request) -> Response:
-        return HTMLResponse(dashboard)
+        return HTMLResponse(
+            dashboard,
+            headers={
+                "content-security-policy": "default-src 'self'; img-src 'self' data:; "
+                "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+                "x-frame-options": "DENY",
+                "cache-control": "no-cache",
+            },
+        )
+
+    async def asset(request: Request) -> Response:
+        found = assets.get(request.path_params["name"])
+        if found is None:
+            return _error(404, "not_found", "no such file")
+        text, media_type = found
+        return Response(text, media_type=media_type, headers={"cache-control": "no-cache"})
 
     async def status(request: Request) -> Response:
         return _JSON(router.status())
+
+    async def stats(request: Request) -> Response:
+        return _JSON(router.stats())
 
     async def events(request: Request) -> Response:
         try:
@@ -167,7 +195,9 @@ def build_admin_app(router: RouterApp, listen_host: str) -> ASGIApp:
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/", index, methods=["GET"]),
+        Route("/dashboard/{name}", asset, methods=["GET"]),
         Route("/admin/status", status, methods=["GET"]),
+        Route("/admin/stats", stats, methods=["GET"]),
         Route("/admin/events", events, methods=["GET"]),
         Route("/admin/routes/{name}/{action}", action, methods=["POST"]),
         Route("/admin/reload", reload, methods=["POST"]),

@@ -19,11 +19,13 @@ from router.backends import BackendSet
 from router.config import Config
 from router.events import EventLog, iso_time
 from router.health import HealthChecker, probe
+from router.inspect import BodyInspector
 from router.loader import ConfigError, parse_config
 from router.logs import get_logger, register_secret
 from router.metrics import Metrics
 from router.proxy import ProxyApp
 from router.rollouts import Rollouts
+from router.shadow import ShadowDispatcher
 from router.snapshot import CompiledRoute, Snapshot, SnapshotHolder, build_rules
 from router.state import FileStateStore, StateStore, build_state_store
 from router.watcher import ConfigWatcher, read_stable_async
@@ -71,8 +73,13 @@ class RouterApp:
         self.windows = WindowSet()
         self.holder = SnapshotHolder()
         self.backends = BackendSet()
+        self.shadow = ShadowDispatcher(self.metrics, self.events, lambda: self.snapshot.backends)
         self.proxy = ProxyApp(
-            self.holder, self.metrics, sink=_AnalysisSink(self.windows), access_log=access_log
+            self.holder,
+            self.metrics,
+            sink=_AnalysisSink(self.windows),
+            mirror=self.shadow,
+            access_log=access_log,
         )
         self.store: StateStore | None = None
         self.health = HealthChecker(self.metrics, self.events, lambda: self.snapshot.backends)
@@ -118,6 +125,8 @@ class RouterApp:
         self._tasks.append(asyncio.create_task(self._controller(), name="controller"))
         self._watcher = ConfigWatcher(self.config_path, self._on_file_change)
         self._tasks.append(asyncio.create_task(self._watcher.run(), name="watcher"))
+        # An edit between the first read and the watch starting would go unseen.
+        self._tasks.append(asyncio.create_task(self._recheck_after_start(), name="recheck"))
 
     async def stop(self) -> None:
         """Stop background tasks and close pools and the store."""
@@ -131,7 +140,9 @@ class RouterApp:
                 await task
         self._tasks.clear()
         await self.health.aclose()
+        await self.shadow.aclose()
         await self.backends.aclose()
+        self.proxy.requests_log.flush()
         if self.store is not None:
             await self.store.aclose()
 
@@ -154,6 +165,17 @@ class RouterApp:
             (route.name, get_strategy(route.strategy.type), route.strategy)
             for route in config.routes
         ]
+        async with self.rollouts.lock:
+            await self._swap_in(config, version, entries, urls)
+
+    async def _swap_in(
+        self,
+        config: Config,
+        version: str,
+        entries: list[tuple[str, Any, Any]],
+        urls: dict[str, str],
+    ) -> None:
+        assert self.rollouts is not None
         cells = await self.rollouts.prepare_cells(entries, urls)
         backends = self.backends.update(config.backends)
         routes = tuple(
@@ -173,9 +195,20 @@ class RouterApp:
         await self.rollouts.drop_removed({route.name for route in routes})
         for name in {r.name for r in old.routes} - {r.name for r in routes} if old else ():
             self.windows.forget(name)
+            self.shadow.forget(name)
+            if self.proxy.inspector is not None:
+                self.proxy.inspector.forget(name)
+        self._configure_inspector(config.proxy.inspect_max_body)
         for name, backend in backends.items():
             self.metrics.backend_up.labels(name).set(1.0 if backend.up else 0.0)
         self.health.sync()
+
+    def _configure_inspector(self, cap: int) -> None:
+        current = self.proxy.inspector
+        if cap <= 0:
+            self.proxy.inspector = None
+        elif current is None or current.cap != cap:
+            self.proxy.inspector = BodyInspector(self.metrics, cap=cap)
 
     async def _run_check(self, request: CheckRequest) -> tuple[bool, str]:
         backend = self.snapshot.backends.get(request.backend)
@@ -231,6 +264,10 @@ class RouterApp:
             ok=False, version=self.snapshot.version, changed=False, errors=tuple(errors)
         )
 
+    async def _recheck_after_start(self) -> None:
+        await asyncio.sleep(0.5)
+        await self.reload("watch")
+
     async def _on_file_change(self) -> None:
         await self.reload("watch")
 
@@ -251,8 +288,12 @@ class RouterApp:
     async def _controller(self) -> None:
         assert self.rollouts is not None
         last_sync = time.monotonic()
+        ticks = 0
         while True:
             await asyncio.sleep(CONTROLLER_TICK_S)
+            ticks += 1
+            if ticks % 2 == 0:
+                self.proxy.requests_log.flush()
             try:
                 if time.monotonic() - last_sync >= STORE_SYNC_S:
                     last_sync = time.monotonic()
@@ -262,6 +303,20 @@ class RouterApp:
                 self._log.exception("controller_error", reason=str(exc))
 
     # -- status ----------------------------------------------------------------
+
+    def _route_status(self, route: CompiledRoute) -> dict[str, Any]:
+        assert self.rollouts is not None
+        body = self.rollouts.status(route)
+        if "shadow" in route.strategy.variants:
+            body["shadow"] = self.shadow.route_stats(route.name)
+        return body
+
+    def stats(self) -> dict[str, Any]:
+        """``GET /admin/stats``: per-version rates, latency, health and sparklines."""
+        from router.stats import build_stats
+
+        routes = [(route.name, route.strategy.variants) for route in self.snapshot.routes]
+        return build_stats(self.windows, routes, time.time(), self.proxy.inspector)
 
     def status(self) -> dict[str, Any]:
         """``GET /admin/status`` (SPEC §8)."""
@@ -273,9 +328,7 @@ class RouterApp:
                 "version": snapshot.version,
                 "last_reload": dict(self.last_reload),
             },
-            "routes": {
-                route.name: self.rollouts.status(route) for route in snapshot.routes
-            },
+            "routes": {route.name: self._route_status(route) for route in snapshot.routes},
             "backends": {
                 name: {"url": backend.url, "healthy": backend.up}
                 for name, backend in snapshot.backends.items()

@@ -84,6 +84,8 @@ class ProxySpec(_Strict):
     header_timeout: Annotated[Duration, Field(gt=0)] = 10.0
     max_header_bytes: Annotated[ByteSize, Field(ge=1024)] = 64 * 1024
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    # Model input/output health reads bodies up to this size (0 turns it off).
+    inspect_max_body: ByteSize = 64 * 1024
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

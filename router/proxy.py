@@ -23,6 +23,8 @@ from starlette.types import Receive, Scope, Send
 from router.backends import Backend
 from router.errors import BodyTooLargeError, ClientDisconnectedError, error_body
 from router.headers import build_upstream_headers, client_address, filter_response_headers
+from router.inspect import BodyInspector
+from router.logs import access_log as shared_access_log
 from router.logs import get_logger
 from router.matching import match_route
 from router.metrics import Metrics
@@ -104,14 +106,17 @@ class ProxyApp:
         *,
         sink: RequestSink | None = None,
         mirror: MirrorSink | None = None,
+        inspector: BodyInspector | None = None,
         access_log: bool = True,
     ) -> None:
         self.holder = holder
         self.metrics = metrics
         self.sink = sink
         self.mirror = mirror
+        self.inspector = inspector
         self.access_log = access_log
         self.log = get_logger("router.proxy")
+        self.requests_log = shared_access_log()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -164,7 +169,7 @@ class ProxyApp:
             return await ctx.fail(send, 404, "no_route", f"no route matches {method} {path}")
         route = snapshot.routes[index]
         ctx.route = route.name
-        decision = route.cell.picker(RequestView(method, path, headers), _rand())
+        decision = route.cell.picker(RequestView(method, path, headers, route.name), _rand())
         backend = snapshot.backends[decision.backend]
         ctx.variant, ctx.backend = decision.variant, backend.name
         if not backend.up:
@@ -297,8 +302,7 @@ class _Exchange:
                     failed and self.status != 499,
                 )
         if app.access_log:
-            app.log.info(
-                "request",
+            app.requests_log.request(
                 request_id=self.request_id,
                 route=self.route or None,
                 variant=self.variant or None,
@@ -351,6 +355,7 @@ class _Exchange:
                 if fallback is None or fallback is backend:
                     raise
                 self._count_upstream_error(exc)
+                self.error_kind = None  # the retry on stable starts clean
                 self.variant = decision.fallback_variant or "stable"
                 self.backend = fallback.name
                 backend = fallback
@@ -365,7 +370,9 @@ class _Exchange:
                     (b"x-router-variant", self.variant.encode()),
                     (b"x-router-backend", self.backend.encode()),
                 ]
-            captured: list[bytes] | None = [] if plan is not None else None
+            inspector = self.app.inspector
+            capture_cap = MAX_CAPTURE if plan is not None else (inspector.cap if inspector else 0)
+            captured: list[bytes] | None = [] if capture_cap else None
             captured_len = 0
             try:
                 await send(
@@ -379,7 +386,7 @@ class _Exchange:
                     self.bytes_out += len(chunk)
                     if captured is not None:
                         captured_len += len(chunk)
-                        if captured_len <= MAX_CAPTURE:
+                        if captured_len <= capture_cap:
                             captured.append(chunk)
                         else:
                             captured = None
@@ -388,10 +395,13 @@ class _Exchange:
             finally:
                 await response.aclose()
             self.finish()
+            answer = b"".join(captured) if captured is not None else None
+            if inspector is not None:
+                self._inspect(inspector, body, response.status, answer)
             if plan is not None and self.app.mirror is not None:
                 self._dispatch_mirror(
                     route.name, plan, upstream_headers, target, mirror_body, response.status,
-                    captured, time.perf_counter() - upstream_started,
+                    answer, time.perf_counter() - upstream_started,
                 )
         except BodyTooLargeError:
             await self.fail(send, 413, "body_too_large", f"request body exceeds {max_body} bytes")
@@ -423,6 +433,18 @@ class _Exchange:
                 await self.fail(
                     send, 502, "upstream_unavailable", f"{self.backend}: {exc.kind} error"
                 )
+
+    def _inspect(
+        self, inspector: BodyInspector, body: object, status: int, answer: bytes | None
+    ) -> None:
+        try:
+            inspector.observe(
+                self.route, self.variant, self.path,
+                body if isinstance(body, bytes) else None, self.bytes_in, status,
+                answer if answer is not None and len(answer) <= inspector.cap else None,
+            )
+        except Exception as exc:  # inspection must never fail a request
+            self.app.log.warning("inspect_error", route=self.route, reason=repr(exc))
 
     def _count_upstream_error(self, exc: UpstreamError) -> None:
         self.error_kind = exc.kind
@@ -488,7 +510,7 @@ class _Exchange:
         target: bytes,
         body_parts: list[bytes] | None,
         status: int,
-        captured: list[bytes] | None,
+        answer: bytes | None,
         latency: float,
     ) -> None:
         body: bytes | None
@@ -510,7 +532,7 @@ class _Exchange:
             path=self.path,
             request_id=self.request_id,
             primary_status=status,
-            primary_body=b"".join(captured) if captured is not None else None,
+            primary_body=answer,
             primary_latency_s=latency,
         )
         assert self.app.mirror is not None

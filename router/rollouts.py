@@ -58,6 +58,10 @@ class Rollouts:
         self.events = events
         self.clock = clock
         self.routes: dict[str, CompiledRoute] = {}
+        # One writer at a time: actions, controller ticks, check results and a
+        # reload's prepare->install must not interleave, or a state change made
+        # in between would land on a cell the reload is about to replace.
+        self.lock = asyncio.Lock()
         self._log = get_logger("router.rollouts")
 
     async def prepare_cells(
@@ -65,7 +69,7 @@ class Rollouts:
         routes: list[tuple[str, Strategy[Any, Any], StrategySpec]],
         backend_urls: Mapping[str, str],
     ) -> dict[str, RouteCell]:
-        """Cells for a new config, before it is swapped in.
+        """Cells for a new config, before it is swapped in (call with ``lock`` held).
 
         A route whose identity is unchanged keeps its live state (fitted to
         the edited spec by ``reconcile``); otherwise the stored state is used
@@ -96,7 +100,7 @@ class Rollouts:
                     self._emit(name, event.kind, event.reason, dict(event.fields))
             cell = RouteCell(state=state, picker=strategy.picker(spec, state), version=version,
                              identity=identity)
-            cell.version = await self._persist(name, strategy, cell, state)
+            await self._persist(name, strategy, spec, cell)
             cells[name] = cell
             for kind, reason in events:
                 self._log.info(kind, route=name, reason=reason, identity=identity)
@@ -117,15 +121,22 @@ class Rollouts:
             return None
 
     async def _persist(
-        self, name: str, strategy: Strategy[Any, Any], cell: RouteCell, state: Any
-    ) -> int | None:
-        data = _envelope(strategy, cell.identity, state)
+        self, name: str, strategy: Strategy[Any, Any], spec: StrategySpec, cell: RouteCell
+    ) -> None:
+        """Write a prepared cell; adopt what another replica stored meanwhile, if usable."""
+        data = _envelope(strategy, cell.identity, cell.state)
         try:
-            stored = await self.store.put(name, data, cell.version)
+            cell.version = (await self.store.put(name, data, cell.version)).version
+            return
         except StaleWriteError:
             current = await self.store.get(name)
-            stored = await self.store.put(name, data, current.version if current else None)
-        return stored.version
+        adopted = self._load(name, strategy, cell.identity, current)
+        if current is not None and adopted is not None:
+            cell.state, cell.version = adopted, current.version
+            cell.picker = strategy.picker(spec, adopted)
+            return
+        expected = current.version if current else None
+        cell.version = (await self.store.put(name, data, expected)).version
 
     def install(self, routes: tuple[CompiledRoute, ...]) -> None:
         """Adopt the routes of a swapped-in snapshot; forget removed ones."""
@@ -157,15 +168,18 @@ class Rollouts:
 
     async def act(self, name: str, command: Command, reason: str) -> dict[str, Any]:
         """Carry out an operator's action; raises UnknownRouteError or ActionRejectedError."""
-        route = self.routes.get(name)
-        if route is None:
-            raise UnknownRouteError(name)
-        await self.sync_route(route)
-        transition = route.strategy.apply(
-            route.spec, route.cell.state, command, self.clock(), reason
-        )
-        await self._commit(route, transition, trigger="manual", action=command.value)
-        return self.status(route)
+        async with self.lock:
+            route = self.routes.get(name)
+            if route is None:
+                raise UnknownRouteError(name)
+            for _ in range(3):  # lost a compare-and-set to another replica: retry on its state
+                await self.sync_route(route)
+                transition = route.strategy.apply(
+                    route.spec, route.cell.state, command, self.clock(), reason
+                )
+                if await self._commit(route, transition, trigger="manual", action=command.value):
+                    break
+            return self.status(route)
 
     async def _commit(
         self, route: CompiledRoute, transition: Transition[Any], *, trigger: str, action: str = ""
@@ -214,21 +228,25 @@ class Rollouts:
 
     async def sync_all(self) -> None:
         """Adopt every newer state in the store (other replicas' actions and steps)."""
-        stored = await self.store.load_all()
-        for route in list(self.routes.values()):
-            self._adopt(route, stored.get(route.name))
+        async with self.lock:
+            stored = await self.store.load_all()
+            for route in list(self.routes.values()):
+                self._adopt(route, stored.get(route.name))
 
     async def tick(self, observe: Observer) -> None:
         """One controller step for every route: observe, advance, persist, publish."""
         now = self.clock()
         for route in list(self.routes.values()):
-            strategy, spec, state = route.strategy, route.spec, route.cell.state
-            window = strategy.analysis_window(spec, state)
-            observation = observe(route, window, now) if window else None
-            transition = strategy.advance(spec, state, observation, now)
-            if transition.state != state or transition.events:
-                await self._commit(route, transition, trigger="analysis")
-            self._start_checks(route)
+            async with self.lock:
+                if self.routes.get(route.name) is not route:
+                    continue  # replaced by a reload meanwhile
+                strategy, spec, state = route.strategy, route.spec, route.cell.state
+                window = strategy.analysis_window(spec, state)
+                observation = observe(route, window, now) if window else None
+                transition = strategy.advance(spec, state, observation, now)
+                if transition.state != state or transition.events:
+                    await self._commit(route, transition, trigger="analysis")
+                self._start_checks(route)
 
     def _start_checks(self, route: CompiledRoute) -> None:
         pending = getattr(route.strategy, "pending_checks", None)
@@ -249,12 +267,15 @@ class Rollouts:
     async def _run_check(self, name: str, request: CheckRequest) -> None:
         assert self.check_runner is not None
         ok, reason = await self.check_runner(request)
-        route = self.routes.get(name)
-        result = getattr(route.strategy, "check_result", None) if route else None
-        if route is None or result is None:
-            return
-        transition = result(route.spec, route.cell.state, request.key, ok, reason, self.clock())
-        await self._commit(route, transition, trigger="check")
+        async with self.lock:
+            route = self.routes.get(name)
+            result = getattr(route.strategy, "check_result", None) if route else None
+            if route is None or result is None:
+                return
+            transition = result(
+                route.spec, route.cell.state, request.key, ok, reason, self.clock()
+            )
+            await self._commit(route, transition, trigger="check")
 
     def since_text(self, epoch: float | None) -> str | None:
         """ISO time for status output."""

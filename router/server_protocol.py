@@ -30,7 +30,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserInvalidURLError
 from uvicorn.config import Config
@@ -122,9 +122,10 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         super().connection_lost(exc)
         if cycle is not None and not cycle.response_complete:
-            task = cycle.scope.get(TASK_KEY)
+            scope = cast(dict[str, Any], cycle.scope)
+            task: asyncio.Task[None] | None = scope.get(TASK_KEY)
             if task is not None and not task.done():
-                cycle.scope[DISCONNECT_KEY] = True
+                scope[DISCONNECT_KEY] = True
                 task.cancel()
 
     def data_received(self, data: bytes) -> None:

@@ -22,6 +22,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 import watchfiles
@@ -129,11 +130,25 @@ class ConfigWatcher:
             force_polling=self._force_polling,
             recursive=False,
         ):
-            if changes:
+            if changes and self._relevant(changes):
                 self._pending.set()
             if self._identity() != identity:
                 self._pending.set()
                 return
+
+    def _relevant(self, changes: set[tuple[Any, str]]) -> bool:
+        """Whether a batch touches the config: its name, its symlink target, or ``..data``.
+
+        Logs or state files that share the directory must not cause re-reads.
+        """
+        target = os.path.realpath(self.path)
+        for _, changed in changes:
+            name = os.path.basename(changed)
+            if name == self.path.name or name.startswith("..") or changed == target:
+                return True
+            if os.path.basename(target) == name:
+                return True
+        return False
 
     async def _wait_for_directory(self) -> bool:
         """Poll until the config's directory exists again; False if stopped first."""

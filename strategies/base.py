@@ -80,12 +80,14 @@ class StrategySpec(BaseModel):
 class RequestView:
     """What a strategy may look at in a request: never the body.
 
-    ``headers`` maps lower-case names to the first value sent.
+    ``headers`` maps lower-case names to the first value sent; ``route`` is the
+    name of the route that matched (a salt for sticky hashing).
     """
 
     method: str
     path: str
     headers: Mapping[str, str]
+    route: str = ""
 
     def cookie(self, name: str) -> str | None:
         """Return the value of cookie ``name`` from the Cookie header, if sent."""

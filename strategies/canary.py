@@ -533,7 +533,9 @@ def build_picker(spec: CanarySpec, state: CanaryState) -> Picker:
             return split[1]
         key = request.headers.get(header) if header else request.cookie(cookie) if cookie else None
         if key is not None:
-            return sticky[1] if in_candidate(bucket_of(key, salt), weight) else sticky[0]
+            # Salted with the route's name: two routes never share their first users.
+            bucket = bucket_of(key, f"{request.route}/{salt}")
+            return sticky[1] if in_candidate(bucket, weight) else sticky[0]
         return split[1] if rand * 100 < weight else split[0]
 
     return pick

@@ -84,7 +84,7 @@ def test_demo_config_ramps_iris_and_keeps_state_in_the_repo() -> None:
     assert isinstance(iris.strategy, CanarySpec)
     assert iris.match.path_prefix == "/v2/models/iris"
     assert [s.weight for s in iris.strategy.steps or ()] == [10, 25, 50, 100]
-    assert iris.strategy.analysis is not None and iris.strategy.analysis.max_p99_latency == 0.5
+    assert iris.strategy.analysis is not None and iris.strategy.analysis.max_p99_latency == 1.0
     assert default.strategy.type == "direct"
     assert config.state.path == str(ROOT / ".traffic-router" / "demo-state.json")
     assert (config.listen, config.admin.listen) == ("127.0.0.1:8080", "127.0.0.1:9901")

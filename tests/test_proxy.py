@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import textwrap
@@ -66,7 +67,9 @@ def _install_plugin(site: Path) -> None:
     (site / "tr_plugin_header_pick.py").write_text(PLUGIN)
     dist = site / "tr_plugin_header_pick-0.1.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tr-plugin-header-pick\nVersion: 0.1\n")
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: tr-plugin-header-pick\nVersion: 0.1\n"
+    )
     (dist / "entry_points.txt").write_text(
         "[traffic_router.strategies]\nheader_pick = tr_plugin_header_pick:HeaderPickStrategy\n"
     )
@@ -351,12 +354,10 @@ def test_cancellation_storm_leaves_pool_healthy(stack: dict[str, Any]) -> None:
         async with httpx.AsyncClient(timeout=5) as client:
 
             async def cancelled(i: int) -> None:
-                try:
+                with contextlib.suppress(TimeoutError, httpx.HTTPError):
                     await asyncio.wait_for(
                         client.get(f"{router.url}/slow?s=0.2"), timeout=0.001 + (i % 20) / 1000
                     )
-                except (TimeoutError, httpx.HTTPError):
-                    pass
 
             await asyncio.gather(*(cancelled(i) for i in range(200)))
         async with httpx.AsyncClient(timeout=5) as client:

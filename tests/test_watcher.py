@@ -66,7 +66,7 @@ async def watching(path: Path, polling: bool) -> AsyncIterator[tuple[ConfigWatch
     recorder = Recorder()
     watcher = ConfigWatcher(path, recorder, debounce_ms=150, force_polling=polling)
     task = asyncio.create_task(watcher.run())
-    probe = path.parent / ".probe"
+    probe = path.parent / "..probe"  # a name the watcher treats as relevant (like ..data)
     deadline = time.monotonic() + 10
     while recorder.calls == 0:
         assert time.monotonic() < deadline, "the watcher never started"
@@ -273,3 +273,17 @@ def test_read_stable_gives_up_on_a_file_that_never_settles(
     monkeypatch.setattr(Path, "read_bytes", lambda self: f"n: {next(reads)}\n".encode())
     with pytest.raises(UnstableFileError, match="still changing"):
         read_stable(config, settle_s=0.01, max_wait_s=0.1)
+
+
+@BACKENDS
+async def test_unrelated_files_in_the_directory_are_ignored(tmp_path: Path, polling: bool) -> None:
+    """Logs or state written next to the config must not cause re-reads."""
+    config = tmp_path / "config.yaml"
+    config.write_text("version: 1\n")
+    async with watching(config, polling) as (_, recorder):
+        for i in range(5):
+            (tmp_path / "router.log").write_text(f"line {i}\n")
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.6)
+        assert recorder.calls == 0
+        await change_seen(recorder, partial(config.write_text, "version: 2\n"))

@@ -7,6 +7,8 @@ through the ``release(protocol, reusable)`` callback a response carries.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections.abc import AsyncIterable, Callable
 from types import TracebackType
 
@@ -186,6 +188,18 @@ class UpstreamResponse:
             proto,
             clean and proto.complete and proto.keep_alive and proto.error is None,
         )
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        # A safety net for a caller that drops a response without closing it:
+        # the slot would otherwise stay checked out for good. The release is
+        # deferred to the loop, as the cyclic GC may run this in the middle of
+        # the pool's own bookkeeping.
+        proto = self._proto
+        if proto is not None:
+            self._proto = None
+            _warn(f"{self!r} was never closed", ResourceWarning, source=self, stacklevel=1)
+            with contextlib.suppress(Exception):
+                proto.loop.call_soon(self._release, proto, False)
 
     async def aclose(self) -> None:
         """Release the connection: pooled if the response was fully received, else closed."""

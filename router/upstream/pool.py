@@ -6,6 +6,8 @@ Accounting, kept true across every await and cancellation:
   being opened, or one handed to a waiter that has not resumed yet.
 - ``_idle`` holds clean connections, most recently used on the right (reused
   first, so the surplus ages out on the left where the sweeper looks).
+- ``_busy`` (the checked-out connections) is scanned by one periodic tick for
+  read timeouts, instead of a timer per request.
 - ``_in_use + len(_idle) <= max_connections``, and a waiter exists only while
   the pool is full: a freed slot or a released connection goes straight to the
   oldest waiter (FIFO), so a newcomer can never jump the queue.
@@ -80,6 +82,9 @@ class UpstreamPool:
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self._busy: set[UpstreamProtocol] = set()  # checked out: watched for read timeouts
+        self._ticker: asyncio.TimerHandle | None = None
+        self._tick_every = min(read_timeout / 4, 1.0)
 
     def __repr__(self) -> str:
         return f"<UpstreamPool {self.url} in_use={self._in_use} idle={len(self._idle)}>"
@@ -102,10 +107,18 @@ class UpstreamPool:
         body: AsyncIterable[bytes] | bytes | None = None,
         content_length: int | None = None,
     ) -> UpstreamResponse:
-        """Send one request; return once the final response head has arrived.
+        """Send one request; return once the final (non-1xx) response head has arrived.
 
-        ``target`` is the raw path and query, appended to the base path. The
-        caller must ``aclose()`` the response (or read it to the end).
+        ``target`` is the raw path and query, appended to the base path as
+        bytes. ``headers`` must not carry framing headers: the pool adds
+        Content-Length (``content_length`` given, or a bytes body) or chunked
+        Transfer-Encoding (an iterator of unknown length), and Host if absent.
+        An iterator body is not pulled from before a connection is ready.
+
+        Retried once, on a new connection, when a reused connection was found
+        dead before any byte was written, or when a bodiless GET/HEAD/OPTIONS
+        was reset before any response byte (SPEC §5); nothing else is.
+        The caller must ``aclose()`` the response (or read it to the end).
         """
         if isinstance(body, bytes):
             if content_length is not None and content_length != len(body):
@@ -119,9 +132,13 @@ class UpstreamPool:
             framing = None
         head = build_request_head(method, self._base + target, headers, self._host_line, framing)
         is_head = method == b"HEAD"
-        proto, reused = await self._acquire()
+        proto = self._take_idle()
+        reused = proto is not None
+        if proto is None:
+            proto, reused = await self._acquire()
         retried = False
         while True:
+            self._watch(proto)
             try:
                 await send_request(proto, head, body, content_length, is_head)
             except UpstreamResetError as exc:
@@ -129,6 +146,7 @@ class UpstreamPool:
                     self._release(proto, False)
                     raise
                 # Retry once on a new connection in the same slot (no queueing again).
+                self._busy.discard(proto)
                 proto.finish()
                 proto.abort()
                 retried = True
@@ -143,6 +161,9 @@ class UpstreamPool:
     async def aclose(self) -> None:
         """Close idle connections now; in-flight ones close when released."""
         self._closed = True
+        if self._ticker is not None and not self._busy:
+            self._ticker.cancel()
+            self._ticker = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -155,6 +176,21 @@ class UpstreamPool:
 
     # -- slots ----------------------------------------------------------------------------
 
+    def _take_idle(self) -> UpstreamProtocol | None:
+        """The most recently used live idle connection, checked out; None if there is none."""
+        idle = self._idle
+        if not idle or self._closed:
+            return None
+        assert self._loop is not None
+        oldest_ok = self._loop.time() - self._idle_timeout
+        while idle:
+            proto = idle.pop()
+            if proto.alive and proto.idle_since > oldest_ok:
+                self._in_use += 1
+                return proto
+            proto.close()
+        return None
+
     async def _acquire(self) -> tuple[UpstreamProtocol, bool]:
         """A connection and whether it was reused; opens or waits as needed."""
         loop = self._loop
@@ -162,15 +198,9 @@ class UpstreamPool:
             loop = self._loop = asyncio.get_running_loop()
         if self._closed:
             raise UpstreamConnectError(f"pool for {self.url} is closed")
-        idle = self._idle
-        if idle:
-            oldest_ok = loop.time() - self._idle_timeout
-            while idle:
-                proto = idle.pop()
-                if proto.alive and proto.idle_since > oldest_ok:
-                    self._in_use += 1
-                    return proto, True
-                proto.close()
+        proto = self._take_idle()
+        if proto is not None:
+            return proto, True
         if self._in_use < self._max:
             self._in_use += 1
             return await self._open(), False
@@ -250,6 +280,7 @@ class UpstreamPool:
 
     def _release(self, proto: UpstreamProtocol, reusable: bool) -> None:
         """Take back a checked-out connection: to a waiter, to the idle set, or closed."""
+        self._busy.discard(proto)
         proto.finish()
         if reusable and proto.alive and not self._closed:
             waiters = self._waiters
@@ -272,6 +303,26 @@ class UpstreamPool:
         else:
             proto.abort()
         self._free_slot()
+
+    # -- timers ---------------------------------------------------------------------------
+
+    def _watch(self, proto: UpstreamProtocol) -> None:
+        """Put a checked-out connection under the read-timeout tick."""
+        self._busy.add(proto)
+        if self._ticker is None:
+            assert self._loop is not None
+            self._ticker = self._loop.call_later(self._tick_every, self._tick)
+
+    def _tick(self) -> None:
+        """Every ``read_timeout / 4`` (at most 1 s) while connections are checked out."""
+        self._ticker = None
+        if not self._busy:
+            return
+        assert self._loop is not None
+        now = self._loop.time()
+        for proto in list(self._busy):
+            proto.check_timeout(now)
+        self._ticker = self._loop.call_later(self._tick_every, self._tick)
 
     # -- idle connections -----------------------------------------------------------------
 

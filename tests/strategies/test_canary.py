@@ -52,8 +52,9 @@ def state(phase: Phase, step: int = 0, **changes: Any) -> CanaryState:
 
 
 def req(**headers: str) -> RequestView:
-    return RequestView("POST", "/v2/models/iris/infer", {k.replace("_", "-"): v
-                                                         for k, v in headers.items()})
+    return RequestView(
+        "POST", "/v2/models/iris/infer", {k.replace("_", "-"): v for k, v in headers.items()}
+    )
 
 
 def obs(cand: Stats, stable: Stats | None = None, up: bool = True) -> Observation:
@@ -135,7 +136,7 @@ def test_sticky_key_picks_by_bucket_whatever_the_draw(sticky: dict[str, str], he
     salt = sticky_salt(sp, st)
     for i in range(300):
         key = f"user-{i}"
-        expected = "candidate" if in_candidate(bucket_of(key, salt), 30) else "stable"
+        expected = "candidate" if in_candidate(bucket_of(key, f"/{salt}"), 30) else "stable"
         variants = {pick(req(**headers(key)), r).variant for r in (0.0, 0.42, 0.999)}
         assert variants == {expected}
         assert pick(req(**headers(key)), 0.0).reason == "sticky"
@@ -180,8 +181,15 @@ TABLE: list[tuple[str, bool, Phase, int, dict[str, Any], Command, tuple[str, int
     ("steady_resume", True, Phase.STEADY, 0, {}, Command.RESUME, ("steady", 0)),
     ("progressing_rollback", False, Phase.PROGRESSING, 1, {}, Command.ROLLBACK, ("rolled_back", 1)),
     ("progressing_promote", False, Phase.PROGRESSING, 0, {}, Command.PROMOTE, ("progressing", 3)),
-    ("progressing_last_promote", False, Phase.PROGRESSING, 3, {}, Command.PROMOTE,
-     ("progressing", 3)),
+    (
+        "progressing_last_promote",
+        False,
+        Phase.PROGRESSING,
+        3,
+        {},
+        Command.PROMOTE,
+        ("progressing", 3),
+    ),
     ("progressing_pause", False, Phase.PROGRESSING, 1, {}, Command.PAUSE, ("paused", 1)),
     ("progressing_resume", False, Phase.PROGRESSING, 1, {}, Command.RESUME, ("progressing", 1)),
     ("waiting_rollback", False, Phase.WAITING, 2, {}, Command.ROLLBACK, ("rolled_back", 2)),
@@ -190,8 +198,15 @@ TABLE: list[tuple[str, bool, Phase, int, dict[str, Any], Command, tuple[str, int
     ("waiting_resume", False, Phase.WAITING, 2, {}, Command.RESUME, ("waiting", 2)),
     ("paused_rollback", False, Phase.PAUSED, 1, PAUSED_RAMP, Command.ROLLBACK, ("rolled_back", 1)),
     ("paused_promote", False, Phase.PAUSED, 1, PAUSED_RAMP, Command.PROMOTE, ("progressing", 3)),
-    ("paused_waiting_promote", False, Phase.PAUSED, 2, PAUSED_WAIT, Command.PROMOTE,
-     ("progressing", 3)),
+    (
+        "paused_waiting_promote",
+        False,
+        Phase.PAUSED,
+        2,
+        PAUSED_WAIT,
+        Command.PROMOTE,
+        ("progressing", 3),
+    ),
     ("paused_pause", False, Phase.PAUSED, 1, PAUSED_RAMP, Command.PAUSE, ("paused", 1)),
     ("paused_resume", False, Phase.PAUSED, 1, PAUSED_RAMP, Command.RESUME, ("progressing", 1)),
     ("paused_waiting_resume", False, Phase.PAUSED, 2, PAUSED_WAIT, Command.RESUME, ("waiting", 2)),
@@ -201,8 +216,7 @@ TABLE: list[tuple[str, bool, Phase, int, dict[str, Any], Command, tuple[str, int
     ("promoted_promote", False, Phase.PROMOTED, 3, {}, Command.PROMOTE, ("promoted", 3)),
     ("promoted_pause", False, Phase.PROMOTED, 3, {}, Command.PAUSE, REJECT),
     ("promoted_resume", False, Phase.PROMOTED, 3, {}, Command.RESUME, ("promoted", 3)),
-    ("rolled_back_rollback", False, Phase.ROLLED_BACK, 2, {}, Command.ROLLBACK,
-     ("rolled_back", 2)),
+    ("rolled_back_rollback", False, Phase.ROLLED_BACK, 2, {}, Command.ROLLBACK, ("rolled_back", 2)),
     ("rolled_back_promote", False, Phase.ROLLED_BACK, 2, {}, Command.PROMOTE, REJECT),
     ("rolled_back_pause", False, Phase.ROLLED_BACK, 2, {}, Command.PAUSE, REJECT),
     ("rolled_back_resume", False, Phase.ROLLED_BACK, 2, {}, Command.RESUME, ("progressing", 0)),
@@ -385,8 +399,14 @@ def test_a_fixed_weight_canary_is_rolled_back_by_analysis() -> None:
 
 @pytest.mark.parametrize(
     ("phase", "window"),
-    [(Phase.STEADY, 30.0), (Phase.PROGRESSING, 30.0), (Phase.WAITING, 30.0),
-     (Phase.PAUSED, None), (Phase.PROMOTED, None), (Phase.ROLLED_BACK, None)],
+    [
+        (Phase.STEADY, 30.0),
+        (Phase.PROGRESSING, 30.0),
+        (Phase.WAITING, 30.0),
+        (Phase.PAUSED, None),
+        (Phase.PROMOTED, None),
+        (Phase.ROLLED_BACK, None),
+    ],
     ids=lambda v: str(v),
 )
 def test_analysis_window_per_phase(phase: Phase, window: float | None) -> None:
@@ -400,19 +420,39 @@ ROLLED = state(Phase.ROLLED_BACK, 2, consecutive_failures=2)
 RECONCILE: list[tuple[str, CanaryState, CanarySpec, tuple[str, int, float]]] = [
     ("rolled_back_same_spec", ROLLED, spec(), ("rolled_back", 2, T0)),
     ("rolled_back_to_fixed", ROLLED, fixed(10), ("rolled_back", 2, T0)),
-    ("rolled_back_fewer_steps", ROLLED, spec(steps=[{"weight": 5, "hold": 1}]),
-     ("rolled_back", 2, T0)),
+    (
+        "rolled_back_fewer_steps",
+        ROLLED,
+        spec(steps=[{"weight": 5, "hold": 1}]),
+        ("rolled_back", 2, T0),
+    ),
     ("steady_to_ramp", state(Phase.STEADY), spec(), ("progressing", 0, T0 + 5)),
     ("progressing_to_fixed", state(Phase.PROGRESSING, 1), fixed(10), ("steady", 0, T0 + 5)),
     ("promoted_to_fixed", state(Phase.PROMOTED, 3), fixed(10), ("steady", 0, T0 + 5)),
-    ("steps_shrank", state(Phase.PROGRESSING, 3), spec(steps=RAMP["steps"][:2]),
-     ("progressing", 1, T0 + 5)),
-    ("steps_shrank_to_manual", state(Phase.PROGRESSING, 3), spec(steps=RAMP["steps"][:3]),
-     ("waiting", 2, T0 + 5)),
-    ("hold_no_longer_manual", state(Phase.WAITING, 2),
-     spec(steps=[*RAMP["steps"][:2], {"weight": 50, "hold": 5}]), ("progressing", 2, T0)),
-    ("weight_edit_only", state(Phase.PROGRESSING, 1),
-     spec(steps=[{"weight": 1, "hold": 1}, {"weight": 30, "hold": 9}]), ("progressing", 1, T0)),
+    (
+        "steps_shrank",
+        state(Phase.PROGRESSING, 3),
+        spec(steps=RAMP["steps"][:2]),
+        ("progressing", 1, T0 + 5),
+    ),
+    (
+        "steps_shrank_to_manual",
+        state(Phase.PROGRESSING, 3),
+        spec(steps=RAMP["steps"][:3]),
+        ("waiting", 2, T0 + 5),
+    ),
+    (
+        "hold_no_longer_manual",
+        state(Phase.WAITING, 2),
+        spec(steps=[*RAMP["steps"][:2], {"weight": 50, "hold": 5}]),
+        ("progressing", 2, T0),
+    ),
+    (
+        "weight_edit_only",
+        state(Phase.PROGRESSING, 1),
+        spec(steps=[{"weight": 1, "hold": 1}, {"weight": 30, "hold": 9}]),
+        ("progressing", 1, T0),
+    ),
     ("paused_to_fixed", state(Phase.PAUSED, 1, **PAUSED_RAMP), fixed(10), ("paused", 0, T0)),
 ]
 
@@ -452,17 +492,25 @@ def test_resume_restarts_the_ramp_at_step_zero() -> None:
     result = S.apply(sp, st, Command.RESUME, T0 + 500, "fixed it")
     new = result.state
     assert (new.phase, new.step, new.since, new.consecutive_failures) == (
-        "progressing", 0, T0 + 500, 0)
+        "progressing",
+        0,
+        T0 + 500,
+        0,
+    )
     assert (new.salt, new.last_check_at) == ("iris", None)
     assert [e.kind for e in result.events] == ["resume"]
 
 
 @pytest.mark.parametrize(
     "data",
-    [{}, {"phase": "flying", "since": 1}, {"phase": "steady", "since": "x"},
-     {"phase": "steady", "since": 1, "step": -1},
-     {"phase": "steady", "since": 1, "last_verdict": {"outcome": "maybe", "at": 1}},
-     {"phase": "paused", "since": 1, "paused_from": "nowhere"}],
+    [
+        {},
+        {"phase": "flying", "since": 1},
+        {"phase": "steady", "since": "x"},
+        {"phase": "steady", "since": 1, "step": -1},
+        {"phase": "steady", "since": 1, "last_verdict": {"outcome": "maybe", "at": 1}},
+        {"phase": "paused", "since": 1, "paused_from": "nowhere"},
+    ],
     ids=["empty", "unknown_phase", "bad_since", "negative_step", "bad_verdict", "bad_paused_from"],
 )
 def test_load_state_rejects_garbage(data: dict[str, Any]) -> None:
@@ -502,3 +550,20 @@ def test_identity_follows_the_candidate_only() -> None:
     assert S.identity(spec(), {**urls, "iris-v2": "http://other"}) != base
     assert S.identity(spec(candidate="iris-v3"), urls) != base
     assert S.identity(fixed(10), urls) == base
+
+
+def test_sticky_buckets_are_salted_with_the_route_name() -> None:
+    """Two routes with the same candidate do not put the same users first."""
+    sp = fixed(50, sticky={"header": "x-user-id"})
+    pick = S.picker(sp, state(Phase.STEADY))
+
+    def variants(route: str) -> list[str]:
+        return [
+            pick(RequestView("GET", "/", {"x-user-id": f"u{i}"}, route), 0.0).variant
+            for i in range(2000)
+        ]
+
+    first, second = variants("iris"), variants("fraud")
+    overlap = sum(a == b == "candidate" for a, b in zip(first, second, strict=True))
+    assert 400 < overlap < 600  # independent halves overlap about a quarter of the time
+    assert variants("iris") == first

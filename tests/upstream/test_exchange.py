@@ -160,10 +160,15 @@ async def test_response_body_framings_keep_the_connection(reply: bytes, body: by
         assert server.connections == 1
 
 
-async def test_read_until_close_body_http10() -> None:
+@pytest.mark.parametrize(
+    "status_line",
+    [b"HTTP/1.0 200 OK", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity"],
+    ids=["http10-no-length", "http11-non-chunked-coding"],
+)
+async def test_body_read_until_close(status_line: bytes) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_head(reader)
-        writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\npart one, ")
+        writer.write(status_line + b"\r\nContent-Type: text/plain\r\n\r\npart one, ")
         await writer.drain()
         writer.write(b"part two")
 
@@ -185,3 +190,29 @@ def test_request_head_refuses_cr_lf_injection(
 ) -> None:
     with pytest.raises(ValueError, match="CR or LF"):
         build_request_head(b"GET", target, headers, b"host: h", None)
+
+
+async def test_no_cookies_no_redirects_no_proxy_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    reply = (
+        b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nSet-Cookie: session=alice\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    heads: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            heads.append(await read_head(reader))
+            writer.write(reply)
+
+    async with RawServer(handler) as server:
+        pool = UpstreamPool(server.url)
+        for _ in range(2):
+            response = await pool.request(b"GET", b"/", [])
+            assert (response.status, await response.read()) == (302, b"")
+        await pool.aclose()
+    assert len(heads) == 2
+    assert all(b"cookie" not in head.lower() and b"/elsewhere" not in head for head in heads)

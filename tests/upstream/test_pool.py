@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 
 import pytest
@@ -45,6 +46,16 @@ async def test_unread_body_closes_the_connection(pool: UpstreamPool) -> None:
     await first.aclose()  # idempotent
     assert (pool.in_use, pool.idle) == (0, 0)
     assert await _port(pool) > 0
+
+
+async def test_a_dropped_unclosed_response_gives_its_slot_back(pool: UpstreamPool) -> None:
+    response = await pool.request(b"GET", b"/stream?n=2", [])
+    assert pool.in_use == 1
+    with pytest.warns(ResourceWarning, match="never closed"):
+        del response
+        gc.collect()
+    await eventually(lambda: pool.in_use == 0)
+    assert pool.idle == 0
 
 
 async def test_concurrent_requests_stay_within_max_connections(backend: ServerThread) -> None:

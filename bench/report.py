@@ -1,0 +1,156 @@
+"""Turn measurements into medians, the results table, the comparisons and the JSON file."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from scenarios import Comparison, Load
+from wrk import WrkResult
+
+__all__ = [
+    "Measurement",
+    "Summary",
+    "Verdict",
+    "assess",
+    "render_comparisons",
+    "render_table",
+    "summarize",
+    "write_json",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One wrk run of one scenario under one load in one round."""
+
+    scenario: str
+    load: Load
+    round: int
+    result: WrkResult
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Medians over the rounds of one scenario under one load; errors are summed."""
+
+    scenario: str
+    method: str
+    connections: int
+    rounds: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    socket_errors: int
+    non_2xx: int
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A comparison's value and whether it meets its target (None: no target or no data)."""
+
+    comparison: Comparison
+    value: float | None
+    ok: bool | None
+
+
+def summarize(measurements: Sequence[Measurement]) -> list[Summary]:
+    """Median requests/s, p50 and p99 per (scenario, load), in first-seen order."""
+    groups: dict[tuple[str, str], list[Measurement]] = {}
+    for m in measurements:
+        groups.setdefault((m.scenario, m.load.key), []).append(m)
+    summaries = []
+    for (scenario, _), group in groups.items():
+        results = [m.result for m in group]
+        summaries.append(Summary(
+            scenario=scenario,
+            method=group[0].load.method,
+            connections=group[0].load.connections,
+            rounds=len(group),
+            rps=statistics.median(r.rps for r in results),
+            p50_ms=statistics.median(r.p50_ms for r in results),
+            p99_ms=statistics.median(r.p99_ms for r in results),
+            requests=sum(r.requests for r in results),
+            socket_errors=sum(r.socket_errors for r in results),
+            non_2xx=sum(r.non_2xx for r in results),
+        ))
+    return summaries
+
+
+def _find(summaries: Sequence[Summary], scenario: str, load: Load) -> Summary | None:
+    for s in summaries:
+        if s.scenario == scenario and (s.method, s.connections) == (load.method, load.connections):
+            return s
+    return None
+
+
+def assess(comparisons: Sequence[Comparison], summaries: Sequence[Summary]) -> list[Verdict]:
+    """Evaluate each comparison whose two sides were measured."""
+    verdicts = []
+    for c in comparisons:
+        a, b = _find(summaries, c.a, c.load), _find(summaries, c.b, c.load)
+        if a is None or b is None:
+            continue
+        if c.kind == "rps_ratio":
+            value = a.rps / b.rps if b.rps else None
+            ok = None if c.target is None or value is None else value >= c.target
+        else:
+            value = a.p50_ms - b.p50_ms
+            ok = None if c.target is None else value <= c.target
+        verdicts.append(Verdict(c, value, ok))
+    return verdicts
+
+
+def render_table(summaries: Sequence[Summary]) -> str:
+    """The results table: scenario | conns | method | req/s | p50 | p99 | errors."""
+    header = (
+        f"{'scenario':<18} {'conns':>5} {'method':<6} {'req/s':>9} {'p50':>9} {'p99':>9}  errors"
+    )
+    lines = [header, "-" * len(header)]
+    for s in summaries:
+        errors = s.socket_errors + s.non_2xx
+        err = "0"
+        if errors:
+            err = f"{errors}  <-- ERRORS ({s.socket_errors} socket, {s.non_2xx} non-2xx)"
+        lines.append(
+            f"{s.scenario:<18} {s.connections:>5} {s.method:<6} {s.rps:>9,.0f} "
+            f"{s.p50_ms:>7.2f}ms {s.p99_ms:>7.2f}ms  {err}"
+        )
+    return "\n".join(lines)
+
+
+def render_comparisons(verdicts: Sequence[Verdict]) -> str:
+    """One line per comparison with its value and, if it has one, the target and verdict."""
+    lines = []
+    for v in verdicts:
+        c = v.comparison
+        if v.value is None:
+            text = "n/a"
+        elif c.kind == "rps_ratio":
+            text = f"{v.value:.2f}x"
+        else:
+            text = f"{v.value:+.2f} ms"
+        if c.target is None:
+            goal = ""
+        else:
+            bar = f">= {c.target:g}x" if c.kind == "rps_ratio" else f"<= {c.target:g} ms"
+            goal = f"  (target {bar}: {'met' if v.ok else 'NOT met'})"
+        lines.append(f"  {c.label:<34} {text:>10}{goal}")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` (dataclasses allowed) as indented JSON, creating the directory."""
+
+    def default(obj: Any) -> Any:
+        if hasattr(obj, "__dataclass_fields__"):
+            return asdict(obj)
+        raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=default) + "\n")

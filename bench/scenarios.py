@@ -1,0 +1,149 @@
+"""What the benchmark measures, as data: backends, scenarios, loads and the comparisons to print.
+
+To add a scenario, append a ``Scenario`` to ``SCENARIOS`` (a router scenario
+takes a ``strategy`` section and optional extra config), and, if it should be
+compared with another, a ``Comparison`` to ``COMPARISONS``. A backend that
+answers slowly (for a shadow) is one more ``StandIn`` with a ``delay``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "BACKENDS",
+    "COMPARISONS",
+    "LOADS",
+    "SCENARIOS",
+    "Comparison",
+    "Load",
+    "Scenario",
+    "StandIn",
+]
+
+Target = Literal["direct", "nginx", "router"]
+
+
+@dataclass(frozen=True, slots=True)
+class StandIn:
+    """A model stand-in: nginx answering ``payload`` (after ``delay`` seconds)."""
+
+    payload: str
+    delay: float = 0.0
+
+
+def _v2_response(model: str, label: int) -> str:
+    return (
+        f'{{"model_name":"{model}","id":"bench","outputs":[{{"name":"predict","shape":[1],'
+        f'"datatype":"INT64","data":[{label}]}}]}}'
+    )
+
+
+BACKENDS: Mapping[str, StandIn] = {
+    "model-a": StandIn(_v2_response("model-a", 1)),
+    "model-b": StandIn(_v2_response("model-b", 2)),
+}
+
+#: The stable/candidate pair and the split, shared by nginx-as-proxy and the canary route.
+STABLE, CANDIDATE, CANDIDATE_PERCENT = "model-a", "model-b", 10
+
+DIRECT_ROUTE: Mapping[str, Any] = {"type": "direct", "backend": STABLE}
+CANARY_ROUTE: Mapping[str, Any] = {
+    "type": "canary", "stable": STABLE, "candidate": CANDIDATE, "weight": CANDIDATE_PERCENT,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """One wrk setting: the method (POST sends a 2 KB JSON body) and the connection count."""
+
+    method: Literal["GET", "POST"]
+    connections: int
+
+    @property
+    def key(self) -> str:
+        """``GET@64`` and the like."""
+        return f"{self.method}@{self.connections}"
+
+
+LOADS: tuple[Load, ...] = (Load("GET", 64), Load("POST", 64), Load("GET", 16), Load("POST", 16))
+AT_64 = frozenset({"GET@64", "POST@64"})
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One thing to load: a backend directly, nginx as the proxy, or a router configuration.
+
+    ``loads`` restricts which of ``LOADS`` are run (all when empty); ``config``
+    is merged into the router's YAML (e.g. a ``proxy`` section).
+    """
+
+    name: str
+    target: Target
+    description: str
+    strategy: Mapping[str, Any] = field(default_factory=dict)
+    workers: int = 1
+    config: Mapping[str, Any] = field(default_factory=dict)
+    loads: frozenset[str] = frozenset()
+
+    def runs(self, load: Load) -> bool:
+        """Whether this scenario is measured under ``load``."""
+        return not self.loads or load.key in self.loads
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("direct", "direct", f"wrk -> {STABLE} (nginx stand-in), no proxy"),
+    Scenario(
+        "nginx", "nginx",
+        f"nginx proxy, 1 worker, keep-alive upstream, {CANDIDATE_PERCENT}% split",
+    ),
+    Scenario("router-direct", "router", "router, direct route", strategy=DIRECT_ROUTE, loads=AT_64),
+    Scenario(
+        "router-canary", "router", f"router, canary at a fixed {CANDIDATE_PERCENT}%",
+        strategy=CANARY_ROUTE,
+    ),
+    Scenario(
+        "router-canary-w2", "router", "router, canary, --workers 2",
+        strategy=CANARY_ROUTE, workers=2, loads=AT_64,
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """``a`` against ``b`` under one load: a requests/s ratio, or a p50 difference in ms.
+
+    ``target`` is the bar from the issue (``a/b >= target`` for ratios,
+    ``a - b <= target`` for p50 differences); None just reports.
+    """
+
+    label: str
+    a: str
+    b: str
+    load: Load
+    kind: Literal["rps_ratio", "p50_diff_ms"] = "rps_ratio"
+    target: float | None = None
+
+
+def _both_methods(
+    label: str, a: str, b: str, connections: int, **kw: Any
+) -> tuple[Comparison, ...]:
+    return tuple(
+        Comparison(f"{label} {method}@{connections}", a, b, Load(method, connections), **kw)
+        for method in ("GET", "POST")
+    )
+
+
+COMPARISONS: tuple[Comparison, ...] = (
+    *_both_methods("router-canary / nginx", "router-canary", "nginx", 64, target=0.35),
+    *_both_methods("router-canary / direct", "router-canary", "direct", 64),
+    *_both_methods("router-direct / direct", "router-direct", "direct", 64),
+    *_both_methods("router-direct / nginx", "router-direct", "nginx", 64),
+    *_both_methods("workers 2 / workers 1", "router-canary-w2", "router-canary", 64, target=1.6),
+    *_both_methods(
+        "p50 router-canary - nginx", "router-canary", "nginx", 16,
+        kind="p50_diff_ms", target=1.0,
+    ),
+)

@@ -1,0 +1,147 @@
+"""Start what the selected scenarios need: nginx stand-ins, nginx as the proxy, routers.
+
+Everything listens on 127.0.0.1 with free ports and is stopped by ``Stack.close()``
+(the caller runs it in a ``finally``), whatever happened in between.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from nginx import NginxInstance, render_backend, render_proxy
+from procs import Service, free_port, http_status, wait_for
+from scenarios import BACKENDS, CANDIDATE, CANDIDATE_PERCENT, STABLE, Scenario
+
+__all__ = ["Endpoint", "Stack", "router_command"]
+
+#: The path every request uses (any path works: the stand-ins answer everything).
+REQUEST_PATH = "/v2/models/bench/infer"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a scenario sends load, and the router process behind it (if any)."""
+
+    url: str
+    service: Service | None = None
+    admin_url: str | None = None
+    log_path: Path | None = None
+    workers: int = 1
+
+
+def router_command() -> list[str]:
+    """``traffic-router`` next to this interpreter, else ``python -m router``."""
+    script = Path(sys.executable).parent / "traffic-router"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "router"]
+
+
+def render_router_config(
+    scenario: Scenario, backends: dict[str, str], port: int, admin_port: int
+) -> dict[str, Any]:
+    """The router's YAML (as data) for a router scenario."""
+    config: dict[str, Any] = {
+        "listen": f"127.0.0.1:{port}",
+        "admin": {"listen": f"127.0.0.1:{admin_port}"},
+        "state": {"store": "memory"},
+        "backends": {name: {"url": url, "max_connections": 256} for name, url in backends.items()},
+        "routes": [
+            {"name": "bench", "match": {"path_prefix": "/"}, "strategy": dict(scenario.strategy)},
+        ],
+    }
+    config.update(scenario.config)
+    return config
+
+
+class Stack:
+    """The running processes of one benchmark run, by scenario name."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.backends: dict[str, NginxInstance] = {}
+        self.proxy: NginxInstance | None = None
+        self.routers: dict[str, Endpoint] = {}
+
+    def start(self, scenarios: Sequence[Scenario], failed: dict[str, str]) -> dict[str, Endpoint]:
+        """Start the backends and every target the scenarios need; return their endpoints.
+
+        A router that does not come up is recorded in ``failed`` (name -> reason)
+        and left out, so the other scenarios still run.
+        """
+        for name, stand_in in BACKENDS.items():
+            instance = NginxInstance(name, self.workdir)
+            conf = render_backend(instance.prefix, instance.port, stand_in.payload, stand_in.delay)
+            instance.start(conf)
+            self.backends[name] = instance
+        endpoints: dict[str, Endpoint] = {}
+        for scenario in scenarios:
+            if scenario.target == "direct":
+                endpoints[scenario.name] = Endpoint(self.backends[STABLE].url + REQUEST_PATH)
+            elif scenario.target == "nginx":
+                endpoints[scenario.name] = Endpoint(self._start_proxy().url + REQUEST_PATH)
+            else:
+                try:
+                    endpoints[scenario.name] = self._start_router(scenario)
+                except RuntimeError as exc:
+                    failed[scenario.name] = str(exc)
+        return endpoints
+
+    def _start_proxy(self) -> NginxInstance:
+        if self.proxy is None:
+            proxy = NginxInstance("nginx-proxy", self.workdir)
+            weights = {
+                self.backends[STABLE].port: 100 - CANDIDATE_PERCENT,
+                self.backends[CANDIDATE].port: CANDIDATE_PERCENT,
+            }
+            self.proxy = proxy.start(render_proxy(proxy.prefix, proxy.port, weights))
+        return self.proxy
+
+    def _start_router(self, scenario: Scenario) -> Endpoint:
+        port, admin_port = free_port(), free_port()
+        urls = {name: instance.url for name, instance in self.backends.items()}
+        config = render_router_config(scenario, urls, port, admin_port)
+        config_path = self.workdir / f"{scenario.name}.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        cmd = [
+            *router_command(), "serve", "--config", str(config_path),
+            "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin_port}",
+            "--workers", str(scenario.workers), "--log-format", "json",
+        ]
+        log_path = self.workdir / f"{scenario.name}.log"
+        service = Service(scenario.name, cmd, log_path).start()
+        endpoint = Endpoint(
+            f"http://127.0.0.1:{port}{REQUEST_PATH}", service,
+            f"http://127.0.0.1:{admin_port}", log_path, scenario.workers,
+        )
+        self.routers[scenario.name] = endpoint
+        admin = endpoint.admin_url
+        try:
+            wait_for(
+                scenario.name,
+                lambda: service.check_alive() and http_status(f"{admin}/readyz") == 200,
+                timeout=30,
+            )
+            # Ready means listening; one proxied request proves the route works end to end.
+            wait_for(f"{scenario.name} route", lambda: http_status(endpoint.url) == 200, timeout=10)
+        except RuntimeError as exc:
+            status = http_status(endpoint.url)
+            service.stop()
+            del self.routers[scenario.name]
+            raise RuntimeError(
+                f"{exc} (last proxied status: {status}); router output ends:\n{service.log_tail(3)}"
+            ) from exc
+        return endpoint
+
+    def close(self) -> None:
+        """Stop routers first, then nginx, each even if another one fails to stop."""
+        services = [e.service for e in self.routers.values() if e.service is not None]
+        instances = [*self.backends.values(), *([self.proxy] if self.proxy else [])]
+        for stop in [*(s.stop for s in services), *(i.stop for i in reversed(instances))]:
+            try:
+                stop()
+            except Exception as exc:  # keep stopping the rest
+                print(f"warning: stop failed: {exc!r}", file=sys.stderr)

@@ -1,0 +1,371 @@
+"""Shadow mirroring: bounded, fire-and-forget copies of finished requests, compared and counted.
+
+The proxy hands a ``MirrorJob`` to ``ShadowDispatcher.dispatch`` once the
+primary's answer has reached the client. For each shadow backend the
+dispatcher either counts the copy (``skipped``: body over ``max_body``;
+``dropped``: the route already has ``max_in_flight`` mirrors running, since a
+mirror is never queued) or starts a task of its own, so a client that goes
+away cancels nothing. The task sends the copy through the dispatcher's own
+keep-alive pool for that backend (the primary's pools never carry shadow
+traffic), reads the whole answer, compares it with the primary's and records
+the outcome: ``match``, ``mismatch`` or ``error`` (connect, timeout, reset,
+5xx), or ``skipped`` when the primary's answer was too large to keep.
+Nothing a shadow does reaches the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import Counter as Tally
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import Counter
+
+from router.backends import Backend
+from router.events import EventLog
+from router.logs import get_logger
+from router.metrics import Metrics
+from router.mismatch_log import MismatchLog
+from router.proxy import MirrorJob
+from router.upstream.errors import UpstreamError
+from router.upstream.pool import UpstreamPool
+from strategies.compare import Comparator, Comparison
+
+__all__ = ["MAX_SHADOW_ANSWER", "SHADOW_HEADER", "ShadowDispatcher", "ShadowRouteStats"]
+
+SHADOW_HEADER = (b"x-router-shadow", b"1")
+MAX_SHADOW_ANSWER = 4 * 1024 * 1024
+_EVENT_GAP_S = 1.0
+_ERROR_LOG_GAP_S = 1.0
+_SAMPLES = 1000
+
+
+class ShadowRouteStats:
+    """One route's mirror counters and its last ``_SAMPLES`` latencies (bounded memory)."""
+
+    __slots__ = (
+        "compared", "dropped", "errors", "flips", "in_flight", "labelled", "last_error_log",
+        "last_event", "matched", "mirrored", "mismatched", "primary_ms", "shadow_ms",
+        "skipped", "skipped_reasons",
+    )
+
+    def __init__(self) -> None:
+        self.mirrored = self.compared = self.matched = self.mismatched = 0
+        self.errors = self.dropped = self.skipped = self.in_flight = 0
+        self.flips = self.labelled = 0
+        self.skipped_reasons: Tally[str] = Tally()
+        self.primary_ms: deque[float] = deque(maxlen=_SAMPLES)
+        self.shadow_ms: deque[float] = deque(maxlen=_SAMPLES)
+        self.last_event = self.last_error_log = -math.inf
+
+    def count(self, outcome: str, reason: str = "") -> None:
+        """Count one copy's outcome (match, mismatch, error, dropped, skipped)."""
+        if outcome == "match":
+            self.compared += 1
+            self.matched += 1
+        elif outcome == "mismatch":
+            self.compared += 1
+            self.mismatched += 1
+        elif outcome == "error":
+            self.errors += 1
+        elif outcome == "dropped":
+            self.dropped += 1
+        else:
+            self.skipped += 1
+            self.skipped_reasons[reason or "other"] += 1
+
+    def labels(self, flip: bool | None) -> None:
+        """Note whether a compared answer flipped a predicted label (None: no labels in it)."""
+        if flip is not None:
+            self.labelled += 1
+            self.flips += flip
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counters, rates and latency quantiles, as shown in ``/admin/status``."""
+        compared = self.compared
+        return {
+            "mirrored": self.mirrored,
+            "compared": compared,
+            "matched": self.matched,
+            "mismatched": self.mismatched,
+            "errors": self.errors,
+            "dropped": self.dropped,
+            "skipped": self.skipped,
+            "skipped_reasons": dict(self.skipped_reasons),
+            "in_flight": self.in_flight,
+            "agreement_rate": self.matched / compared if compared else None,
+            "label_flip_rate": self.flips / self.labelled if self.labelled else None,
+            "latency_ms": {"primary": _quantiles(self.primary_ms),
+                           "shadow": _quantiles(self.shadow_ms)},
+        }
+
+
+def _quantiles(samples: deque[float]) -> dict[str, float | None]:
+    """Nearest-rank p50 and p99 of the samples, in ms rounded to 0.001."""
+    if not samples:
+        return {"p50": None, "p99": None}
+    ordered = sorted(samples)
+    last = len(ordered) - 1
+
+    def rank(q: float) -> float:
+        return round(ordered[min(last, max(0, math.ceil(q * len(ordered)) - 1))], 3)
+
+    return {"p50": rank(0.50), "p99": rank(0.99)}
+
+
+class _TooLargeError(Exception):
+    """The shadow's answer passed ``MAX_SHADOW_ANSWER``."""
+
+
+class ShadowDispatcher:
+    """Carries out ``MirrorPlan``s: the router's ``MirrorSink`` (see ``router.proxy``)."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        events: EventLog,
+        backends: Callable[[], Mapping[str, Backend]],
+        *,
+        timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._metrics = metrics
+        self._events = events
+        self._backends = backends
+        self._timeout_s = timeout_s
+        self._clock = clock
+        self._stats: dict[str, ShadowRouteStats] = {}
+        self._pools: dict[str, tuple[Any, UpstreamPool]] = {}
+        self._logs: dict[str, MismatchLog] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._counters: dict[tuple[str, str, str], Counter] = {}
+        self._closed = False
+        self._log = get_logger("router.shadow")
+
+    # -- the proxy's side -------------------------------------------------------------------
+
+    def dispatch(self, job: MirrorJob) -> None:
+        """Start a mirror per shadow backend, or count it skipped or dropped; never raises."""
+        try:
+            self._dispatch(job)
+        except Exception as exc:  # a bug here must never reach the client's request
+            self._log.warning("shadow_dispatch_failed", route=job.route, error=repr(exc))
+
+    def _dispatch(self, job: MirrorJob) -> None:
+        route, plan = job.route, job.plan
+        stats = self._route(route)
+        backends = self._backends()
+        started = False
+        for name in plan.backends:
+            if job.body is None:
+                self._count(stats, route, name, "skipped", "request_body_too_large")
+                continue
+            backend = backends.get(name)
+            if backend is None:
+                self._count(stats, route, name, "skipped", "unknown_backend")
+                continue
+            if self._closed or stats.in_flight >= plan.max_in_flight:
+                self._count(stats, route, name, "dropped")
+                continue
+            stats.in_flight += 1
+            stats.mirrored += 1
+            started = True
+            task = asyncio.get_running_loop().create_task(
+                self._mirror(job, backend, stats), name=f"shadow:{route}:{name}"
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if started:
+            stats.primary_ms.append(job.primary_latency_s * 1000.0)
+
+    # -- one mirror -------------------------------------------------------------------------
+
+    async def _mirror(self, job: MirrorJob, backend: Backend, stats: ShadowRouteStats) -> None:
+        route, name = job.route, backend.name
+        outcome, reason = "error", ""
+        try:
+            began = time.perf_counter()
+            status, body = await self._send(job, backend)
+            stats.shadow_ms.append((time.perf_counter() - began) * 1000.0)
+            outcome, reason = self._judge(job, name, stats, status, body)
+        except asyncio.CancelledError:
+            outcome, reason = "dropped", "cancelled"
+            raise
+        except (UpstreamError, TimeoutError, OSError, ValueError, _TooLargeError) as exc:
+            reason = _error_reason(exc)
+            self._note_error(stats, route, name, reason, exc)
+        except Exception as exc:
+            reason = "internal"
+            self._note_error(stats, route, name, reason, exc)
+        finally:
+            stats.in_flight -= 1
+            self._count(stats, route, name, outcome, reason)
+
+    async def _send(self, job: MirrorJob, backend: Backend) -> tuple[int, bytes]:
+        """The shadow's status and whole answer; raises on any failure."""
+        pool = await self._pool(backend)
+        host = backend.host
+        headers = [(n, host if n == b"host" else v) for n, v in job.headers]
+        headers.append(SHADOW_HEADER)
+        limit = min(self._timeout_s, backend.spec.timeout.read)
+        async with asyncio.timeout(limit):
+            response = await pool.request(job.method, job.target, headers, job.body or None)
+            try:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response:
+                    size += len(chunk)
+                    if size > MAX_SHADOW_ANSWER:
+                        raise _TooLargeError(f"shadow answer over {MAX_SHADOW_ANSWER} bytes")
+                    chunks.append(chunk)
+            finally:
+                await response.aclose()
+        return response.status, b"".join(chunks)
+
+    def _judge(
+        self, job: MirrorJob, name: str, stats: ShadowRouteStats, status: int, body: bytes
+    ) -> tuple[str, str]:
+        """Compare with the primary's answer: (outcome, reason); records the verdict."""
+        if status >= 500:
+            self._note_error(stats, job.route, name, f"status_{status}", None)
+            return "error", f"status_{status}"
+        if job.primary_body is None:
+            return "skipped", "primary_answer_too_large"
+        comparator = job.plan.compare
+        if not isinstance(comparator, Comparator):
+            return "skipped", "no_comparator"
+        comparison = comparator.compare(
+            job.primary_body, body, path=job.path,
+            primary_status=job.primary_status, shadow_status=status,
+        )
+        if comparison.outcome == "error":
+            self._note_error(stats, job.route, name, "compare", None, comparison.detail)
+            return "error", "compare"
+        stats.labels(comparison.label_flip)
+        if comparison.outcome == "mismatch":
+            self._record_mismatch(job, name, stats, comparison, body)
+        return comparison.outcome, ""
+
+    def _record_mismatch(
+        self, job: MirrorJob, name: str, stats: ShadowRouteStats, comparison: Comparison,
+        body: bytes,
+    ) -> None:
+        now = self._clock()
+        if now - stats.last_event >= _EVENT_GAP_S:
+            stats.last_event = now
+            self._events.emit(
+                "shadow_mismatch", route=job.route,
+                reason=comparison.detail or "shadow answer differs",
+                request_id=job.request_id, backend=name,
+                first_difference=comparison.first_difference,
+                max_abs_diff=comparison.max_abs_diff, label_flip=comparison.label_flip,
+            )
+        path = job.plan.mismatch_log
+        if path is None or job.primary_body is None:
+            return
+        log = self._logs.get(path)
+        if log is None:
+            log = self._logs[path] = MismatchLog(Path(path))
+        log.record(
+            route=job.route, request_id=job.request_id, backend=name, comparison=comparison,
+            primary_body=job.primary_body, shadow_body=body, at=now,
+        )
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def _route(self, route: str) -> ShadowRouteStats:
+        stats = self._stats.get(route)
+        if stats is None:
+            stats = self._stats[route] = ShadowRouteStats()
+        return stats
+
+    def _count(
+        self, stats: ShadowRouteStats, route: str, backend: str, outcome: str, reason: str = ""
+    ) -> None:
+        stats.count(outcome, reason)
+        key = (route, backend, outcome)
+        child = self._counters.get(key)
+        if child is None:
+            child = self._counters[key] = self._metrics.shadow_requests.labels(*key)
+        child.inc()
+
+    def _note_error(
+        self, stats: ShadowRouteStats, route: str, backend: str, reason: str,
+        exc: BaseException | None, detail: str = "",
+    ) -> None:
+        """Log a shadow failure at debug level, at most once a second per route."""
+        now = self._clock()
+        if now - stats.last_error_log < _ERROR_LOG_GAP_S:
+            return
+        stats.last_error_log = now
+        self._log.debug(
+            "shadow_error", route=route, backend=backend, reason=reason,
+            error=repr(exc) if exc is not None else None, detail=detail or None,
+        )
+
+    async def _pool(self, backend: Backend) -> UpstreamPool:
+        """The dispatcher's own pool for ``backend``; a changed or unused one is closed.
+
+        Closing a pool only closes its idle connections: requests in flight on it finish.
+        """
+        spec = backend.spec
+        entry = self._pools.get(backend.url)
+        if entry is not None and entry[0] == spec:
+            return entry[1]
+        pool = UpstreamPool(
+            backend.url,
+            max_connections=spec.max_connections,
+            connect_timeout=spec.timeout.connect,
+            read_timeout=spec.timeout.read,
+            pool_timeout=min(5.0, spec.timeout.read),
+        )
+        self._pools[backend.url] = (spec, pool)
+        stale = [entry[1]] if entry is not None else []
+        urls = {b.url for b in self._backends().values()}
+        stale += [self._pools.pop(url)[1] for url in list(self._pools) if url not in urls]
+        for old in stale:
+            await old.aclose()
+        return pool
+
+    # -- the admin's side ----------------------------------------------------------------------
+
+    def route_stats(self, route: str) -> dict[str, Any]:
+        """The ``shadow`` part of a route's ``/admin/status`` (zeros for an unseen route)."""
+        stats = self._stats.get(route)
+        return (stats or ShadowRouteStats()).as_dict()
+
+    def forget(self, route: str) -> None:
+        """Drop the counters of a removed route (running mirrors still finish)."""
+        self._stats.pop(route, None)
+
+    async def aclose(self, drain_s: float = 5.0) -> None:
+        """Stop taking mirrors, wait up to ``drain_s`` for running ones, cancel the rest, close."""
+        self._closed = True
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=drain_s)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(BaseException):
+                    await task
+        for _, pool in self._pools.values():
+            await pool.aclose()
+        self._pools.clear()
+        self._logs.clear()
+
+
+def _error_reason(exc: BaseException) -> str:
+    """A short label for a failed mirror: connect, timeout, reset, protocol, too_large."""
+    if isinstance(exc, UpstreamError):
+        return "connect" if exc.kind == "pool" else exc.kind
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, _TooLargeError):
+        return "too_large"
+    return "connect" if isinstance(exc, OSError) else "invalid"
