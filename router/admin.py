@@ -77,9 +77,10 @@ class _Guard:
         if scope["path"].startswith("/admin/"):
             token = self.router.snapshot.config.admin.token
             if token is not None:
-                sent = headers.get(b"authorization", b"")
-                expected = b"Bearer " + token.get_secret_value().encode()
-                if not hmac.compare_digest(sent, expected):
+                scheme, _, sent = headers.get(b"authorization", b"").partition(b" ")
+                expected = token.get_secret_value().encode()
+                # The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
+                if scheme.lower() != b"bearer" or not hmac.compare_digest(sent.strip(), expected):
                     self.router.metrics.admin_auth_failures.inc()
                     response = _error(401, "unauthorized", "missing or wrong bearer token")
                     response.headers["www-authenticate"] = "Bearer"

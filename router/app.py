@@ -87,6 +87,7 @@ class RouterApp:
         self.ready = False
         self.last_reload: dict[str, Any] = {"ok": True, "at": None, "error": None}
         self._reload_lock = asyncio.Lock()
+        self._failed_version: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._watcher: ConfigWatcher | None = None
         self._log = get_logger("router.app")
@@ -229,11 +230,21 @@ class RouterApp:
                 return self._reload_failed(source, [f"cannot read {self.config_path}: {exc}"])
             version = hashlib.sha256(raw).hexdigest()[:8]
             if version == current.version:
+                if not self.last_reload["ok"]:
+                    # The last good file was saved back: nothing failed any more.
+                    self.last_reload = {"ok": True, "at": iso_time(time.time()), "error": None}
+                    self._failed_version = None
                 return ReloadResult(ok=True, version=version, changed=False)
+            if version == self._failed_version and source == "watch":
+                # The same broken content seen again: already counted and logged.
+                errors = tuple(str(self.last_reload["error"] or "").split("; "))
+                return ReloadResult(ok=False, version=current.version, changed=False, errors=errors)
             try:
                 config = self.read_config(self.config_path, raw)
             except ConfigError as exc:
+                self._failed_version = version
                 return self._reload_failed(source, [str(issue) for issue in exc.issues])
+            self._failed_version = None
             if config.listen != current.config.listen or (
                 config.admin.listen != current.config.admin.listen
             ):

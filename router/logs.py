@@ -180,6 +180,7 @@ class AccessLog:
                 self._sink,
                 processors=[
                     _access_stamp,
+                    _redact_processor,
                     structlog.processors.JSONRenderer(serializer=orjson.dumps),
                 ],
                 wrapper_class=structlog.BoundLogger,

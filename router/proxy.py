@@ -1,11 +1,11 @@
 """The proxy listener: a raw ASGI callable (no Starlette objects on the hot path).
 
 Per request: read the snapshot once, match a route, ask its picker for a
-``Decision``, forward through the backend's keep-alive pool, stream the answer
-back, record one metric update and one log line. Router-made errors are JSON
-(SPEC §5). A client that goes away cancels the request task (see
-``router.server``); the upstream connection is then closed, never reused, and
-the request is logged with status 499.
+``Decision``, then hand the request to an ``Exchange`` that forwards it through
+the backend's keep-alive pool and streams the answer back (``router.exchange``).
+Router-made errors are JSON (SPEC §5). A client that goes away cancels the
+request task (see ``router.server_protocol``); the upstream connection is then
+closed, never reused, and the request is logged with status 499.
 """
 
 from __future__ import annotations
@@ -14,78 +14,24 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any, Protocol
 
 from starlette.types import Receive, Scope, Send
 
-from router.backends import Backend
-from router.errors import BodyTooLargeError, ClientDisconnectedError, error_body
-from router.headers import build_upstream_headers, client_address, filter_response_headers
+from router.exchange import Exchange, pick_fallback
+from router.headers import build_upstream_headers, client_address
 from router.inspect import BodyInspector
 from router.logs import access_log as shared_access_log
 from router.logs import get_logger
 from router.matching import match_route
 from router.metrics import Metrics
-from router.server_protocol import DISCONNECT_KEY, TASK_KEY
-from router.snapshot import CompiledRoute, SnapshotHolder
-from router.upstream.errors import (
-    PoolTimeoutError,
-    UpstreamConnectError,
-    UpstreamError,
-    UpstreamReadTimeout,
-)
-from strategies import Decision, MirrorPlan, RequestView
+from router.server_protocol import TASK_KEY
+from router.sinks import MirrorSink, RequestSink
+from router.snapshot import SnapshotHolder
+from strategies import RequestView
 
-__all__ = ["DISCONNECT_KEY", "TASK_KEY", "MirrorJob", "MirrorSink", "ProxyApp", "RequestSink"]
+__all__ = ["ProxyApp"]
 
-
-SMALL_BODY = 64 * 1024
-MAX_CAPTURE = 1024 * 1024
-_JSON = b"application/json"
 _rand = random.random
-
-
-@dataclass(frozen=True, slots=True)
-class MirrorJob:
-    """A finished primary exchange, handed to the shadow dispatcher."""
-
-    route: str
-    plan: MirrorPlan
-    method: bytes
-    target: bytes
-    headers: list[tuple[bytes, bytes]]
-    body: bytes | None  # None: larger than plan.max_body (skipped)
-    path: str
-    request_id: str
-    primary_status: int
-    primary_body: bytes | None
-    primary_latency_s: float
-
-
-class MirrorSink(Protocol):
-    """Takes mirror jobs without waiting (the shadow dispatcher)."""
-
-    def dispatch(self, job: MirrorJob) -> None:
-        """Queue ``job`` or count it dropped; never block."""
-        ...
-
-
-class RequestSink(Protocol):
-    """Receives every finished request (analysis windows, input/output health)."""
-
-    def observe(
-        self,
-        route: str,
-        variant: str,
-        backend: str,
-        status: int,
-        duration_s: float,
-        error: bool,
-    ) -> None:
-        """Record one finished request."""
-        ...
 
 
 def _new_request_id() -> str:
@@ -151,7 +97,7 @@ class ProxyApp:
         method: str = scope["method"]
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
         path = raw_path.decode("latin-1")
-        ctx = _Exchange(self, scope, request_id, method, path, started)
+        ctx = Exchange(self, scope, request_id, method, path, started)
 
         if snapshot is None:
             return await ctx.fail(send, 503, "no_healthy_backend", "no configuration loaded")
@@ -173,7 +119,7 @@ class ProxyApp:
         backend = snapshot.backends[decision.backend]
         ctx.variant, ctx.backend = decision.variant, backend.name
         if not backend.up:
-            fallback = self._fallback(snapshot.backends, decision)
+            fallback = pick_fallback(snapshot.backends, decision)
             if fallback is None:
                 return await ctx.fail(
                     send, 503, "no_healthy_backend", f"backend {backend.name} is down",
@@ -217,323 +163,3 @@ class ProxyApp:
             target, content_length, has_body, proxy.max_request_body,
             proxy.expose_headers,
         )
-
-    @staticmethod
-    def _fallback(backends: Any, decision: Decision) -> Backend | None:
-        if decision.fallback_backend is None:
-            return None
-        fallback: Backend | None = backends.get(decision.fallback_backend)
-        return fallback if fallback is not None and fallback.up else None
-
-
-class _Exchange:
-    """One request's bookkeeping: what to log and count, however it ends."""
-
-    __slots__ = (
-        "app",
-        "backend",
-        "bytes_in",
-        "bytes_out",
-        "client",
-        "error_kind",
-        "method",
-        "path",
-        "request_id",
-        "route",
-        "scope",
-        "started",
-        "status",
-        "variant",
-    )
-
-    def __init__(
-        self, app: ProxyApp, scope: Scope, request_id: str, method: str, path: str,
-        started: float,
-    ) -> None:
-        self.app = app
-        self.scope = scope
-        self.request_id = request_id
-        self.method = method
-        self.path = path
-        self.started = started
-        self.route = ""
-        self.variant = ""
-        self.backend = ""
-        self.status = 0
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.error_kind: str | None = None
-        self.client = ""
-
-    async def fail(
-        self, send: Any, status: int, code: str, detail: str, *, retry_after: bool = False
-    ) -> None:
-        """Answer with a router-made JSON error and record it."""
-        body = error_body(code, detail, self.request_id)
-        headers = [
-            (b"content-type", _JSON),
-            (b"content-length", str(len(body)).encode()),
-            (b"x-request-id", self.request_id.encode("latin-1")),
-        ]
-        if retry_after:
-            headers.append((b"retry-after", b"1"))
-        if status in (400, 431):
-            headers.append((b"connection", b"close"))
-        self.status = status
-        try:
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body, "more_body": False})
-            self.bytes_out = len(body)
-        finally:
-            self.finish(error=code)
-
-    def finish(self, error: str | None = None) -> None:
-        """Count and log the request once."""
-        app = self.app
-        duration = time.perf_counter() - self.started
-        if self.route:
-            app.metrics.recorder(self.route, self.variant or "none", self.backend or "none").record(
-                self.status, duration
-            )
-            if app.sink is not None and self.variant:
-                failed = self.status >= 500 or self.error_kind is not None
-                app.sink.observe(
-                    self.route, self.variant, self.backend, self.status, duration,
-                    failed and self.status != 499,
-                )
-        if app.access_log:
-            app.requests_log.request(
-                request_id=self.request_id,
-                route=self.route or None,
-                variant=self.variant or None,
-                backend=self.backend or None,
-                method=self.method,
-                path=self.path,
-                client=self.client or None,
-                status=self.status,
-                duration_ms=round(duration * 1000, 3),
-                bytes_in=self.bytes_in,
-                bytes_out=self.bytes_out,
-                **({"error": error} if error else {}),
-            )
-
-    async def forward(
-        self,
-        send: Any,
-        receive: Any,
-        route: CompiledRoute,
-        decision: Decision,
-        backend: Backend,
-        backends: Any,
-        upstream_headers: list[tuple[bytes, bytes]],
-        target: bytes,
-        content_length: int | None,
-        has_body: bool,
-        max_body: int,
-        expose_headers: bool,
-    ) -> None:
-        """Send the request upstream and stream the answer back, mapping failures."""
-        plan = decision.mirror if self.app.mirror is not None else None
-        mirror_body: list[bytes] | None = [] if plan is not None else None
-        body: bytes | AsyncIterator[bytes] | None = None
-        upstream_started = time.perf_counter()
-        try:
-            if has_body:
-                if content_length is not None and content_length <= SMALL_BODY:
-                    body = await self._read_small(receive, max_body)
-                    if mirror_body is not None:
-                        mirror_body.append(body)
-                else:
-                    body = self._stream_body(receive, max_body, mirror_body, plan)
-            response = None
-            try:
-                response = await backend.pool.request(
-                    self.method.encode("latin-1"), target, upstream_headers, body, content_length
-                )
-            except (UpstreamConnectError, PoolTimeoutError) as exc:
-                fallback = ProxyApp._fallback(backends, decision)
-                if fallback is None or fallback is backend:
-                    raise
-                self._count_upstream_error(exc)
-                self.error_kind = None  # the retry on stable starts clean
-                self.variant = decision.fallback_variant or "stable"
-                self.backend = fallback.name
-                backend = fallback
-                response = await backend.pool.request(
-                    self.method.encode("latin-1"), target, upstream_headers, body, content_length
-                )
-            self.status = response.status
-            extra: list[tuple[bytes, bytes]] = [(b"x-request-id", self.request_id.encode())]
-            if expose_headers:
-                extra += [
-                    (b"x-router-route", self.route.encode()),
-                    (b"x-router-variant", self.variant.encode()),
-                    (b"x-router-backend", self.backend.encode()),
-                ]
-            inspector = self.app.inspector
-            capture_cap = MAX_CAPTURE if plan is not None else (inspector.cap if inspector else 0)
-            captured: list[bytes] | None = [] if capture_cap else None
-            captured_len = 0
-            try:
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": response.status,
-                        "headers": filter_response_headers(response.headers, extra),
-                    }
-                )
-                async for chunk in response:
-                    self.bytes_out += len(chunk)
-                    if captured is not None:
-                        captured_len += len(chunk)
-                        if captured_len <= capture_cap:
-                            captured.append(chunk)
-                        else:
-                            captured = None
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-            finally:
-                await response.aclose()
-            self.finish()
-            answer = b"".join(captured) if captured is not None else None
-            if inspector is not None:
-                self._inspect(inspector, body, response.status, answer)
-            if plan is not None and self.app.mirror is not None:
-                self._dispatch_mirror(
-                    route.name, plan, upstream_headers, target, mirror_body, response.status,
-                    answer, time.perf_counter() - upstream_started,
-                )
-        except BodyTooLargeError:
-            await self.fail(send, 413, "body_too_large", f"request body exceeds {max_body} bytes")
-        except ClientDisconnectedError:
-            self.status = 499
-            self.finish(error="client_closed")
-        except asyncio.CancelledError:
-            if not self.scope.get(DISCONNECT_KEY):
-                raise
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            self.status = 499
-            self.finish(error="client_closed")
-        except UpstreamError as exc:
-            self._count_upstream_error(exc)
-            if self.status:
-                # The answer had started: all we can do is cut the client's connection short.
-                self.finish(error=f"upstream_{exc.kind}")
-                raise
-            if isinstance(exc, PoolTimeoutError):
-                await self.fail(
-                    send, 503, "no_healthy_backend",
-                    f"all connections to {self.backend} are busy", retry_after=True,
-                )
-            elif exc.kind == "timeout" or isinstance(exc, UpstreamReadTimeout):
-                await self.fail(send, 504, "upstream_timeout", f"{self.backend} timed out")
-            else:
-                await self.fail(
-                    send, 502, "upstream_unavailable", f"{self.backend}: {exc.kind} error"
-                )
-
-    def _inspect(
-        self, inspector: BodyInspector, body: object, status: int, answer: bytes | None
-    ) -> None:
-        try:
-            inspector.observe(
-                self.route, self.variant, self.path,
-                body if isinstance(body, bytes) else None, self.bytes_in, status,
-                answer if answer is not None and len(answer) <= inspector.cap else None,
-            )
-        except Exception as exc:  # inspection must never fail a request
-            self.app.log.warning("inspect_error", route=self.route, reason=repr(exc))
-
-    def _count_upstream_error(self, exc: UpstreamError) -> None:
-        self.error_kind = exc.kind
-        kind = "connect" if exc.kind == "pool" else exc.kind
-        self.app.metrics.upstream_errors.labels(self.route, self.backend, kind).inc()
-        if self.app.sink is not None and self.status == 0:
-            # A candidate that failed before answering counts against it even
-            # when the request was rescued by a fallback.
-            self.app.sink.observe(self.route, self.variant, self.backend, 502, 0.0, True)
-
-    async def _read_small(self, receive: Any, max_body: int) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnectedError()
-            chunk = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > max_body:
-                    raise BodyTooLargeError()
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        self.bytes_in = size
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    async def _stream_body(
-        self,
-        receive: Any,
-        max_body: int,
-        mirror_body: list[bytes] | None,
-        plan: MirrorPlan | None,
-    ) -> AsyncIterator[bytes]:
-        mirror_len = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnectedError()
-            chunk = message.get("body", b"")
-            if chunk:
-                self.bytes_in += len(chunk)
-                if self.bytes_in > max_body:
-                    raise BodyTooLargeError()
-                if mirror_body is not None and plan is not None:
-                    mirror_len += len(chunk)
-                    if mirror_len <= plan.max_body:
-                        mirror_body.append(chunk)
-                    else:
-                        mirror_body.clear()
-                        mirror_body.append(b"\x00skipped")
-                        mirror_body = None
-                yield chunk
-            if not message.get("more_body", False):
-                return
-
-    def _dispatch_mirror(
-        self,
-        route: str,
-        plan: MirrorPlan,
-        headers: list[tuple[bytes, bytes]],
-        target: bytes,
-        body_parts: list[bytes] | None,
-        status: int,
-        answer: bytes | None,
-        latency: float,
-    ) -> None:
-        body: bytes | None
-        if body_parts is None:
-            body = b""
-        elif body_parts == [b"\x00skipped"]:
-            body = None
-        else:
-            body = b"".join(body_parts)
-        if body is not None and len(body) > plan.max_body:
-            body = None
-        job = MirrorJob(
-            route=route,
-            plan=plan,
-            method=self.method.encode("latin-1"),
-            target=target,
-            headers=headers,
-            body=body,
-            path=self.path,
-            request_id=self.request_id,
-            primary_status=status,
-            primary_body=answer,
-            primary_latency_s=latency,
-        )
-        assert self.app.mirror is not None
-        self.app.mirror.dispatch(job)

@@ -32,7 +32,7 @@ from router.events import EventLog
 from router.logs import get_logger
 from router.metrics import Metrics
 from router.mismatch_log import MismatchLog
-from router.proxy import MirrorJob
+from router.sinks import MirrorJob
 from router.upstream.errors import UpstreamError
 from router.upstream.pool import UpstreamPool
 from strategies.compare import Comparator, Comparison

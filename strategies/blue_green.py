@@ -1,16 +1,17 @@
-"""Blue-green: all traffic to the active colour; a checked, atomic, undoable switch."""
+"""Blue-green: all traffic to the active colour; a checked, atomic, undoable switch.
+
+The spec and state live in ``blue_green_model``; this module is the switch
+state machine and the ``BlueGreenStrategy``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from dataclasses import replace
+from typing import Any, ClassVar, TypeVar
 
 from strategies.analysis import (
     AnalysisSpec,
-    Verdict,
     analysis_event,
     assess,
     check_due,
@@ -36,7 +37,7 @@ from strategies.base import (
     VariantStats,
     dump_dataclass,
 )
-from strategies.units import Duration
+from strategies.blue_green_model import BlueGreenSpec, BlueGreenState, SwitchCheckSpec
 
 __all__ = [
     "ACTIONS",
@@ -49,61 +50,6 @@ __all__ = [
     "other",
     "pending_switch_target",
 ]
-
-Colour = Literal["blue", "green"]
-
-
-class SwitchCheckSpec(BaseModel):
-    """The check a colour must pass before traffic is switched to it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    path: str = "/health"
-    expect_status: Annotated[int, Field(ge=100, le=599)] = 200
-    timeout: Annotated[Duration, Field(gt=0)] = 2.0
-
-
-class BlueGreenSpec(StrategySpec):
-    """``strategy: {type: blue_green, ...}``."""
-
-    type: Literal["blue_green"] = "blue_green"
-    blue: str
-    green: str
-    active: Colour = "blue"
-    preview_header: str | None = None
-    switch_check: SwitchCheckSpec | None = None
-    analysis: AnalysisSpec | None = None
-
-    @model_validator(mode="after")
-    def _distinct(self) -> BlueGreenSpec:
-        if self.blue == self.green:
-            raise ValueError("blue and green must be different backends")
-        return self
-
-
-@dataclass(frozen=True, slots=True)
-class BlueGreenState:
-    """Which colour serves, and why.
-
-    ``spec_active`` is the file's ``active`` when this state was last reconciled,
-    so a rollback holds until ``active`` is edited to a new value.
-    ``pending_switch`` is a switch waiting for the router's ``switch_check``
-    (see ``complete_switch``); ``watch_until`` bounds the post-switch analysis.
-    """
-
-    active: str
-    since: float
-    spec_active: str
-    phase: str = "steady"
-    previous: str | None = None
-    last_switch_at: float | None = None
-    watch_until: float | None = None
-    last_check_at: float | None = None
-    last_verdict: Verdict | None = None
-    consecutive_failures: int = 0
-    pending_switch: str | None = None
-    refused_reason: str | None = None
-
 
 Handler = Callable[[BlueGreenSpec, BlueGreenState, float, str], Transition[BlueGreenState]]
 

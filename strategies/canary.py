@@ -1,16 +1,18 @@
-"""Canary: a sticky, monotonic share of traffic to a candidate, ramped by steps."""
+"""Canary: a sticky, monotonic share of traffic to a candidate, ramped by steps.
+
+The data lives in ``canary_model`` and the per-request picker in
+``canary_picker``; this module is the state machine (actions as a table,
+the controller's ``advance``) and the ``CanaryStrategy`` itself.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Annotated, Any, ClassVar, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from dataclasses import replace
+from typing import Any, ClassVar
 
 from strategies.analysis import (
     AnalysisSpec,
-    Verdict,
     analysis_event,
     assess,
     check_due,
@@ -24,19 +26,17 @@ from strategies.analysis import (
 from strategies.base import (
     ActionRejectedError,
     Command,
-    Decision,
     Event,
     Observation,
     Phase,
     Picker,
-    RequestView,
     StrategySpec,
     Transition,
     VariantStats,
     dump_dataclass,
 )
-from strategies.buckets import bucket_of, in_candidate
-from strategies.units import Hold
+from strategies.canary_model import CanarySpec, CanaryState, StepSpec, StickySpec
+from strategies.canary_picker import build_picker, current_weight, sticky_salt, with_salt
 
 __all__ = [
     "ACTIONS",
@@ -51,108 +51,10 @@ __all__ = [
     "with_salt",
 ]
 
-Percent = Annotated[float, Field(ge=0, le=100)]
-
-
-class StepSpec(BaseModel):
-    """One ramp step: a candidate weight held for a duration or until ``promote``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    weight: Percent
-    hold: Hold
-
-
-class StickySpec(BaseModel):
-    """Where the sticky key comes from: a header or a cookie (exactly one)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    header: str | None = None
-    cookie: str | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> StickySpec:
-        if (self.header is None) == (self.cookie is None):
-            raise ValueError("give exactly one of header or cookie")
-        return self
-
-
-class CanarySpec(StrategySpec):
-    """``strategy: {type: canary, ...}``: a fixed ``weight`` or a ramp of ``steps``."""
-
-    type: Literal["canary"] = "canary"
-    stable: str
-    candidate: str
-    weight: Percent | None = None
-    steps: Annotated[tuple[StepSpec, ...], Field(min_length=1)] | None = None
-    sticky: StickySpec | None = None
-    force_header: str | None = None
-    fallback_to_stable: bool = False
-    analysis: AnalysisSpec | None = None
-    on_failure: Literal["rollback", "pause"] = "rollback"
-
-    @model_validator(mode="after")
-    def _weight_or_steps(self) -> CanarySpec:
-        if self.weight is not None and self.steps is not None:
-            raise ValueError("give either weight or steps, not both")
-        if self.stable == self.candidate:
-            raise ValueError("stable and candidate must be different backends")
-        return self
-
-
-@dataclass(frozen=True, slots=True)
-class CanaryState:
-    """Where a canary is. The live weight is derived (``current_weight``), never stored.
-
-    ``since`` is when the current step (or phase) started; while paused it keeps
-    the step's start and ``paused_at`` says when the pause began. ``salt`` is an
-    optional extra salt for sticky buckets (the route's name: see ``with_salt``).
-    """
-
-    phase: str
-    since: float
-    step: int = 0
-    salt: str = ""
-    paused_from: str | None = None
-    paused_at: float | None = None
-    last_check_at: float | None = None
-    last_verdict: Verdict | None = None
-    consecutive_failures: int = 0
-
-
 Handler = Callable[[CanarySpec, CanaryState, float, str], Transition[CanaryState]]
 
 _PHASES = frozenset({"steady", "progressing", "waiting", "paused", "promoted", "rolled_back"})
 _ANALYSED = frozenset({Phase.STEADY, Phase.PROGRESSING, Phase.WAITING})
-
-
-def current_weight(spec: CanarySpec, state: CanaryState) -> float:
-    """The candidate's live share in percent, derived from spec and state."""
-    if state.phase == Phase.ROLLED_BACK:
-        return 0.0
-    if state.phase == Phase.PROMOTED:
-        return 100.0
-    if spec.steps is None or state.phase == Phase.STEADY:
-        return float(spec.weight or 0.0)
-    return float(spec.steps[min(state.step, len(spec.steps) - 1)].weight)
-
-
-def with_salt(state: CanaryState, salt: str) -> CanaryState:
-    """The state with ``salt`` (e.g. the route's name) mixed into its sticky buckets.
-
-    Set it once, right after ``initial_state``: changing it later reshuffles users.
-    """
-    return replace(state, salt=salt)
-
-
-def sticky_salt(spec: CanarySpec, state: CanaryState) -> str:
-    """The salt of this rollout's buckets: the state's salt and the candidate's name.
-
-    The candidate is constant for the life of a rollout (changing it resets the
-    state), so users never drift within one, and a new candidate draws new users first.
-    """
-    return f"{state.salt}/{spec.candidate}" if state.salt else spec.candidate
 
 
 def _step_phase(spec: CanarySpec, index: int) -> Phase:
@@ -497,45 +399,3 @@ def _opt_float(value: Any) -> float | None:
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def build_picker(spec: CanarySpec, state: CanaryState) -> Picker:
-    """The per-request choice for (spec, state), with its decisions pre-built."""
-    if state.phase == Phase.ROLLED_BACK:
-        rolled_back = Decision("stable", spec.stable, reason="rolled_back")
-        return lambda request, rand: rolled_back
-    fallback = spec.stable if spec.fallback_to_stable else None
-    fallback_variant = "stable" if spec.fallback_to_stable else None
-
-    def pair(reason: str) -> tuple[Decision, Decision]:
-        cand = Decision("candidate", spec.candidate, reason, fallback, fallback_variant)
-        return Decision("stable", spec.stable, reason), cand
-
-    forced, sticky, split = pair("forced"), pair("sticky"), pair("weight")
-    weight = current_weight(spec, state)
-    force = spec.force_header.lower() if spec.force_header else None
-    header = spec.sticky.header.lower() if spec.sticky and spec.sticky.header else None
-    cookie = spec.sticky.cookie if spec.sticky else None
-    salt = sticky_salt(spec, state)
-
-    def pick(request: RequestView, rand: float) -> Decision:
-        if force is not None:
-            value = request.headers.get(force)
-            if value is not None:
-                value = value.strip().lower()
-                if value == "stable":
-                    return forced[0]
-                if value == "candidate":
-                    return forced[1]
-        if weight <= 0:
-            return split[0]
-        if weight >= 100:
-            return split[1]
-        key = request.headers.get(header) if header else request.cookie(cookie) if cookie else None
-        if key is not None:
-            # Salted with the route's name: two routes never share their first users.
-            bucket = bucket_of(key, f"{request.route}/{salt}")
-            return sticky[1] if in_candidate(bucket, weight) else sticky[0]
-        return split[1] if rand * 100 < weight else split[0]
-
-    return pick

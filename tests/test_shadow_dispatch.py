@@ -25,8 +25,8 @@ from router.backends import Backend
 from router.config import BackendSpec, TimeoutSpec
 from router.events import EventLog
 from router.metrics import Metrics
-from router.proxy import MirrorJob
 from router.shadow import ShadowDispatcher
+from router.sinks import MirrorJob
 from strategies.base import MirrorPlan
 from strategies.compare import Comparator
 from strategies.shadow import CompareSpec

@@ -1,0 +1,51 @@
+"""What the proxy hands on after a request: mirror jobs and finished-request observations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from strategies import MirrorPlan
+
+__all__ = ["MirrorJob", "MirrorSink", "RequestSink"]
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorJob:
+    """A finished primary exchange, handed to the shadow dispatcher."""
+
+    route: str
+    plan: MirrorPlan
+    method: bytes
+    target: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes | None  # None: larger than plan.max_body (skipped)
+    path: str
+    request_id: str
+    primary_status: int
+    primary_body: bytes | None
+    primary_latency_s: float
+
+
+class MirrorSink(Protocol):
+    """Takes mirror jobs without waiting (the shadow dispatcher)."""
+
+    def dispatch(self, job: MirrorJob) -> None:
+        """Queue ``job`` or count it dropped; never block."""
+        ...
+
+
+class RequestSink(Protocol):
+    """Receives every finished request (analysis windows, input/output health)."""
+
+    def observe(
+        self,
+        route: str,
+        variant: str,
+        backend: str,
+        status: int,
+        duration_s: float,
+        error: bool,
+    ) -> None:
+        """Record one finished request."""
+        ...

@@ -1,0 +1,88 @@
+"""Canary's data: the YAML spec (``CanarySpec``) and the runtime state (``CanaryState``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from strategies.analysis import (
+    AnalysisSpec,
+    Verdict,
+)
+from strategies.base import (
+    StrategySpec,
+)
+from strategies.units import Hold
+
+__all__ = ["CanarySpec", "CanaryState", "StepSpec", "StickySpec"]
+
+Percent = Annotated[float, Field(ge=0, le=100)]
+
+
+class StepSpec(BaseModel):
+    """One ramp step: a candidate weight held for a duration or until ``promote``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    weight: Percent
+    hold: Hold
+
+
+class StickySpec(BaseModel):
+    """Where the sticky key comes from: a header or a cookie (exactly one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    header: str | None = None
+    cookie: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> StickySpec:
+        if (self.header is None) == (self.cookie is None):
+            raise ValueError("give exactly one of header or cookie")
+        return self
+
+
+class CanarySpec(StrategySpec):
+    """``strategy: {type: canary, ...}``: a fixed ``weight`` or a ramp of ``steps``."""
+
+    type: Literal["canary"] = "canary"
+    stable: str
+    candidate: str
+    weight: Percent | None = None
+    steps: Annotated[tuple[StepSpec, ...], Field(min_length=1)] | None = None
+    sticky: StickySpec | None = None
+    force_header: str | None = None
+    fallback_to_stable: bool = False
+    analysis: AnalysisSpec | None = None
+    on_failure: Literal["rollback", "pause"] = "rollback"
+
+    @model_validator(mode="after")
+    def _weight_or_steps(self) -> CanarySpec:
+        if self.weight is not None and self.steps is not None:
+            raise ValueError("give either weight or steps, not both")
+        if self.stable == self.candidate:
+            raise ValueError("stable and candidate must be different backends")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryState:
+    """Where a canary is. The live weight is derived (``current_weight``), never stored.
+
+    ``since`` is when the current step (or phase) started; while paused it keeps
+    the step's start and ``paused_at`` says when the pause began. ``salt`` is an
+    optional extra salt for sticky buckets (the route's name: see ``with_salt``).
+    """
+
+    phase: str
+    since: float
+    step: int = 0
+    salt: str = ""
+    paused_from: str | None = None
+    paused_at: float | None = None
+    last_check_at: float | None = None
+    last_verdict: Verdict | None = None
+    consecutive_failures: int = 0
