@@ -287,10 +287,13 @@ class RouterApp:
     def observe(self, route: CompiledRoute, window_s: float, now: float) -> Observation:
         """The live numbers of ``route`` over the trailing window."""
         backends = self.snapshot.backends
+        # Read whole seconds only: the current one is still filling up, and a
+        # short window would otherwise see a fraction of its traffic.
+        complete = now - 1.0
         return Observation(
             window_s=window_s,
             variants={
-                variant: self.windows.stats(route.name, variant, now, window_s)
+                variant: self.windows.stats(route.name, variant, complete, window_s)
                 for variant in route.strategy.variants
             },
             backend_up={name: backend.up for name, backend in backends.items()},

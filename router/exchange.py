@@ -203,6 +203,7 @@ class Exchange:
                         "headers": filter_response_headers(response.headers, extra),
                     }
                 )
+                last = False
                 async for chunk in response:
                     self.bytes_out += len(chunk)
                     if captured is not None:
@@ -211,8 +212,13 @@ class Exchange:
                             captured.append(chunk)
                         else:
                             captured = None
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    # The usual small answer arrives whole: end it in the same message.
+                    last = response.finished
+                    await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+                    if last:
+                        break
+                if not last:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
             finally:
                 await response.aclose()
             self.finish()

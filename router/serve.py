@@ -79,6 +79,7 @@ async def _serve_one(args: argparse.Namespace, config: Config, raw: bytes) -> in
         max_header_bytes=config.proxy.max_header_bytes,
         lifespan="off",
         timeout_graceful_shutdown=DRAIN_S,
+        date_header=False,  # the backend's Date passes through; two would be wrong
     )
     admin_host = parse_listen(admin_listen)[0]
     admin_config = uvicorn.Config(

@@ -56,8 +56,7 @@ class VariantWindow:
 
     def _slots(self, now: float, window_s: float) -> Iterable[int]:
         newest = int(now)
-        # The current second is partial: add it to ``window_s`` whole seconds.
-        oldest = newest - min(math.ceil(window_s), SPAN_S - 1)
+        oldest = newest - min(math.ceil(window_s), SPAN_S) + 1
         for second in range(oldest, newest + 1):
             slot = second % SPAN_S
             if self._stamps[slot] == second:

@@ -152,6 +152,12 @@ class UpstreamResponse:
     def __repr__(self) -> str:
         return f"<UpstreamResponse {self.status} {self.reason.decode('latin-1')!r}>"
 
+    @property
+    def finished(self) -> bool:
+        """Whether the whole body has been received and handed out (no chunk left)."""
+        proto = self._proto
+        return proto is None or (proto.complete and not proto.body)
+
     def __aiter__(self) -> UpstreamResponse:
         return self
 
