@@ -108,6 +108,11 @@ SCENARIOS: tuple[Scenario, ...] = (
         "router-canary-w2", "router", "router, canary, --workers 2",
         strategy=CANARY_ROUTE, workers=2, loads=AT_64,
     ),
+    Scenario(
+        "router-canary-noinspect", "router",
+        "router, canary, model input/output inspection off (proxy.inspect_max_body: 0)",
+        strategy=CANARY_ROUTE, config={"proxy": {"inspect_max_body": 0}}, loads=AT_64,
+    ),
 )
 
 
@@ -142,6 +147,7 @@ COMPARISONS: tuple[Comparison, ...] = (
     *_both_methods("router-direct / direct", "router-direct", "direct", 64),
     *_both_methods("router-direct / nginx", "router-direct", "nginx", 64),
     *_both_methods("workers 2 / workers 1", "router-canary-w2", "router-canary", 64, target=1.6),
+    *_both_methods("inspection on / off", "router-canary", "router-canary-noinspect", 64),
     *_both_methods(
         "p50 router-canary - nginx", "router-canary", "nginx", 16,
         kind="p50_diff_ms", target=1.0,

@@ -33,7 +33,7 @@ from router.logs import get_logger
 from router.metrics import Metrics
 from router.mismatch_log import MismatchLog
 from router.sinks import MirrorJob
-from router.upstream.errors import UpstreamError
+from router.upstream.errors import UpstreamConnectError, UpstreamError
 from router.upstream.pool import UpstreamPool
 from strategies.compare import Comparator, Comparison
 
@@ -147,6 +147,9 @@ class ShadowDispatcher:
         self._counters: dict[tuple[str, str, str], Counter] = {}
         self._closed = False
         self._log = get_logger("router.shadow")
+        # A shadow that refuses connections is skipped for a growing pause, so a
+        # dead shadow costs the primary nothing (a connect attempt per request did).
+        self._unreachable: dict[str, tuple[float, float]] = {}  # name -> (until, pause)
 
     # -- the proxy's side -------------------------------------------------------------------
 
@@ -173,6 +176,10 @@ class ShadowDispatcher:
             if self._closed or stats.in_flight >= plan.max_in_flight:
                 self._count(stats, route, name, "dropped")
                 continue
+            pause = self._unreachable.get(name)
+            if pause is not None and self._clock() < pause[0]:
+                self._count(stats, route, name, "error", "backend_unreachable")
+                continue
             stats.in_flight += 1
             stats.mirrored += 1
             started = True
@@ -191,7 +198,12 @@ class ShadowDispatcher:
         outcome, reason = "error", ""
         try:
             began = time.perf_counter()
-            status, body = await self._send(job, backend)
+            try:
+                status, body = await self._send(job, backend)
+            except UpstreamConnectError:
+                self._mark_unreachable(name)
+                raise
+            self._unreachable.pop(name, None)
             stats.shadow_ms.append((time.perf_counter() - began) * 1000.0)
             outcome, reason = self._judge(job, name, stats, status, body)
         except asyncio.CancelledError:
@@ -284,6 +296,12 @@ class ShadowDispatcher:
         if stats is None:
             stats = self._stats[route] = ShadowRouteStats()
         return stats
+
+    def _mark_unreachable(self, name: str) -> None:
+        """Pause mirrors to ``name``: 0.5 s, doubling to 30 s while it stays unreachable."""
+        previous = self._unreachable.get(name)
+        pause = min(previous[1] * 2, 30.0) if previous else 0.5
+        self._unreachable[name] = (self._clock() + pause, pause)
 
     def _count(
         self, stats: ShadowRouteStats, route: str, backend: str, outcome: str, reason: str = ""

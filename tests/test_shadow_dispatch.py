@@ -233,6 +233,20 @@ async def test_shadow_failures_count_as_errors(
     assert shadow_count(dispatcher._metrics, route, shadow, "error") == 1
 
 
+async def test_an_unreachable_shadow_is_paused_not_retried_per_request(
+    dispatcher: ShadowDispatcher,
+) -> None:
+    """After a refused connect, copies to that shadow are counted errors without a connect."""
+    route = "unit-err-paused"
+    dispatcher.dispatch(job(route, plan("dead")))
+    await eventually(lambda: dispatcher.route_stats(route)["errors"] == 1)
+    for i in range(20):
+        dispatcher.dispatch(job(route, plan("dead"), request_id=f"r{i}"))
+    stats = dispatcher.route_stats(route)
+    assert stats["errors"] == 21 and stats["in_flight"] == 0 and stats["mirrored"] == 1
+    assert shadow_count(dispatcher._metrics, route, "dead", "error") == 21
+
+
 @pytest.mark.parametrize(
     ("fields", "sent", "reason"),
     [
