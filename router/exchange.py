@@ -282,22 +282,24 @@ class Exchange:
             # when the request was rescued by a fallback.
             self.app.sink.observe(self.route, self.variant, self.backend, 502, 0.0, True)
 
+    async def _receive_chunk(self, receive: Any, max_body: int) -> tuple[bytes, bool]:
+        """The next piece of the client's body and whether more follows; counts and caps it."""
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnectedError()
+        chunk: bytes = message.get("body", b"")
+        self.bytes_in += len(chunk)
+        if self.bytes_in > max_body:
+            raise BodyTooLargeError()
+        return chunk, message.get("more_body", False)
+
     async def _read_small(self, receive: Any, max_body: int) -> bytes:
         chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnectedError()
-            chunk = message.get("body", b"")
+        more = True
+        while more:
+            chunk, more = await self._receive_chunk(receive, max_body)
             if chunk:
-                size += len(chunk)
-                if size > max_body:
-                    raise BodyTooLargeError()
                 chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        self.bytes_in = size
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _stream_body(
@@ -308,15 +310,10 @@ class Exchange:
         plan: MirrorPlan | None,
     ) -> AsyncIterator[bytes]:
         mirror_len = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnectedError()
-            chunk = message.get("body", b"")
+        more = True
+        while more:
+            chunk, more = await self._receive_chunk(receive, max_body)
             if chunk:
-                self.bytes_in += len(chunk)
-                if self.bytes_in > max_body:
-                    raise BodyTooLargeError()
                 if mirror_body is not None and plan is not None:
                     mirror_len += len(chunk)
                     if mirror_len <= plan.max_body:
@@ -326,8 +323,6 @@ class Exchange:
                         mirror_body.append(b"\x00skipped")
                         mirror_body = None
                 yield chunk
-            if not message.get("more_body", False):
-                return
 
     def _dispatch_mirror(
         self,
