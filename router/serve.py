@@ -15,7 +15,9 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -25,6 +27,7 @@ from router.config import Config, parse_listen
 from router.loader import ConfigError
 from router.logs import configure_logging, get_logger
 from router.server import build_uvicorn_config
+from router.state import StateStoreError
 
 __all__ = ["bind_socket", "run_serve"]
 
@@ -173,9 +176,17 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     if args.workers > 1:
         return _supervise(args)
+    runner: Callable[[Coroutine[Any, Any, int]], int]
     try:
         import uvloop
 
-        return uvloop.run(_serve_one(args, config, raw))
+        runner = uvloop.run
     except ImportError:
-        return asyncio.run(_serve_one(args, config, raw))
+        runner = asyncio.run
+    try:
+        return runner(_serve_one(args, config, raw))
+    except (StateStoreError, OSError) as exc:
+        # A store that cannot be opened or a port that cannot be bound: one clear line.
+        log.error("start_failed", reason=str(exc))
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 1
