@@ -37,6 +37,7 @@ __all__ = ["Exchange", "pick_fallback"]
 SMALL_BODY = 64 * 1024  # bodies up to this size are read whole (one write upstream)
 MAX_CAPTURE = 1024 * 1024  # the primary's answer kept for shadow comparison
 _JSON = b"application/json"
+_MODEL_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def pick_fallback(backends: Any, decision: Decision) -> Backend | None:
@@ -191,7 +192,9 @@ class Exchange:
                     (b"x-router-variant", self.variant.encode()),
                     (b"x-router-backend", self.backend.encode()),
                 ]
-            inspector = self.app.inspector
+            # Model calls carry a body (POST/PUT/PATCH); a GET answers metadata or health,
+            # whose inspection would cost the hot path and tell nothing about predictions.
+            inspector = self.app.inspector if self.method in _MODEL_METHODS else None
             capture_cap = MAX_CAPTURE if plan is not None else (inspector.cap if inspector else 0)
             captured: list[bytes] | None = [] if capture_cap else None
             captured_len = 0

@@ -368,3 +368,25 @@ def test_cancellation_storm_leaves_pool_healthy(stack: dict[str, Any]) -> None:
 
     codes = asyncio.run(storm())
     assert codes == [200] * 50
+
+
+def _metric(router: RouterProcess, name: str, **labels: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{router.admin_url}/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def test_model_calls_are_inspected_and_gets_are_not(stack: dict[str, Any]) -> None:
+    router: RouterProcess = stack["router"]
+    body = b'{"inputs": [{"name": "x", "datatype": "FP32", "data": [1.0, null, 2.0]}]}'
+    before = _metric(router, "router_input_missing_values_total", route="echo")
+    sizes_before = _metric(router, "router_request_body_bytes_count", route="echo")
+    httpx.post(f"{router.url}/echo/v2/models/m/infer", content=body)
+    httpx.get(f"{router.url}/echo/v2/models/m")
+    assert _metric(router, "router_input_missing_values_total", route="echo") == before + 1
+    assert _metric(router, "router_request_body_bytes_count", route="echo") == sizes_before + 1
