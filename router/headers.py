@@ -104,13 +104,24 @@ def filter_response_headers(
     ``Content-Length`` is kept so the server frames the body the same way; a
     chunked upstream body is re-framed by the server.
     """
-    drop = HOP_BY_HOP
+    out: list[tuple[bytes, bytes]] = []
+    named: set[bytes] | None = None
     for name, value in headers:
-        if name.lower() == b"connection":
-            drop = drop | {t.strip().lower() for t in value.split(b",") if t.strip()}
-    out = [(name.lower(), value) for name, value in headers if name.lower() not in drop]
-    out.extend(extra)
+        lowered = name.lower()
+        if lowered in HOP_BY_HOP:
+            if lowered == b"connection":
+                tokens = {t.strip().lower() for t in value.split(b",")} - _CONNECTION_OPTIONS
+                if tokens:
+                    named = tokens if named is None else named | tokens
+            continue
+        out.append((lowered, value))
+    if named:
+        out = [(name, value) for name, value in out if name not in named]
+    out += extra
     return out
+
+
+_CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close", b""})
 
 
 def client_address(
