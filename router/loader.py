@@ -52,7 +52,8 @@ __all__ = [
     "run_validate",
 ]
 
-# Used when a built-in strategy class is not importable yet: the specs always are.
+# The built-in specs and the fields that name backends: unknown backends are found even in a
+# strategy section that failed its own validation (every problem reported at once).
 _BUILTIN_SPECS: dict[str, type[StrategySpec]] = {
     "direct": DirectSpec,
     "canary": CanarySpec,

@@ -88,10 +88,7 @@ def _discover() -> None:
     _discovered = True
     for name, target in _BUILTIN.items():
         if name not in _registry:
-            try:
-                _registry[name] = _load(target)
-            except (ImportError, AttributeError):
-                continue
+            _registry[name] = _load(target)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in _registry:
             continue
