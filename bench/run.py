@@ -53,9 +53,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--profile", action="store_true",
         help="sample the router with py-spy under load (flamegraph in bench/results)")
     add("--keep", action="store_true", help="keep the temporary directory (configs, logs)")
+    add("--no-shadow", dest="shadow", action="store_false",
+        help="skip the shadow comparison (direct vs 100%% mirroring to a 1 s shadow); "
+        "it runs by default unless --only is given")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.duration = 1, 3.0
+    if args.only:
+        args.shadow = False
     return args
 
 
@@ -236,6 +241,14 @@ def bench(args: argparse.Namespace, scenarios: Sequence[Scenario], stack: Stack)
         payload["soak"] = soak
     if args.profile and main_router:
         payload["profile"] = profile(endpoints[main_router], scripts, args.duration)
+    if args.shadow:
+        from shadow_bench import render as render_shadow
+        from shadow_bench import run_shadow_bench
+
+        print("\nShadow: the primary with and without 100 % mirroring to a shadow that sleeps 1 s")
+        shadow = run_shadow_bench(args.duration, 64, args.rounds)
+        print(render_shadow(shadow))
+        payload["shadow"] = shadow
     write_json(RESULTS / "latest.json", payload)
     print(f"\nresults: {RESULTS / 'latest.json'}")
     for name, reason in failed.items():
