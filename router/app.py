@@ -287,13 +287,13 @@ class RouterApp:
     def observe(self, route: CompiledRoute, window_s: float, now: float) -> Observation:
         """The live numbers of ``route`` over the trailing window."""
         backends = self.snapshot.backends
-        # Read whole seconds only: the current one is still filling up, and a
-        # short window would otherwise see a fraction of its traffic.
-        complete = now - 1.0
+        # The current second is still filling up: read ``window_s`` whole seconds
+        # plus it, so a short window neither misses traffic nor lags a second.
+        span = window_s + 1.0
         return Observation(
             window_s=window_s,
             variants={
-                variant: self.windows.stats(route.name, variant, complete, window_s)
+                variant: self.windows.stats(route.name, variant, now, span)
                 for variant in route.strategy.variants
             },
             backend_up={name: backend.up for name, backend in backends.items()},
