@@ -36,7 +36,7 @@ from strategies.base import (
     dump_dataclass,
 )
 from strategies.canary_model import CanarySpec, CanaryState, StepSpec, StickySpec
-from strategies.canary_picker import build_picker, current_weight, sticky_salt, with_salt
+from strategies.canary_picker import build_picker, current_weight, sticky_salt
 
 __all__ = [
     "ACTIONS",
@@ -48,7 +48,6 @@ __all__ = [
     "build_picker",
     "current_weight",
     "sticky_salt",
-    "with_salt",
 ]
 
 Handler = Callable[[CanarySpec, CanaryState, float, str], Transition[CanaryState]]
@@ -62,9 +61,9 @@ def _step_phase(spec: CanarySpec, index: int) -> Phase:
     return Phase.WAITING if spec.steps[index].hold == "manual" else Phase.PROGRESSING
 
 
-def _start(spec: CanarySpec, now: float, salt: str) -> CanaryState:
+def _start(spec: CanarySpec, now: float) -> CanaryState:
     phase = Phase.STEADY if spec.steps is None else _step_phase(spec, 0)
-    return CanaryState(phase=phase.value, since=now, salt=salt)
+    return CanaryState(phase=phase.value, since=now)
 
 
 def _event(
@@ -147,7 +146,7 @@ def _resume(
 def _restart(
     spec: CanarySpec, state: CanaryState, now: float, reason: str
 ) -> Transition[CanaryState]:
-    new = _start(spec, now, state.salt)
+    new = _start(spec, now)
     return _changed("resume", spec, state, new, reason or "manual: ramp restarts at step 0")
 
 
@@ -291,7 +290,7 @@ class CanaryStrategy:
 
     def initial_state(self, spec: CanarySpec, now: float) -> CanaryState:
         """A ramp at step 0 (``waiting`` if it is manual), or ``steady`` at a fixed weight."""
-        return _start(spec, now, "")
+        return _start(spec, now)
 
     def reconcile(
         self, spec: CanarySpec, state: CanaryState, now: float
@@ -382,7 +381,6 @@ class CanaryStrategy:
                 phase=phase,
                 since=float(data["since"]),
                 step=step,
-                salt=str(data.get("salt") or ""),
                 paused_from=paused_from,
                 paused_at=_opt_float(data.get("paused_at")),
                 last_check_at=_opt_float(data.get("last_check_at")),

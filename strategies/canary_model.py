@@ -73,14 +73,12 @@ class CanaryState:
     """Where a canary is. The live weight is derived (``current_weight``), never stored.
 
     ``since`` is when the current step (or phase) started; while paused it keeps
-    the step's start and ``paused_at`` says when the pause began. ``salt`` is an
-    optional extra salt for sticky buckets (the route's name: see ``with_salt``).
+    the step's start and ``paused_at`` says when the pause began.
     """
 
     phase: str
     since: float
     step: int = 0
-    salt: str = ""
     paused_from: str | None = None
     paused_at: float | None = None
     last_check_at: float | None = None

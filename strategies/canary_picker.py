@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from strategies.base import (
     Decision,
     Phase,
@@ -13,7 +11,7 @@ from strategies.base import (
 from strategies.buckets import bucket_of, in_candidate
 from strategies.canary_model import CanarySpec, CanaryState
 
-__all__ = ["build_picker", "current_weight", "sticky_salt", "with_salt"]
+__all__ = ["build_picker", "current_weight", "sticky_salt"]
 
 
 def current_weight(spec: CanarySpec, state: CanaryState) -> float:
@@ -27,21 +25,14 @@ def current_weight(spec: CanarySpec, state: CanaryState) -> float:
     return float(spec.steps[min(state.step, len(spec.steps) - 1)].weight)
 
 
-def with_salt(state: CanaryState, salt: str) -> CanaryState:
-    """The state with ``salt`` (e.g. the route's name) mixed into its sticky buckets.
+def sticky_salt(route: str, spec: CanarySpec) -> str:
+    """The salt of a rollout's buckets: the route's name and the candidate's.
 
-    Set it once, right after ``initial_state``: changing it later reshuffles users.
+    Two routes never share their first users; the candidate is constant for the
+    life of a rollout (changing it resets the state), so users never drift within
+    one, and a new candidate draws new users first.
     """
-    return replace(state, salt=salt)
-
-
-def sticky_salt(spec: CanarySpec, state: CanaryState) -> str:
-    """The salt of this rollout's buckets: the state's salt and the candidate's name.
-
-    The candidate is constant for the life of a rollout (changing it resets the
-    state), so users never drift within one, and a new candidate draws new users first.
-    """
-    return f"{state.salt}/{spec.candidate}" if state.salt else spec.candidate
+    return f"{route}/{spec.candidate}"
 
 
 def build_picker(spec: CanarySpec, state: CanaryState) -> Picker:
@@ -61,7 +52,6 @@ def build_picker(spec: CanarySpec, state: CanaryState) -> Picker:
     force = spec.force_header.lower() if spec.force_header else None
     header = spec.sticky.header.lower() if spec.sticky and spec.sticky.header else None
     cookie = spec.sticky.cookie if spec.sticky else None
-    salt = sticky_salt(spec, state)
 
     def pick(request: RequestView, rand: float) -> Decision:
         if force is not None:
@@ -78,8 +68,7 @@ def build_picker(spec: CanarySpec, state: CanaryState) -> Picker:
             return split[1]
         key = request.headers.get(header) if header else request.cookie(cookie) if cookie else None
         if key is not None:
-            # Salted with the route's name: two routes never share their first users.
-            bucket = bucket_of(key, f"{request.route}/{salt}")
+            bucket = bucket_of(key, sticky_salt(request.route, spec))
             return sticky[1] if in_candidate(bucket, weight) else sticky[0]
         return split[1] if rand * 100 < weight else split[0]
 
