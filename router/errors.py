@@ -3,9 +3,7 @@
 Exception tree::
 
     RouterError
-    ├── ClientError            the client sent something the router refuses
-    │   ├── BodyTooLargeError  413 body_too_large
-    │   └── BadRequestError    400 bad_request
+    ├── BodyTooLargeError        the body passed proxy.max_request_body (413 body_too_large)
     └── ClientDisconnectedError  the client went away (logged as 499)
 
 Upstream failures have their own tree in ``router.upstream.errors``.
@@ -16,10 +14,8 @@ from __future__ import annotations
 import orjson
 
 __all__ = [
-    "BadRequestError",
     "BodyTooLargeError",
     "ClientDisconnectedError",
-    "ClientError",
     "RouterError",
     "error_body",
 ]
@@ -29,22 +25,8 @@ class RouterError(Exception):
     """Base of the router's own exceptions."""
 
 
-class ClientError(RouterError):
-    """A request the router refuses; carries the status and error code to answer with."""
-
-    status = 400
-    code = "bad_request"
-
-
-class BodyTooLargeError(ClientError):
+class BodyTooLargeError(RouterError):
     """The request body exceeds ``proxy.max_request_body``."""
-
-    status = 413
-    code = "body_too_large"
-
-
-class BadRequestError(ClientError):
-    """A malformed or ambiguous request (e.g. Content-Length with Transfer-Encoding)."""
 
 
 class ClientDisconnectedError(RouterError):

@@ -40,6 +40,33 @@ _JSON = b"application/json"
 _MODEL_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
+class _BodyCopy:
+    """The request body kept for the mirrors while it streams, up to their ``max_body``."""
+
+    __slots__ = ("cap", "over", "parts", "size")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.over = False
+
+    def add(self, chunk: bytes) -> None:
+        """Keep ``chunk``, or give up on the copy once it passes the cap."""
+        if self.over:
+            return
+        self.size += len(chunk)
+        if self.size > self.cap:
+            self.over = True
+            self.parts.clear()
+        else:
+            self.parts.append(chunk)
+
+    def body(self) -> bytes | None:
+        """The whole body, or None when it was larger than the cap (the mirror is skipped)."""
+        return None if self.over else b"".join(self.parts)
+
+
 def pick_fallback(backends: Any, decision: Decision) -> Backend | None:
     """The decision's fallback backend, if it has one and it is up."""
     if decision.fallback_backend is None:
@@ -156,17 +183,17 @@ class Exchange:
     ) -> None:
         """Send the request upstream and stream the answer back, mapping failures."""
         plan = decision.mirror if self.app.mirror is not None else None
-        mirror_body: list[bytes] | None = [] if plan is not None else None
+        copy = _BodyCopy(plan.max_body) if plan is not None else None
         body: bytes | AsyncIterator[bytes] | None = None
         upstream_started = time.perf_counter()
         try:
             if has_body:
                 if content_length is not None and content_length <= SMALL_BODY:
                     body = await self._read_small(receive, max_body)
-                    if mirror_body is not None:
-                        mirror_body.append(body)
+                    if copy is not None:
+                        copy.add(body)
                 else:
-                    body = self._stream_body(receive, max_body, mirror_body, plan)
+                    body = self._stream_body(receive, max_body, copy)
             response = None
             try:
                 response = await backend.pool.request(
@@ -228,9 +255,9 @@ class Exchange:
             answer = b"".join(captured) if captured is not None else None
             if inspector is not None:
                 self._inspect(inspector, body, response.status, answer)
-            if plan is not None and self.app.mirror is not None:
+            if plan is not None and copy is not None:
                 self._dispatch_mirror(
-                    route.name, plan, upstream_headers, target, mirror_body, response.status,
+                    route.name, plan, upstream_headers, target, copy.body(), response.status,
                     answer, time.perf_counter() - upstream_started,
                 )
         except BodyTooLargeError:
@@ -306,25 +333,14 @@ class Exchange:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _stream_body(
-        self,
-        receive: Any,
-        max_body: int,
-        mirror_body: list[bytes] | None,
-        plan: MirrorPlan | None,
+        self, receive: Any, max_body: int, copy: _BodyCopy | None
     ) -> AsyncIterator[bytes]:
-        mirror_len = 0
         more = True
         while more:
             chunk, more = await self._receive_chunk(receive, max_body)
             if chunk:
-                if mirror_body is not None and plan is not None:
-                    mirror_len += len(chunk)
-                    if mirror_len <= plan.max_body:
-                        mirror_body.append(chunk)
-                    else:
-                        mirror_body.clear()
-                        mirror_body.append(b"\x00skipped")
-                        mirror_body = None
+                if copy is not None:
+                    copy.add(chunk)
                 yield chunk
 
     def _dispatch_mirror(
@@ -333,20 +349,11 @@ class Exchange:
         plan: MirrorPlan,
         headers: list[tuple[bytes, bytes]],
         target: bytes,
-        body_parts: list[bytes] | None,
+        body: bytes | None,
         status: int,
         answer: bytes | None,
         latency: float,
     ) -> None:
-        body: bytes | None
-        if body_parts is None:
-            body = b""
-        elif body_parts == [b"\x00skipped"]:
-            body = None
-        else:
-            body = b"".join(body_parts)
-        if body is not None and len(body) > plan.max_body:
-            body = None
         job = MirrorJob(
             route=route,
             plan=plan,

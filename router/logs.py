@@ -114,8 +114,8 @@ def get_logger(name: str = "router") -> Any:
     return structlog.get_logger(name)
 
 
-class _BufferedBytesLogger:
-    """A structlog logger writing byte lines to a buffer flushed in batches.
+class _LineBuffer:
+    """Byte lines gathered in a buffer and written in batches.
 
     One write syscall per request costs more than the rest of the log line;
     lines are flushed when 64 KiB have gathered, by the app's periodic
@@ -131,8 +131,6 @@ class _BufferedBytesLogger:
         self._buf += b"\n"
         if len(self._buf) >= 65536:
             self.flush()
-
-    info = warning = error = msg
 
     def flush(self) -> None:
         if self._buf:
@@ -169,7 +167,7 @@ class AccessLog:
     """
 
     def __init__(self, fmt: str, stream: Any = None) -> None:
-        self._sink = _BufferedBytesLogger(stream or sys.stdout)
+        self._sink = _LineBuffer(stream or sys.stdout)
         self._buffered = fmt != "console"
         self._console: Any = None if self._buffered else get_logger("router.access")
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from router.events import EventLog, iso_time
+from router.events import EventLog
 from router.logs import get_logger
 from router.metrics import Metrics
 from router.snapshot import CompiledRoute, RouteCell
@@ -276,7 +276,3 @@ class Rollouts:
                 route.spec, route.cell.state, request.key, ok, reason, self.clock()
             )
             await self._commit(route, transition, trigger="check")
-
-    def since_text(self, epoch: float | None) -> str | None:
-        """ISO time for status output."""
-        return iso_time(epoch) if epoch is not None else None

@@ -10,7 +10,7 @@ without rebuilding the table.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,6 @@ class Snapshot:
     routes: tuple[CompiledRoute, ...]
     rules: tuple[MatchRule, ...]
     backends: Mapping[str, Backend]
-    header_match_needed: bool = field(default=False)
 
 
 def build_rules(config: Config) -> tuple[MatchRule, ...]:

@@ -43,7 +43,6 @@ __all__ = [
     "Transition",
     "VariantStats",
     "dump_dataclass",
-    "load_dataclass",
 ]
 
 
@@ -286,18 +285,6 @@ class ChecksBeforeTransition(Protocol[SpecT_contra, StateT]):
         ...
 
 
-DataclassT = TypeVar("DataclassT")
-
-
 def dump_dataclass(obj: Any) -> dict[str, Any]:
     """JSON-able dict of a (possibly nested) state dataclass."""
     return dataclasses.asdict(obj)
-
-
-def load_dataclass(cls: type[DataclassT], data: Mapping[str, Any]) -> DataclassT:
-    """Build ``cls`` from a dict, ignoring unknown keys; ValueError when fields are missing."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    try:
-        return cls(**{k: v for k, v in data.items() if k in names})
-    except TypeError as exc:
-        raise ValueError(f"cannot load {cls.__name__}: {exc}") from exc
