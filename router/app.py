@@ -11,12 +11,13 @@ import asyncio
 import contextlib
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from router.backends import BackendSet
-from router.config import Config
+from router.config import Config, ProxySpec
 from router.events import EventLog, iso_time
 from router.health import HealthChecker, probe
 from router.inspect import BodyInspector
@@ -28,6 +29,7 @@ from router.rollouts import Rollouts
 from router.shadow import ShadowDispatcher
 from router.snapshot import CompiledRoute, Snapshot, SnapshotHolder, build_rules
 from router.state import FileStateStore, StateStore, build_state_store
+from router.stats import build_stats
 from router.watcher import ConfigWatcher, read_stable_async
 from router.windows import WindowSet
 from strategies import Observation, get_strategy
@@ -88,6 +90,8 @@ class RouterApp:
         self.last_reload: dict[str, Any] = {"ok": True, "at": None, "error": None}
         self._reload_lock = asyncio.Lock()
         self._failed_version: str | None = None
+        # Called with each installed config's proxy section (the server's head limits).
+        self.on_proxy_spec: list[Callable[[ProxySpec], None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._watcher: ConfigWatcher | None = None
         self._log = get_logger("router.app")
@@ -200,6 +204,8 @@ class RouterApp:
             if self.proxy.inspector is not None:
                 self.proxy.inspector.forget(name)
         self._configure_inspector(config.proxy.inspect_max_body)
+        for apply in self.on_proxy_spec:
+            apply(config.proxy)
         for name, backend in backends.items():
             self.metrics.backend_up.labels(name).set(1.0 if backend.up else 0.0)
         self.health.sync()
@@ -327,8 +333,6 @@ class RouterApp:
 
     def stats(self) -> dict[str, Any]:
         """``GET /admin/stats``: per-version rates, latency, health and sparklines."""
-        from router.stats import build_stats
-
         routes = [(route.name, route.strategy.variants) for route in self.snapshot.routes]
         return build_stats(self.windows, routes, time.time(), self.proxy.inspector)
 

@@ -84,9 +84,7 @@ class ProxyApp:
         snapshot = self.holder.current
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
         headers: dict[str, str] = {}
-        header_bytes = 0
         for name, value in raw_headers:
-            header_bytes += len(name) + len(value) + 4
             key = name.decode("latin-1")
             if key not in headers:
                 headers[key] = value.decode("latin-1")
@@ -102,14 +100,10 @@ class ProxyApp:
         if snapshot is None:
             return await ctx.fail(send, 503, "no_healthy_backend", "no configuration loaded")
         proxy = snapshot.config.proxy
+        # Header size, header deadline and ambiguous framing (CL + TE) are refused by the
+        # server protocol before a request gets here (router.server_protocol).
         if not raw_path.startswith(b"/"):
             return await ctx.fail(send, 400, "bad_request", "request target must be a path")
-        if "content-length" in headers and "transfer-encoding" in headers:
-            return await ctx.fail(
-                send, 400, "bad_request", "Content-Length and Transfer-Encoding both given"
-            )
-        if header_bytes > proxy.max_header_bytes:
-            return await ctx.fail(send, 431, "headers_too_large", "request headers too large")
         index = match_route(snapshot.rules, method, path, headers)
         if index is None:
             return await ctx.fail(send, 404, "no_route", f"no route matches {method} {path}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import socket
 import subprocess
@@ -23,10 +24,10 @@ import uvicorn
 
 from router.admin import build_admin_app, is_loopback_host
 from router.app import RouterApp
-from router.config import Config, parse_listen
+from router.config import Config, ProxySpec, parse_listen
 from router.loader import ConfigError
 from router.logs import configure_logging, get_logger
-from router.server import build_uvicorn_config
+from router.server import HardenedHttpToolsProtocol, build_uvicorn_config
 from router.state import StateStoreError
 
 __all__ = ["bind_socket", "run_serve"]
@@ -84,6 +85,19 @@ async def _serve_one(args: argparse.Namespace, config: Config, raw: bytes) -> in
         timeout_graceful_shutdown=DRAIN_S,
         date_header=False,  # the backend's Date passes through; two would be wrong
     )
+    protocol_class = proxy_config.http
+    assert isinstance(protocol_class, type)
+    assert issubclass(protocol_class, HardenedHttpToolsProtocol)
+
+    def apply_head_limits(spec: ProxySpec) -> None:
+        # Read by each new connection: a reload changes them for the next clients.
+        protocol_class.limits = dataclasses.replace(
+            protocol_class.limits,
+            header_timeout=spec.header_timeout,
+            max_header_bytes=spec.max_header_bytes,
+        )
+
+    router.on_proxy_spec.append(apply_head_limits)
     admin_host = parse_listen(admin_listen)[0]
     admin_config = uvicorn.Config(
         build_admin_app(router, admin_host),

@@ -93,7 +93,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             f"""
             state: {{store: memory}}
             proxy:
-              max_request_body: 8MiB
+              max_request_body: 64MiB
               max_header_bytes: 16KiB
               header_timeout: 2s
             backends:
@@ -255,8 +255,9 @@ def test_chunked_body_over_limit_is_413(stack: dict[str, Any]) -> None:
     before = len(stack["recorder"].requests)
 
     def chunks() -> Iterator[bytes]:
-        for _ in range(10):
-            yield b"x" * (1024 * 1024)
+        chunk = b"x" * (1024 * 1024)
+        for _ in range(70):
+            yield chunk
 
     response = httpx.post(f"{stack['router'].url}/echo", content=chunks(), timeout=10)
     assert response.status_code == 413
@@ -312,13 +313,13 @@ def test_sse_arrives_event_by_event(stack: dict[str, Any]) -> None:
 
 
 def test_large_upload_streams_with_bounded_memory(stack: dict[str, Any]) -> None:
-    """A 50 MB body passes through without the router holding it (the limit here is 8 MiB,
-    so this uses a route-free check: the body is streamed to a backend that counts it)."""
+    """A 50 MB body passes through without the router holding it: it streams to a backend
+    that counts it, while the router's memory stays far below the body's size."""
     router: RouterProcess = stack["router"]
     assert router.proc is not None
     process = psutil.Process(router.proc.pid)
     before = process.memory_info().rss
-    size = 7 * 1024 * 1024
+    size = 50 * 1024 * 1024
 
     def chunks() -> Iterator[bytes]:
         sent = 0
@@ -328,7 +329,7 @@ def test_large_upload_streams_with_bounded_memory(stack: dict[str, Any]) -> None
 
     response = httpx.post(f"{router.url}/echo/upload", content=chunks(), timeout=30)
     assert response.json()["body_length"] == size
-    assert process.memory_info().rss - before < 5 * 1024 * 1024
+    assert process.memory_info().rss - before < 15 * 1024 * 1024
 
 
 def test_plugin_strategy_from_entry_point(stack: dict[str, Any]) -> None:
