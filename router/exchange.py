@@ -18,6 +18,7 @@ from router.backends import Backend
 from router.errors import BodyTooLargeError, ClientDisconnectedError, error_body
 from router.headers import filter_response_headers
 from router.inspect import BodyInspector
+from router.server_cycle import BODY_FOLLOWS
 from router.server_protocol import DISCONNECT_KEY
 from router.sinks import MirrorJob
 from router.snapshot import CompiledRoute
@@ -231,6 +232,8 @@ class Exchange:
                         "type": "http.response.start",
                         "status": response.status,
                         "headers": filter_response_headers(response.headers, extra),
+                        # The body is already here: it goes out with the head, in one write.
+                        BODY_FOLLOWS: response.body_ready,
                     }
                 )
                 last = False

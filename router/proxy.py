@@ -10,7 +10,6 @@ closed, never reused, and the request is logged with status 499.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import time
@@ -24,7 +23,6 @@ from router.logs import access_log as shared_access_log
 from router.logs import get_logger
 from router.matching import match_route
 from router.metrics import Metrics
-from router.server_protocol import TASK_KEY
 from router.sinks import MirrorSink, RequestSink
 from router.snapshot import SnapshotHolder
 from strategies import RequestView
@@ -80,7 +78,6 @@ class ProxyApp:
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        scope[TASK_KEY] = asyncio.current_task()
         snapshot = self.holder.current
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
         headers: dict[str, str] = {}

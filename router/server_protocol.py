@@ -6,12 +6,18 @@ uvicorn has no deadline for reading request headers and httptools no cap on thei
 - a header deadline (``header_timeout``), armed when the connection opens and when the first
   byte of a request arrives, cancelled once that request's headers are complete. On expiry a
   connection that has begun a request gets a 408; one that has not is closed without a word.
-  Idle keep-alive connections between requests are left to uvicorn's ``timeout_keep_alive``.
+  Idle keep-alive connections between requests are closed after ``timeout_keep_alive``.
+  Both deadlines are timestamps checked by a periodic sweep (``router.server_sweeper``), not
+  a timer per request, so they fire up to a tenth of the shorter timeout late.
 - a header byte cap (``max_header_bytes``): bytes fed to the parser while a head is
   incomplete are counted, and past the cap the client gets a 431 and nothing more is parsed.
 - framing checks that do not depend on the parser's strictness: ``Content-Length`` together
   with ``Transfer-Encoding`` gives 400, ``Transfer-Encoding`` in an HTTP/1.0 request gives 400,
   a transfer coding other than ``chunked`` gives 501.
+
+Requests are served by :class:`~router.server_cycle.ProxyCycle`, which writes a response head
+together with its first body chunk, and the request's task is kept on the cycle so that a
+client disconnect can cancel it.
 
 Every refusal (parser errors included) is a SPEC §5 JSON error sent with ``Connection: close``,
 then the connection closes; the app is never called for a refused request. Between the end of
@@ -25,19 +31,30 @@ exact size is checked when its headers complete.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import sys
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
+import httptools
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserInvalidURLError
+from uvicorn._types import ASGI3Application
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.server import ServerState
 
-TASK_KEY = "router.task"
+from router.server_cycle import ProxyCycle
+from router.server_sweeper import sweeper_for
+
 DISCONNECT_KEY = "router.client_disconnected"
 
 __all__ = ["HardenedHttpToolsProtocol", "HeadLimits", "RequestRefusedError"]
@@ -60,6 +77,12 @@ class HeadLimits:
     max_header_bytes: int = 65536
     request_id_factory: Callable[[], str] = field(default=_new_request_id)
     on_refusal: Callable[[str], None] | None = None
+
+
+def _sweep_period(config: Config, limits: HeadLimits) -> float:
+    """How often deadlines are checked: a tenth of the shortest timeout, within 50 ms..0.5 s."""
+    shortest = min(limits.header_timeout, float(config.timeout_keep_alive))
+    return min(0.5, max(0.05, shortest / 10))
 
 
 class RequestRefusedError(Exception):
@@ -96,7 +119,9 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self._header_timeout = self.limits.header_timeout
         self._max_header_bytes = self.limits.max_header_bytes
-        self._deadline: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None  # loop time by which the awaited head must be read
+        self._idle_since: float | None = None  # loop time the connection went idle (keep-alive)
+        self._sweeper = sweeper_for(self.loop, type(self), _sweep_period(config, self.limits))
         self._awaiting_head = True  # the next bytes the parser reads belong to a request head
         self._head_bytes = 0  # bytes fed while awaiting a head
         self._head_fully_counted = True  # False if the head began inside an uncounted chunk
@@ -108,24 +133,26 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Accept the connection and give the client ``header_timeout`` to send a request head."""
         super().connection_made(transport)
+        self._sweeper.add(self)
         self._arm_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Drop the deadline along with the connection, and cancel an unfinished request.
 
         uvicorn only flags the cycle as disconnected; a proxy waiting on its
-        upstream would never notice. The app stores its request task in the
-        scope (``router.task``); cancelling it closes the upstream connection
-        at once (SPEC §5: a client that disconnects cancels its upstream request).
+        upstream would never notice. Cancelling the request's task closes the
+        upstream connection at once (SPEC §5: a client that disconnects cancels
+        its upstream request); the scope's ``router.client_disconnected`` tells
+        the app why it was cancelled.
         """
         self._cancel_deadline()
+        self._sweeper.discard(self)
         cycle = self.cycle
         super().connection_lost(exc)
-        if cycle is not None and not cycle.response_complete:
-            scope = cast(dict[str, Any], cycle.scope)
-            task: asyncio.Task[None] | None = scope.get(TASK_KEY)
+        if isinstance(cycle, ProxyCycle) and not cycle.response_complete:
+            task = cycle.task
             if task is not None and not task.done():
-                scope[DISCONNECT_KEY] = True
+                cast(dict[str, Any], cycle.scope)[DISCONNECT_KEY] = True
                 task.cancel()
 
     def data_received(self, data: bytes) -> None:
@@ -171,7 +198,61 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         self._check_framing()
         self._awaiting_head = False
         self._head_bytes = 0
-        super().on_headers_complete()
+        self._start_cycle()
+
+    def _start_cycle(self) -> None:
+        """uvicorn's ``on_headers_complete``, building a :class:`ProxyCycle` for the request."""
+        scope = cast(dict[str, Any], self.scope)
+        http_version = self.parser.get_http_version()
+        scope["method"] = self.parser.get_method().decode("ascii")
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        if self.parser.should_upgrade() and self._should_upgrade():
+            return
+        parsed_url = httptools.parse_url(self.url)
+        raw_path = parsed_url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        scope["path"] = self.root_path + path
+        scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        scope["query_string"] = parsed_url.query or b""
+        app = self.app
+        if self.limit_concurrency is not None and (
+            len(self.connections) >= self.limit_concurrency
+            or len(self.tasks) >= self.limit_concurrency
+        ):
+            app = service_unavailable
+            self.logger.warning("Exceeded concurrency limit.")
+        existing_cycle = self.cycle
+        self.cycle = ProxyCycle(
+            scope=self.scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=http_version != "1.0" and self.parser.should_keep_alive(),
+            on_response=self.on_response_complete,
+        )
+        self.cycle.loop = self.loop
+        if existing_cycle is None or existing_cycle.response_complete:
+            self._start_asgi_task(self.cycle, app)
+        else:  # pipelined: queued until the response in flight completes
+            self.flow.pause_reading()
+            self.pipeline.appendleft((self.cycle, app))
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        """uvicorn's task start, keeping the task on the cycle so a disconnect can cancel it."""
+        context = contextvars.Context() if self.config.reset_contextvars else None
+        task = self.loop.create_task(cycle.run_asgi(app), context=context)
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+        if isinstance(cycle, ProxyCycle):
+            cycle.task = task
 
     def on_message_complete(self) -> None:
         """The request is fully read: whatever comes next is the head of another request."""
@@ -198,16 +279,38 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
 
     # internals
 
+    def check_deadlines(self, now: float) -> None:
+        """Called by the server's sweeper: enforce the header deadline and keep-alive timeout."""
+        if self._deadline is not None and now >= self._deadline:
+            self._deadline = None
+            self._on_deadline()
+        elif self._idle_since is not None and now - self._idle_since >= self.timeout_keep_alive:
+            self._idle_since = None
+            self.timeout_keep_alive_handler()
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, with the keep-alive timeout left to the sweeper instead of a new timer."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._idle_since = self.loop.time()
+
+    def _unset_keepalive_if_required(self) -> None:
+        self._idle_since = None
+
     def _arm_deadline(self) -> None:
-        self._deadline = self.loop.call_later(self._header_timeout, self._on_deadline)
+        self._deadline = self.loop.time() + self._header_timeout
 
     def _cancel_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._deadline = None
 
     def _on_deadline(self) -> None:
-        self._deadline = None
         if self._refused or self.transport.is_closing():
             return
         if self._message_begun:

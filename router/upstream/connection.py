@@ -158,6 +158,12 @@ class UpstreamResponse:
         proto = self._proto
         return proto is None or (proto.complete and not proto.body)
 
+    @property
+    def body_ready(self) -> bool:
+        """Whether the next step of iteration returns (a chunk, or the end) without waiting."""
+        proto = self._proto
+        return proto is None or proto.complete or bool(proto.body)
+
     def __aiter__(self) -> UpstreamResponse:
         return self
 

@@ -1,0 +1,167 @@
+"""The proxy listener's response path: uvicorn's request/response cycle, one write per answer.
+
+uvicorn writes a response head and its body with two ``transport.write`` calls, two
+syscalls, and checks every header name and value with a regular expression each. On a
+proxy answering small model responses those two costs are a measurable share of a
+request (the write syscalls alone were ~15 % of the router's CPU under ``make bench``).
+
+:class:`ProxyCycle` keeps uvicorn's semantics (framing from ``Content-Length`` /
+``Transfer-Encoding``, ``Connection: close``, HEAD, 204/304, flow control, the checks
+on body length) and changes two things:
+
+- the head is held back until the first body message and written with it; if no body
+  message follows within the same event-loop turn (a streamed answer whose first chunk
+  has not arrived), a ``call_soon`` callback writes the head alone, so a client never
+  waits on a held head (an app that knows its body is ready says so with ``BODY_FOLLOWS``
+  and spares that callback);
+- header values are checked for control characters with one ``bytes.translate`` pass over
+  the encoded head instead of one regex call per header; names are checked once per
+  distinct name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HEADER_RE, STATUS_LINE, RequestResponseCycle
+
+__all__ = ["BODY_FOLLOWS", "ProxyCycle"]
+
+# A key an app may set on ``http.response.start`` to say its first body message is sent
+# before it next awaits: the head is then held for it without scheduling a flush.
+BODY_FOLLOWS = "router.body_follows"
+
+# Every control character but HTAB: an encoded head holds exactly one CR and one LF per line
+# and no other, so deleting these must remove exactly two bytes per line.
+_CONTROLS = bytes([*range(0x09), *range(0x0A, 0x20), 0x7F])
+_MAX_KNOWN_NAMES = 1024
+_known_names: set[bytes] = set()
+_COALESCE_MAX = 64 * 1024  # larger first chunks are written beside the head, not copied into it
+
+
+def _check_name(name: bytes) -> None:
+    if name in _known_names:
+        return
+    if not name or HEADER_RE.search(name):
+        raise RuntimeError("Invalid HTTP header name.")
+    if len(_known_names) < _MAX_KNOWN_NAMES:
+        _known_names.add(name)
+
+
+class ProxyCycle(RequestResponseCycle):
+    """A ``RequestResponseCycle`` whose response head rides with the first body chunk."""
+
+    loop: asyncio.AbstractEventLoop | None = None  # set by the protocol that made the cycle
+    task: asyncio.Task[None] | None = None  # the task running the app for this request
+    _pending_head: bytes | None = None
+    _flush_handle: asyncio.Handle | None = None
+
+    async def send(self, message: Any) -> None:
+        """ASGI ``send``: uvicorn's rules, with the head held for the first body chunk."""
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()
+        if self.disconnected:
+            return
+        kind = message["type"]
+        if not self.response_started:
+            if kind != "http.response.start":
+                raise RuntimeError(f"Expected 'http.response.start', but got '{kind}'.")
+            self.response_started = True
+            self.waiting_for_100_continue = False
+            self._pending_head = self._encode_head(message["status"], message.get("headers", ()))
+            if not message.get(BODY_FOLLOWS):
+                loop = self.loop or asyncio.get_running_loop()
+                self._flush_handle = loop.call_soon(self._flush_head)
+        elif not self.response_complete:
+            if kind != "http.response.body":
+                raise RuntimeError(f"Expected 'http.response.body', but got '{kind}'.")
+            self._send_body(message.get("body", b""), message.get("more_body", False))
+        else:
+            raise RuntimeError(
+                f"Unexpected ASGI message '{kind}' sent, after response already completed."
+            )
+
+    def _send_body(self, body: bytes, more_body: bool) -> None:
+        if self.scope["method"] == "HEAD":
+            self.expected_content_length = 0
+            data = b""
+        elif self.chunked_encoding:
+            data = b"%x\r\n%b\r\n" % (len(body), body) if body else b""
+            if not more_body:
+                data += b"0\r\n\r\n"
+        else:
+            if len(body) > self.expected_content_length:
+                raise RuntimeError("Response content longer than Content-Length")
+            self.expected_content_length -= len(body)
+            data = body
+        head = self._pending_head
+        if head is not None:
+            self._pending_head = None
+            if self._flush_handle is not None:
+                self._flush_handle.cancel()
+                self._flush_handle = None
+            if len(data) <= _COALESCE_MAX:
+                self.transport.write(head + data)
+            else:
+                self.transport.writelines((head, data))
+        elif data:
+            self.transport.write(data)
+        if not more_body:
+            if self.expected_content_length != 0:
+                raise RuntimeError("Response content shorter than Content-Length")
+            self.response_complete = True
+            self.message_event.set()
+            if not self.keep_alive:
+                self.transport.close()
+            self.on_response()
+
+    def _flush_head(self) -> None:
+        """Write a head that no body chunk followed in the same loop turn."""
+        self._flush_handle = None
+        head = self._pending_head
+        if head is not None:
+            self._pending_head = None
+            if not self.disconnected and not self.transport.is_closing():
+                self.transport.write(head)
+
+    def _encode_head(self, status: int, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+        """The status line and headers, with uvicorn's framing rules, as bytes to write."""
+        content = [STATUS_LINE[status]]
+        lines = 1
+        has_connection_close = False
+        for name, value in (*self.default_headers, *headers):
+            _check_name(name)
+            name = name.lower()
+            if name == b"content-length" and self.chunked_encoding is None:
+                self.expected_content_length = int(value.decode())
+                self.chunked_encoding = False
+            elif name == b"transfer-encoding" and value.lower() == b"chunked":
+                self.expected_content_length = 0
+                self.chunked_encoding = True
+            elif name == b"connection" and b"close" in (
+                token.strip().lower() for token in value.split(b",")
+            ):
+                self.keep_alive = False
+                has_connection_close = True
+            content += (name, b": ", value, b"\r\n")
+            lines += 1
+        if not self.keep_alive and not has_connection_close:
+            content.append(b"connection: close\r\n")
+            lines += 1
+        if (
+            self.chunked_encoding is None
+            and self.scope["method"] != "HEAD"
+            and status not in (204, 304)
+        ):
+            self.chunked_encoding = True
+            content.append(b"transfer-encoding: chunked\r\n")
+            lines += 1
+        content.append(b"\r\n")
+        head = b"".join(content)
+        lines += 1
+        # bytes.translate is one C pass (~0.6 µs here against ~2.5 µs of regex calls).
+        if len(head) - len(head.translate(None, _CONTROLS)) != 2 * lines:
+            raise RuntimeError("Invalid HTTP header value.")
+        return head
