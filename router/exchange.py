@@ -183,7 +183,11 @@ class Exchange:
         expose_headers: bool,
     ) -> None:
         """Send the request upstream and stream the answer back, mapping failures."""
-        plan = decision.mirror if self.app.mirror is not None else None
+        mirror = self.app.mirror
+        plan = decision.mirror if mirror is not None else None
+        if plan is not None and mirror is not None and not mirror.admits(route.name, plan):
+            mirror.drop(route.name, plan)
+            plan = None
         copy = _BodyCopy(plan.max_body) if plan is not None else None
         body: bytes | AsyncIterator[bytes] | None = None
         upstream_started = time.perf_counter()

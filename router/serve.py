@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import signal
 import socket
 import subprocess
@@ -116,6 +117,11 @@ async def _serve_one(args: argparse.Namespace, config: Config, raw: bytes) -> in
         server.config.load()
         server.lifespan = server.config.lifespan_class(server.config)
         await server.startup(sockets=[sock])
+    # Everything allocated so far (modules, config models, schemas) lives for the process:
+    # frozen, it is no longer traversed by full collections, which took ~30 ms here, a pause
+    # every request in flight would wait for.
+    gc.collect()
+    gc.freeze()
     router.ready = True
     log.info("started", listen=listen, admin_listen=admin_listen, version=router.snapshot.version)
 

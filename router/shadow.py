@@ -33,8 +33,10 @@ from router.logs import get_logger
 from router.metrics import Metrics
 from router.mismatch_log import MismatchLog
 from router.sinks import MirrorJob
+from router.turns import OnePerTurn
 from router.upstream.errors import UpstreamConnectError, UpstreamError
 from router.upstream.pool import UpstreamPool
+from strategies import MirrorPlan
 from strategies.compare import Comparator, Comparison
 
 __all__ = ["MAX_SHADOW_ANSWER", "SHADOW_HEADER", "ShadowDispatcher", "ShadowRouteStats"]
@@ -144,6 +146,7 @@ class ShadowDispatcher:
         self._pools: dict[str, tuple[Any, UpstreamPool]] = {}
         self._logs: dict[str, MismatchLog] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._turns = OnePerTurn()
         self._counters: dict[tuple[str, str, str], Counter] = {}
         self._closed = False
         self._log = get_logger("router.shadow")
@@ -159,6 +162,21 @@ class ShadowDispatcher:
             self._dispatch(job)
         except Exception as exc:  # a bug here must never reach the client's request
             self._log.warning("shadow_dispatch_failed", route=job.route, error=repr(exc))
+
+    def admits(self, route: str, plan: MirrorPlan) -> bool:
+        """False while the route already runs ``max_in_flight`` mirrors (or after close).
+
+        The proxy asks before keeping copies of the body and the answer: at 100 % mirroring
+        to a slow shadow most requests are dropped, and they should cost next to nothing.
+        """
+        stats = self._stats.get(route)
+        return not self._closed and (stats is None or stats.in_flight < plan.max_in_flight)
+
+    def drop(self, route: str, plan: MirrorPlan) -> None:
+        """Count ``dropped`` for each of the plan's shadows."""
+        stats = self._route(route)
+        for name in plan.backends:
+            self._count(stats, route, name, "dropped")
 
     def _dispatch(self, job: MirrorJob) -> None:
         route, plan = job.route, job.plan
@@ -205,6 +223,7 @@ class ShadowDispatcher:
                 raise
             self._unreachable.pop(name, None)
             stats.shadow_ms.append((time.perf_counter() - began) * 1000.0)
+            await self._turns.wait()  # answers arrive in bursts: compare one per loop turn
             outcome, reason = self._judge(job, name, stats, status, body)
         except asyncio.CancelledError:
             outcome, reason = "dropped", "cancelled"

@@ -34,6 +34,14 @@ class MirrorSink(Protocol):
         """Queue ``job`` or count it dropped; never block."""
         ...
 
+    def admits(self, route: str, plan: MirrorPlan) -> bool:
+        """Whether a mirror of ``route`` could start now (checked before any copy is made)."""
+        ...
+
+    def drop(self, route: str, plan: MirrorPlan) -> None:
+        """Count a request not mirrored because ``admits`` said no."""
+        ...
+
 
 class RequestSink(Protocol):
     """Receives every finished request (analysis windows, input/output health)."""

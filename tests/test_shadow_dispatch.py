@@ -283,13 +283,20 @@ async def test_full_max_in_flight_drops_and_close_cancels(
     stats = shadows.route_stats("unit-full")
     assert (stats["mirrored"], stats["dropped"], stats["in_flight"]) == (2, 3, 2)
     assert shadow_count(metrics, "unit-full", "slow", "dropped") == 3
+    # The proxy asks first and keeps no copies when the answer is no.
+    assert not shadows.admits("unit-full", plan("slow", max_in_flight=2))
+    assert shadows.admits("unit-full", plan("slow", max_in_flight=3))
+    assert shadows.admits("unit-other", plan("slow", max_in_flight=1))
+    shadows.drop("unit-full", plan("slow", max_in_flight=2))
+    assert shadow_count(metrics, "unit-full", "slow", "dropped") == 4
     started = time.monotonic()
     await shadows.aclose(drain_s=0.1)
     assert time.monotonic() - started < 1.5  # cancelled, not waited for (the shadow takes 2 s)
     stats = shadows.route_stats("unit-full")
-    assert (stats["in_flight"], stats["dropped"]) == (0, 5)
+    assert (stats["in_flight"], stats["dropped"]) == (0, 6)
+    assert not shadows.admits("unit-full", plan("agree"))  # closed
     shadows.dispatch(job("unit-full", plan("agree")))  # closed: dropped, never raises
-    assert shadows.route_stats("unit-full")["dropped"] == 6
+    assert shadows.route_stats("unit-full")["dropped"] == 7
 
 
 async def test_mirror_outlives_the_request_task_that_dispatched_it(
