@@ -162,10 +162,13 @@ def _open_loop(
                 {"Content-Type": "application/json"}, warmup_s=OPEN_WARMUP_S,
             ))
     direct, mirrored = _open_summary(runs["direct"]), _open_summary(runs["shadow"])
+    again = _open_summary(runs["direct-again"])
+    keys = ("p50_ms", "p99_ms", "p999_ms")
     return {
         "rate": rate, "duration_s": duration_s, "warmup_s": OPEN_WARMUP_S, "rounds": rounds,
-        "direct": direct, "shadow": mirrored,
-        "ratios": {k: _ratio(mirrored[k], direct[k]) for k in ("p50_ms", "p99_ms", "p999_ms")},
+        "direct": direct, "shadow": mirrored, "direct_again": again,
+        "ratios": {k: _ratio(mirrored[k], direct[k]) for k in keys},
+        "noise_ratios": {k: _ratio(again[k], direct[k]) for k in keys},
         "runs": {name: [asdict(r) for r in results] for name, results in runs.items()},
     }
 
@@ -192,6 +195,9 @@ def run_shadow_bench(
             urls = {"primary": primary_url, "slow-shadow": shadow_url}
             strategies: dict[str, dict[str, Any]] = {
                 "direct": {"type": "direct", "backend": "primary"},
+                # The same direct route in a second router, open loop only: the A/A
+                # difference says how large a ratio this machine's noise makes by itself.
+                "direct-again": {"type": "direct", "backend": "primary"},
                 "shadow": {
                     "type": "shadow", "primary": "primary", "shadows": ["slow-shadow"],
                     "percent": 100, "max_in_flight": MAX_IN_FLIGHT,
@@ -205,10 +211,10 @@ def run_shadow_bench(
             script = write_script(workdir, "POST", post_body(512))
             for url, _ in targets.values():  # warm-up: connections, pools, first-call paths
                 run_wrk(url, script, connections, 1.0)
-            measured: dict[str, list[WrkResult]] = {name: [] for name in targets}
+            measured: dict[str, list[WrkResult]] = {"direct": [], "shadow": []}
             for _ in range(rounds):
-                for name, (url, _) in targets.items():
-                    measured[name].append(run_wrk(url, script, connections, duration_s))
+                for name, results in measured.items():
+                    results.append(run_wrk(targets[name][0], script, connections, duration_s))
             open_rate = rate or max(10.0, round(
                 OPEN_RATE_FRACTION * _summary(measured["direct"])["rps"], -1))
             open_loop = (
@@ -256,6 +262,11 @@ def _render_open(loop: dict[str, Any]) -> list[str]:
     lines.append(f"{'req/s':10}{d['achieved_rps']:>12.0f}{s['achieved_rps']:>12.0f}")
     for key in ("non_2xx", "socket_errors"):
         lines.append(f"{key:14}{d[key]:>8}{s[key]:>12}")
+    noise = loop["noise_ratios"]
+    lines.append(
+        f"A/A noise (a second router, same direct route, same rounds): p50 ratio "
+        f"{noise['p50_ms']:.3f}, p99 ratio {noise['p99_ms']:.3f}"
+    )
     lines.append(
         f"generator: send lag {d['lag_mean_ms']:.2f} / {s['lag_mean_ms']:.2f} ms mean "
         f"(in every latency), stalls {d['stalled']} / {s['stalled']}"
