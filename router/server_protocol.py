@@ -32,12 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 import sys
 import urllib.parse
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
 import httptools
@@ -46,13 +42,13 @@ from uvicorn._types import ASGI3Application
 from uvicorn.config import Config
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import (
-    STATUS_LINE,
     HttpToolsProtocol,
     RequestResponseCycle,
 )
 from uvicorn.server import ServerState
 
 from router.server_cycle import ProxyCycle
+from router.server_refusals import HeadLimits, RequestRefusedError
 from router.server_sweeper import sweeper_for
 
 DISCONNECT_KEY = "router.client_disconnected"
@@ -60,39 +56,10 @@ DISCONNECT_KEY = "router.client_disconnected"
 __all__ = ["HardenedHttpToolsProtocol", "HeadLimits", "RequestRefusedError"]
 
 
-def _new_request_id() -> str:
-    return uuid.uuid4().hex
-
-
-@dataclass(frozen=True, slots=True)
-class HeadLimits:
-    """Per-server limits on reading a request head, and hooks for reporting refusals.
-
-    ``on_refusal`` is called with the error code of every refused request or connection
-    (``request_timeout``, ``headers_too_large``, ``bad_request``, ``not_implemented``, or
-    ``idle_timeout`` for a connection closed before it began a request); it must not raise.
-    """
-
-    header_timeout: float = 10.0
-    max_header_bytes: int = 65536
-    request_id_factory: Callable[[], str] = field(default=_new_request_id)
-    on_refusal: Callable[[str], None] | None = None
-
-
 def _sweep_period(config: Config, limits: HeadLimits) -> float:
     """How often deadlines are checked: a tenth of the shortest timeout, within 50 ms..0.5 s."""
     shortest = min(limits.header_timeout, float(config.timeout_keep_alive))
     return min(0.5, max(0.05, shortest / 10))
-
-
-class RequestRefusedError(Exception):
-    """A request refused before the app saw it: the status, SPEC error code and detail to send."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.detail = detail
 
 
 class HardenedHttpToolsProtocol(HttpToolsProtocol):
@@ -383,19 +350,6 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
 
     def _write_error(self, refusal: RequestRefusedError) -> None:
         request_id = self.limits.request_id_factory()
-        body = json.dumps(
-            {"error": refusal.code, "detail": refusal.detail, "request_id": request_id}
-        ).encode()
-        content = [STATUS_LINE[refusal.status]]
-        for name, value in self.server_state.default_headers:
-            content.extend([name, b": ", value, b"\r\n"])
-        content.extend(
-            [
-                b"content-type: application/json\r\n",
-                b"content-length: %d\r\n" % len(body),
-                b"x-request-id: " + request_id.encode("latin-1") + b"\r\n",
-                b"connection: close\r\n\r\n",
-                body,
-            ]
+        self.transport.write(
+            refusal.response(request_id, self.server_state.default_headers)
         )
-        self.transport.write(b"".join(content))
