@@ -165,3 +165,22 @@ def servers(*apps: Any) -> Iterator[list[ServerThread]]:
     finally:
         for server in started:
             server.stop()
+
+
+@contextlib.contextmanager
+def router_on_echo_backends(
+    directory: Path, config_template: str, names: tuple[str, str], env: dict[str, str]
+) -> Iterator[RouterProcess]:
+    """Two echo backends (``names``), ``config_template`` formatted with their URLs as
+    ``{v1}``/``{v2}`` into ``directory/router.yaml``, and a started router on it whose log
+    lies outside the watched directory; all stopped on exit."""
+    from tests.backends import echo_app
+
+    with servers(*(echo_app(None, name) for name in names)) as (v1, v2):
+        config = directory / "router.yaml"
+        config.write_text(config_template.format(v1=v1.url, v2=v2.url))
+        router = RouterProcess(config, env=env)
+        (directory / "logs").mkdir()
+        router.log_path = directory / "logs" / router.log_path.name
+        with router:  # starts it, and stops it on exit
+            yield router

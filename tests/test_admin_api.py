@@ -14,8 +14,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.backends import echo_app
-from tests.support import ROOT, RouterProcess, ServerThread, free_port, wait_until
+from tests.support import (
+    ROOT,
+    RouterProcess,
+    free_port,
+    router_on_echo_backends,
+    wait_until,
+)
 
 TOKEN = "adm1n-T0ken-9f3c2e7d51"
 WRONG = "wrong-t0ken-b4d1a2c3e5"
@@ -108,20 +113,9 @@ def _shape_errors(golden: dict[str, Any], actual: Any, place: str = "") -> list[
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("admin")
-    v1 = ServerThread(echo_app(None, "iris-v1")).start()
-    v2 = ServerThread(echo_app(None, "iris-v2")).start()
-    config = tmp / "router.yaml"
-    config.write_text(CONFIG.format(v1=v1.url, v2=v2.url))
-    router = RouterProcess(config, env={"ROUTER_ADMIN_TOKEN": TOKEN})
-    (tmp / "logs").mkdir()
-    router.log_path = tmp / "logs" / router.log_path.name  # not in the watched directory
-    router.start()
-    try:
-        yield {"router": router, "config": config, "tmp": tmp}
-    finally:
-        router.stop()
-        v1.stop()
-        v2.stop()
+    env = {"ROUTER_ADMIN_TOKEN": TOKEN}
+    with router_on_echo_backends(tmp, CONFIG, ("iris-v1", "iris-v2"), env) as router:
+        yield {"router": router, "config": router.config_path, "tmp": tmp}
 
 
 def _auth_failures(router: RouterProcess) -> float:

@@ -15,8 +15,19 @@ from typing import Any
 
 import pytest
 
+from tests.rollout_support import (
+    Knobs,
+    Load,
+    Outcome,
+    Stack,
+    burst,
+    failures,
+    metric,
+    reset_knobs,
+    running_backends,
+    running_stack,
+)
 from tests.support import ServerThread, wait_until
-from tests.test_canary_e2e import Knobs, Load, Outcome, Stack, burst, knob_app, metric
 
 COLOURS = {"app-blue": "blue", "app-green": "green"}
 ANALYSIS = {"interval": "1s", "min_requests": 5, "max_error_rate": 0.1, "failures_to_act": 2}
@@ -33,11 +44,6 @@ def colours(outcomes: list[Outcome]) -> set[str | None]:
     return {COLOURS.get(o.backend or "") for o in outcomes}
 
 
-def failed(outcomes: list[Outcome]) -> list[Outcome]:
-    """Outcomes that are not a 200."""
-    return [o for o in outcomes if o.status != 200]
-
-
 def blue_green(**fields: Any) -> dict[str, Any]:
     """A blue-green strategy section on the shared backends."""
     return {"type": "blue_green", "blue": "app-blue", "green": "app-green", **fields}
@@ -52,22 +58,13 @@ def knobs() -> dict[str, Knobs]:
 @pytest.fixture(scope="module")
 def backends(knobs: dict[str, Knobs]) -> Iterator[dict[str, ServerThread]]:
     """``app-blue`` and ``app-green``, shared by every test of the module."""
-    started = {
-        f"app-{colour}": ServerThread(knob_app(f"app-{colour}", k)).start()
-        for colour, k in knobs.items()
-    }
-    yield started
-    for server in started.values():
-        server.stop()
+    with running_backends(knobs, prefix="app-") as started:
+        yield started
 
 
 @pytest.fixture(autouse=True)
 def _healthy(knobs: dict[str, Knobs]) -> Iterator[None]:
-    for k in knobs.values():
-        k.reset()
-    yield
-    for k in knobs.values():
-        k.reset()
+    yield from reset_knobs(knobs)
 
 
 @pytest.fixture(scope="module")
@@ -75,25 +72,15 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory, backends: dict[str, ServerThread]
 ) -> Iterator[Stack]:
     """One router shared by the tests that only add their own route."""
-    shared = Stack(
-        tmp_path_factory.mktemp("blue-green"), {n: s.url for n, s in backends.items()}, "memory"
-    )
-    shared.start()
-    yield shared
-    shared.stop()
-
-
-def add_route(stack: Stack, name: str, strategy: dict[str, Any]) -> None:
-    """Add (or replace) a route in the file and wait until it is served."""
-    stack.routes[name] = strategy
-    stack.apply()
+    with running_stack(tmp_path_factory.mktemp("blue-green"), backends, "memory") as shared:
+        yield shared
 
 
 def test_preview_header_goes_to_the_inactive_colour(stack: Stack) -> None:
-    add_route(stack, "preview", blue_green(active="blue", preview_header="x-router-preview"))
+    stack.add_route("preview", blue_green(active="blue", preview_header="x-router-preview"))
     assert colours(burst(stack.url("preview"), 100)) == {"blue"}
     previewed = burst(stack.url("preview"), 100, headers=lambda i: {"x-router-preview": "1"})
-    assert colours(previewed) == {"green"} and not failed(previewed)
+    assert colours(previewed) == {"green"} and not failures(previewed)
     status = stack.route_status("preview")
     assert status["phase"] == "steady" and status["active"] == "blue"
     assert status["weights"] == {"blue": 100, "green": 0}
@@ -107,7 +94,7 @@ def test_preview_header_goes_to_the_inactive_colour(stack: Stack) -> None:
 
 
 def test_pause_and_resume_answer_409_with_a_reason(stack: Stack) -> None:
-    add_route(stack, "nopause", blue_green(active="blue"))
+    stack.add_route("nopause", blue_green(active="blue"))
     for action in ("pause", "resume"):
         answer = stack.act("nopause", action)
         assert answer.status_code == 409, answer.text
@@ -130,7 +117,7 @@ def _wait_switched(stack: Stack, route: str, target: str) -> dict[str, Any]:
 def test_twenty_switches_under_load_fail_no_request(
     stack: Stack, knobs: dict[str, Knobs]
 ) -> None:
-    add_route(stack, "flip", blue_green(active="blue", switch_check=CHECK))
+    stack.add_route("flip", blue_green(active="blue", switch_check=CHECK))
     for k in knobs.values():
         k.delay_s = 0.02  # requests are in flight when each switch lands
     timeline: list[tuple[float, float, str]] = []  # (asked, completed, active colour)
@@ -153,7 +140,7 @@ def test_twenty_switches_under_load_fail_no_request(
             time.sleep(0.15)
         outcomes = load.stop()
 
-    assert not failed(outcomes), failed(outcomes)[:5]
+    assert not failures(outcomes), failures(outcomes)[:5]
     grace = 0.05
     checked = in_flight = 0
     for (_, done, colour), (next_asked, _, _) in zip(
@@ -176,7 +163,7 @@ def test_twenty_switches_under_load_fail_no_request(
 
 
 def test_failing_switch_check_refuses_the_switch(stack: Stack, knobs: dict[str, Knobs]) -> None:
-    add_route(stack, "guarded", blue_green(active="blue", switch_check=CHECK))
+    stack.add_route("guarded", blue_green(active="blue", switch_check=CHECK))
     knobs["green"].health_status = 503
     with Load(stack.url("guarded"), workers=4) as load:
         assert stack.act("guarded", "promote").status_code == 200
@@ -194,7 +181,7 @@ def test_failing_switch_check_refuses_the_switch(stack: Stack, knobs: dict[str, 
         wait_until(lambda: len(stack.events("guarded", "switch_refused")) == 2, timeout=5)
         assert stack.route_status("guarded")["active"] == "blue"
         outcomes = load.stop()
-    assert colours(outcomes) == {"blue"} and not failed(outcomes)
+    assert colours(outcomes) == {"blue"} and not failures(outcomes)
     events = stack.events("guarded", "switch_refused")
     assert all("503" in e["reason"] and e["to"] == "green" for e in events), events
     logged = stack.log_events("guarded", "switch_refused")
@@ -210,7 +197,7 @@ def test_failing_switch_check_refuses_the_switch(stack: Stack, knobs: dict[str, 
 def test_new_colour_failing_after_the_switch_is_switched_back_by_analysis(
     stack: Stack, knobs: dict[str, Knobs]
 ) -> None:
-    add_route(stack, "watched", blue_green(active="blue", analysis=ANALYSIS))
+    stack.add_route("watched", blue_green(active="blue", analysis=ANALYSIS))
     with Load(stack.url("watched"), workers=4):
         assert stack.act("watched", "promote").status_code == 200
         _wait_switched(stack, "watched", "green")
@@ -231,15 +218,14 @@ def test_new_colour_failing_after_the_switch_is_switched_back_by_analysis(
     assert metric(admin, "router_traffic_weight_percent", route="watched", variant="blue") == 100
     assert metric(admin, "router_rollout_phase", route="watched", phase="rolled_back") == 1
     after = burst(stack.url("watched"), 50)
-    assert colours(after) == {"blue"} and not failed(after)
+    assert colours(after) == {"blue"} and not failures(after)
 
 
 @pytest.fixture
 def own_stack(tmp_path: Path, backends: dict[str, ServerThread]) -> Iterator[Stack]:
-    """A router of this test's own, on a file store (for restarts)."""
-    own = Stack(tmp_path, {n: s.url for n, s in backends.items()}, "file")
-    yield own
-    own.stop()
+    """A router of this test's own (not started), on a file store (for restarts)."""
+    with running_stack(tmp_path, backends, "file", start=False) as own:
+        yield own
 
 
 def test_rollback_holds_across_a_reload_and_a_restart(own_stack: Stack) -> None:

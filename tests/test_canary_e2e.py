@@ -7,361 +7,40 @@ failing candidate back (and that holding across a reload and a restart),
 edits. Most tests share one router and add their own route to its file (a new
 route starts its ramp at step 0); tests that restart the router get their own.
 
-The helpers at the top (``Knobs``/``knob_app``, ``Load``, ``burst``, ``Stack``,
-``metric``) are reused by ``tests/test_blue_green_e2e.py``.
+The helpers (``Knobs``/``knob_app``, ``Load``, ``burst``, ``Stack``, ``metric``) live in
+``tests/rollout_support.py``, shared with ``tests/test_blue_green_e2e.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
-import json
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import ROOT, RouterProcess, ServerThread, free_port, wait_until
-
-__all__ = ["Knobs", "Load", "Outcome", "Stack", "burst", "knob_app", "metric"]
-
-
-# -- fault-injectable backends ---------------------------------------------------------
-
-
-@dataclass
-class Knobs:
-    """What a ``knob_app`` backend does; the test mutates it while the backend runs."""
-
-    fail: bool = False
-    health_status: int = 200
-    delay_s: float = 0.0
-    served: int = 0
-
-    def reset(self) -> None:
-        """Back to healthy and fast."""
-        self.fail, self.health_status, self.delay_s = False, 200, 0.0
-
-
-def knob_app(name: str, knobs: Knobs) -> Callable[..., Any]:
-    """A backend naming itself (JSON ``backend`` and ``x-backend``); ``/health`` and
-    failures (500) follow ``knobs``."""
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        message = await receive()
-        while message.get("more_body"):
-            message = await receive()
-        if scope["path"] == "/health":
-            status = knobs.health_status
-        else:
-            knobs.served += 1
-            if knobs.delay_s:
-                await asyncio.sleep(knobs.delay_s)
-            status = 500 if knobs.fail else 200
-        body = json.dumps({"backend": name, "status": status}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"x-backend", name.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-    return app
-
-
-# -- traffic ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One client request: when it started and ended (monotonic), and how it went."""
-
-    started: float
-    ended: float
-    status: int
-    backend: str | None
-    error: str | None = None
-
-
-class _Connection:
-    """One keep-alive HTTP/1.1 connection speaking just enough HTTP for these tests.
-
-    httpx costs ~10 ms of CPU per request here (it shares the GIL with the backends'
-    uvicorn threads), which would make thousands of requests take minutes.
-    """
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-
-    async def get(self, path: str, headers: dict[str, str]) -> Outcome:
-        started = time.monotonic()
-        try:
-            status, found = await asyncio.wait_for(self._exchange(path, headers), 15)
-        except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
-            self.close()
-            return Outcome(started, time.monotonic(), 0, None, repr(exc))
-        return Outcome(started, time.monotonic(), status, found.get("x-backend"))
-
-    async def _exchange(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
-        if self.streams is None:
-            self.streams = await asyncio.open_connection(self.host, self.port)
-        reader, writer = self.streams
-        lines = [f"GET {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-        status = int(head[0].split()[1])
-        found: dict[str, str] = {}
-        for line in head[1:]:
-            if line:
-                key, _, value = line.partition(":")
-                found[key.strip().lower()] = value.strip()
-        if "content-length" in found:
-            await reader.readexactly(int(found["content-length"]))
-        elif found.get("transfer-encoding", "").lower() == "chunked":
-            while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
-                await reader.readexactly(size + 2)
-            await reader.readuntil(b"\r\n")
-        else:
-            await reader.read()
-            self.close()
-        if found.get("connection", "").lower() == "close":
-            self.close()
-        return status, found
-
-    def close(self) -> None:
-        if self.streams is not None:
-            self.streams[1].close()
-            self.streams = None
-
-
-def _target(url: str) -> tuple[str, int, str]:
-    parts = httpx.URL(url)
-    assert parts.port is not None
-    return parts.host, parts.port, parts.raw_path.decode("ascii")
-
-
-def burst(
-    url: str, n: int, concurrency: int = 24,
-    headers: Callable[[int], dict[str, str]] = lambda i: {},
-) -> list[Outcome]:
-    """``n`` GETs to ``url`` with ``concurrency`` in flight; ``headers(i)`` for request ``i``."""
-
-    async def main() -> list[Outcome]:
-        host, port, path = _target(url)
-        queue = iter(range(n))
-        results: list[Outcome | None] = [None] * n
-
-        async def worker() -> None:
-            connection = _Connection(host, port)
-            for i in queue:
-                results[i] = await connection.get(path, headers(i))
-            connection.close()
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return [r for r in results if r is not None]
-
-    return asyncio.run(main())
-
-
-class Load:
-    """Continuous concurrent GET traffic from a background thread, until ``stop``.
-
-    Each worker waits ``gap_s`` between its requests, so the load is steady
-    without starving the router of the machine's two cores.
-    """
-
-    def __init__(
-        self, url: str, workers: int = 4, gap_s: float = 0.005,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.url = url
-        self.workers = workers
-        self.gap_s = gap_s
-        self.headers = headers or {}
-        self.outcomes: list[Outcome] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-
-    async def _main(self) -> None:
-        host, port, path = _target(self.url)
-
-        async def worker() -> None:
-            connection = _Connection(host, port)
-            while not self._stop.is_set():
-                self.outcomes.append(await connection.get(path, self.headers))
-                await asyncio.sleep(self.gap_s)
-            connection.close()
-
-        await asyncio.gather(*(worker() for _ in range(self.workers)))
-
-    def start(self) -> Load:
-        """Start the workers and wait for the first answer."""
-        self._thread.start()
-        wait_until(lambda: self.outcomes, timeout=10)
-        return self
-
-    def stop(self) -> list[Outcome]:
-        """Stop the workers; every outcome so far."""
-        self._stop.set()
-        self._thread.join(timeout=20)
-        return list(self.outcomes)
-
-    def since(self, moment: float) -> list[Outcome]:
-        """Outcomes of requests started at or after ``moment`` (monotonic)."""
-        return [o for o in list(self.outcomes) if o.started >= moment]
-
-    def __enter__(self) -> Load:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def failures(outcomes: list[Outcome]) -> list[Outcome]:
-    """Outcomes that are not a 200."""
-    return [o for o in outcomes if o.status != 200]
-
-
-# -- the router under test ---------------------------------------------------------------
-
-
-class Stack:
-    """A router process whose config file the test rewrites (routes and backends)."""
-
-    def __init__(self, directory: Path, backends: dict[str, str], store: str = "file") -> None:
-        self.dir = directory
-        self.config = directory / "router.yaml"
-        self.backends: dict[str, dict[str, Any]] = {n: {"url": u} for n, u in backends.items()}
-        self.routes: dict[str, dict[str, Any]] = {}
-        self.store = store
-        self.router: RouterProcess | None = None
-
-    def render(self) -> bytes:
-        """The config file for the current backends and routes."""
-        state: dict[str, Any] = {"store": self.store}
-        if self.store == "file":
-            state["path"] = str(self.dir / "state.json")
-        routes = [
-            {"name": name, "match": {"path_prefix": f"/r/{name}"}, "strategy": strategy}
-            for name, strategy in self.routes.items()
-        ] or [{"name": "none", "match": {"path_prefix": "/none"},
-               "strategy": {"type": "direct", "backend": next(iter(self.backends))}}]
-        doc = {"state": state, "backends": self.backends, "routes": routes}
-        return yaml.safe_dump(doc, sort_keys=False).encode()
-
-    def write(self) -> str:
-        """Write the file; the version the router will report for it."""
-        raw = self.render()
-        self.config.write_bytes(raw)
-        return hashlib.sha256(raw).hexdigest()[:8]
-
-    def apply(self, timeout: float = 5.0) -> float:
-        """Write the file and wait until the router serves it; the seconds that took."""
-        started = time.monotonic()
-        version = self.write()
-        if self.router is not None:
-            wait_until(lambda: self.status()["config"]["version"] == version, timeout=timeout)
-        return time.monotonic() - started
-
-    def start(self) -> RouterProcess:
-        """A new router process on the current file (the state file is kept)."""
-        self.write()
-        self.router = RouterProcess(self.config).start()
-        return self.router
-
-    def restart(self) -> RouterProcess:
-        """Stop the router and start a new process on the same file and state."""
-        assert self.router is not None
-        self.router.stop()
-        return self.start()
-
-    def stop(self) -> None:
-        """Stop the router, if running."""
-        if self.router is not None:
-            self.router.stop()
-
-    @property
-    def live(self) -> RouterProcess:
-        """The running router."""
-        assert self.router is not None
-        return self.router
-
-    def url(self, route: str) -> str:
-        """The proxy URL of ``route``."""
-        return f"{self.live.url}/r/{route}"
-
-    def admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """A call to the admin API."""
-        return httpx.request(method, f"{self.live.admin_url}{path}", timeout=10, **kwargs)
-
-    def status(self) -> dict[str, Any]:
-        """``GET /admin/status``."""
-        body: dict[str, Any] = self.admin("GET", "/admin/status").json()
-        return body
-
-    def route_status(self, route: str) -> dict[str, Any]:
-        """One route's part of the status."""
-        body: dict[str, Any] = self.status()["routes"][route]
-        return body
-
-    def act(self, route: str, action: str, reason: str | None = None) -> httpx.Response:
-        """``POST /admin/routes/{route}/{action}``."""
-        body = {"reason": reason} if reason else None
-        return self.admin("POST", f"/admin/routes/{route}/{action}", json=body)
-
-    def events(self, route: str, kind: str | None = None) -> list[dict[str, Any]]:
-        """``/admin/events`` of ``route`` (of one ``kind``), newest first."""
-        found = self.admin("GET", "/admin/events?limit=1000").json()["events"]
-        return [e for e in found if e.get("route") == route and kind in (None, e["event"])]
-
-    def log_events(self, route: str, kind: str) -> list[dict[str, Any]]:
-        """Decision lines of ``route`` and ``kind`` in the router's JSON log."""
-        found = []
-        for line in self.live.logs().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if record.get("route") == route and record.get("event") == kind:
-                found.append(record)
-        return found
-
-
-def metric(admin_url: str, name: str, **labels: str) -> float | None:
-    """The value of sample ``name`` with ``labels`` on ``/metrics``, or None if absent."""
-    text = httpx.get(f"{admin_url}/metrics", timeout=10).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return None
-
-
-def share(outcomes: list[Outcome], backend: str) -> float:
-    """The fraction of ``outcomes`` answered by ``backend``."""
-    return sum(o.backend == backend for o in outcomes) / len(outcomes)
-
+from tests.rollout_support import (
+    Knobs,
+    Load,
+    Outcome,
+    Stack,
+    burst,
+    failures,
+    knob_app,
+    metric,
+    reset_knobs,
+    running_backends,
+    running_stack,
+    share,
+)
+from tests.support import ROOT, ServerThread, free_port, wait_until
 
 # -- fixtures ------------------------------------------------------------------------
 
@@ -375,19 +54,13 @@ def knobs() -> dict[str, Knobs]:
 @pytest.fixture(scope="module")
 def backends(knobs: dict[str, Knobs]) -> Iterator[dict[str, ServerThread]]:
     """Two controllable backends, shared by every test of the module."""
-    started = {name: ServerThread(knob_app(name, k)).start() for name, k in knobs.items()}
-    yield started
-    for server in started.values():
-        server.stop()
+    with running_backends(knobs) as started:
+        yield started
 
 
 @pytest.fixture(autouse=True)
 def _healthy(knobs: dict[str, Knobs]) -> Iterator[None]:
-    for k in knobs.values():
-        k.reset()
-    yield
-    for k in knobs.values():
-        k.reset()
+    yield from reset_knobs(knobs)
 
 
 @pytest.fixture(scope="module")
@@ -395,12 +68,8 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory, backends: dict[str, ServerThread]
 ) -> Iterator[Stack]:
     """One router shared by the tests that only add or edit their own route."""
-    shared = Stack(
-        tmp_path_factory.mktemp("canary"), {n: s.url for n, s in backends.items()}, "memory"
-    )
-    shared.start()
-    yield shared
-    shared.stop()
+    with running_stack(tmp_path_factory.mktemp("canary"), backends, "memory") as shared:
+        yield shared
 
 
 def canary(**fields: Any) -> dict[str, Any]:
@@ -408,17 +77,11 @@ def canary(**fields: Any) -> dict[str, Any]:
     return {"type": "canary", "stable": "stable", "candidate": "candidate", **fields}
 
 
-def add_route(stack: Stack, name: str, strategy: dict[str, Any]) -> None:
-    """Add (or replace) a route in the file and wait until it is served."""
-    stack.routes[name] = strategy
-    stack.apply()
-
-
 # -- splitting -------------------------------------------------------------------------
 
 
 def test_weight_20_sends_20_percent_without_a_sticky_key(stack: Stack) -> None:
-    add_route(stack, "split", canary(weight=20))
+    stack.add_route("split", canary(weight=20))
     outcomes = burst(stack.url("split"), 2000)
     assert not failures(outcomes)
     assert share(outcomes, "candidate") == pytest.approx(0.20, abs=0.03)
@@ -434,7 +97,7 @@ def _variants(outcomes: list[Outcome], keys: list[str]) -> dict[str, set[str | N
 
 
 def test_sticky_header_keeps_its_variant_and_only_grows_with_the_weight(stack: Stack) -> None:
-    add_route(stack, "sticky", canary(weight=10, sticky={"header": "x-user-id"}))
+    stack.add_route("sticky", canary(weight=10, sticky={"header": "x-user-id"}))
     keys = [f"user-{i}" for i in range(1500)]
     repeated = keys + keys[:300] + keys[:300]
     at_10 = burst(stack.url("sticky"), len(repeated), headers=lambda i: {"x-user-id": repeated[i]})
@@ -456,7 +119,7 @@ def test_sticky_header_keeps_its_variant_and_only_grows_with_the_weight(stack: S
 
 
 def test_sticky_cookie_keeps_its_variant(stack: Stack) -> None:
-    add_route(stack, "cookie", canary(weight=30, sticky={"cookie": "session_id"}))
+    stack.add_route("cookie", canary(weight=30, sticky={"cookie": "session_id"}))
     keys = [f"s{i:04d}" for i in range(600)]
     repeated = keys * 3
     outcomes = burst(
@@ -475,7 +138,7 @@ def test_sticky_buckets_are_salted_with_the_route_name(stack: Stack) -> None:
     with the same candidate do not put the same users first."""
     sticky = {"header": "x-user-id"}
     stack.routes["salt-a"] = canary(weight=50, sticky=sticky)
-    add_route(stack, "salt-b", canary(weight=50, sticky=sticky))
+    stack.add_route("salt-b", canary(weight=50, sticky=sticky))
     keys = [f"user-{i}" for i in range(400)]
     picked = {}
     for route in ("salt-a", "salt-b"):
@@ -487,8 +150,8 @@ def test_sticky_buckets_are_salted_with_the_route_name(stack: Stack) -> None:
 
 
 def test_force_header_sends_requests_to_the_named_variant(stack: Stack) -> None:
-    add_route(
-        stack, "forced",
+    stack.add_route(
+        "forced",
         canary(weight=50, sticky={"header": "x-user-id"}, force_header="x-router-variant"),
     )
     for variant in ("candidate", "stable"):
@@ -502,7 +165,7 @@ def test_force_header_sends_requests_to_the_named_variant(stack: Stack) -> None:
 
 
 def test_weight_edit_shifts_traffic_within_a_second(stack: Stack) -> None:
-    add_route(stack, "fixed", canary(weight=0))
+    stack.add_route("fixed", canary(weight=0))
     assert {o.backend for o in burst(stack.url("fixed"), 50)} == {"stable"}
     stack.routes["fixed"] = canary(weight=100)
     written = time.monotonic()
@@ -526,7 +189,7 @@ def _at(event: dict[str, Any]) -> float:
 
 def test_short_steps_walk_to_promoted(stack: Stack) -> None:
     steps = [{"weight": w, "hold": "1s"} for w in (10, 30, 60, 100)]
-    add_route(stack, "ramp", canary(steps=steps))
+    stack.add_route("ramp", canary(steps=steps))
     first = stack.route_status("ramp")
     assert first["phase"] == "progressing" and first["step"] == 0 and first["steps"] == 4
 
@@ -555,7 +218,7 @@ def test_short_steps_walk_to_promoted(stack: Stack) -> None:
 
 def test_manual_hold_waits_for_the_promote_command(stack: Stack) -> None:
     steps = [{"weight": 10, "hold": "manual"}, {"weight": 50, "hold": "1s"}]
-    add_route(stack, "manual", canary(steps=steps))
+    stack.add_route("manual", canary(steps=steps))
     status = stack.route_status("manual")
     assert status["phase"] == "waiting" and status["weights"]["candidate"] == 10
     time.sleep(1.2)  # longer than any timed hold here: a manual hold must not move by itself
@@ -576,7 +239,7 @@ def test_manual_hold_waits_for_the_promote_command(stack: Stack) -> None:
 
 def test_pause_freezes_the_weight_and_resume_continues(stack: Stack) -> None:
     steps = [{"weight": w, "hold": "1s"} for w in (10, 40, 70, 100)]
-    add_route(stack, "pausing", canary(steps=steps))
+    stack.add_route("pausing", canary(steps=steps))
     wait_until(lambda: stack.route_status("pausing")["step"] >= 1, timeout=5)
     paused = stack.act("pausing", "pause")
     assert paused.status_code == 200, paused.text
@@ -609,8 +272,8 @@ def test_dead_candidate_with_fallback_costs_no_failed_request(
     doomed = ServerThread(knob_app("doomed", Knobs())).start()
     try:
         stack.backends["doomed"] = {"url": doomed.url}
-        add_route(
-            stack, "fallback",
+        stack.add_route(
+            "fallback",
             {"type": "canary", "stable": "stable", "candidate": "doomed", "weight": 50,
              "fallback_to_stable": True},
         )
@@ -636,8 +299,8 @@ def test_fallback_counts_a_candidate_error_and_no_stable_error(stack: Stack) -> 
     """Issue 4 item 1: a request rescued by ``fallback_to_stable`` is a candidate error;
     stable answered it, so stable's numbers must not count it as an error."""
     stack.backends["nowhere"] = {"url": f"http://127.0.0.1:{free_port()}"}
-    add_route(
-        stack, "rescued",
+    stack.add_route(
+        "rescued",
         {"type": "canary", "stable": "stable", "candidate": "nowhere", "weight": 50,
          "fallback_to_stable": True,
          # Thresholds that never fire: only the numbers behind the verdicts are read.
@@ -663,8 +326,8 @@ def test_candidate_marked_down_by_health_checks_is_rolled_back(
         "url": stack.backends["candidate"]["url"],
         "health": {"path": "/health", "interval": "200ms", "unhealthy_after": 1},
     }
-    add_route(
-        stack, "sick",
+    stack.add_route(
+        "sick",
         {"type": "canary", "stable": "stable", "candidate": "sick", "weight": 20,
          "fallback_to_stable": True,
          "analysis": {"interval": "1s", "min_requests": 5, "failures_to_act": 2}},
@@ -681,10 +344,9 @@ def test_candidate_marked_down_by_health_checks_is_rolled_back(
 
 @pytest.fixture
 def own_stack(tmp_path: Path, backends: dict[str, ServerThread]) -> Iterator[Stack]:
-    """A router of this test's own, on a file store (for restarts)."""
-    own = Stack(tmp_path, {n: s.url for n, s in backends.items()}, "file")
-    yield own
-    own.stop()
+    """A router of this test's own (not started), on a file store (for restarts)."""
+    with running_stack(tmp_path, backends, "file", start=False) as own:
+        yield own
 
 
 ANALYSIS = {"interval": "1s", "min_requests": 5, "max_error_rate": 0.1, "failures_to_act": 2}

@@ -17,8 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.backends import echo_app
-from tests.support import ROOT, RouterProcess, ServerThread, free_port
+from tests.support import ROOT, free_port, router_on_echo_backends
 
 TOKEN = "cl1-T0ken-5e8a0c7b"
 HTTP = httpx.Client(timeout=5, trust_env=False)
@@ -87,20 +86,11 @@ def _one_line_failure(run: Run) -> str:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("cli")
-    v1 = ServerThread(echo_app(None, "v1")).start()
-    v2 = ServerThread(echo_app(None, "v2")).start()
-    config = tmp / "router.yaml"
-    config.write_text(CONFIG.format(v1=v1.url, v2=v2.url))
-    router = RouterProcess(config, env={"ROUTER_ADMIN_TOKEN": TOKEN})
-    (tmp / "logs").mkdir()
-    router.log_path = tmp / "logs" / router.log_path.name  # not in the watched directory
-    router.start()
-    try:
-        yield {"router": router, "config": config, "tmp": tmp, "admin": router.admin_url}
-    finally:
-        router.stop()
-        v1.stop()
-        v2.stop()
+    env = {"ROUTER_ADMIN_TOKEN": TOKEN}
+    with router_on_echo_backends(tmp, CONFIG, ("v1", "v2"), env) as router:
+        yield {
+            "router": router, "config": router.config_path, "tmp": tmp, "admin": router.admin_url
+        }
 
 
 def _status(stack: dict[str, Any]) -> dict[str, Any]:
