@@ -184,7 +184,10 @@ class RouterApp:
         cells = await self.rollouts.prepare_cells(entries, urls)
         backends = self.backends.update(config.backends)
         routes = tuple(
-            CompiledRoute(name=name, rule=rule, strategy=strategy, spec=spec, cell=cells[name])
+            CompiledRoute(
+                name=name, rule=rule, strategy=strategy, spec=spec, cell=cells[name],
+                header=(b"x-router-route", name.encode()),
+            )
             for (name, strategy, spec), rule in zip(entries, build_rules(config), strict=True)
         )
         snapshot = Snapshot(

@@ -15,7 +15,7 @@ __all__ = ["Backend", "BackendSet"]
 class Backend:
     """A configured backend: its pool, Host header and health."""
 
-    __slots__ = ("host", "name", "pool", "spec", "up", "url")
+    __slots__ = ("header", "host", "name", "pool", "spec", "up", "url")
 
     def __init__(self, name: str, spec: BackendSpec) -> None:
         self.name = name
@@ -23,6 +23,7 @@ class Backend:
         self.url = spec.url
         parts = urlsplit(spec.url)
         self.host = parts.netloc.encode("latin-1")
+        self.header = (b"x-router-backend", name.encode())  # encoded once, sent per request
         self.up = True
         self.pool = UpstreamPool(
             spec.url,

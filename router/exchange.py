@@ -68,6 +68,17 @@ class _BodyCopy:
         return None if self.over else b"".join(self.parts)
 
 
+_variant_headers: dict[str, tuple[bytes, bytes]] = {}
+
+
+def _variant_header(variant: str) -> tuple[bytes, bytes]:
+    """``x-router-variant`` for ``variant``; strategies name a handful, encoded once each."""
+    header = _variant_headers.get(variant)
+    if header is None:
+        header = _variant_headers[variant] = (b"x-router-variant", variant.encode())
+    return header
+
+
 def pick_fallback(backends: Any, decision: Decision) -> Backend | None:
     """The decision's fallback backend, if it has one and it is up."""
     if decision.fallback_backend is None:
@@ -219,11 +230,7 @@ class Exchange:
             self.status = response.status
             extra: list[tuple[bytes, bytes]] = [(b"x-request-id", self.request_id.encode())]
             if expose_headers:
-                extra += [
-                    (b"x-router-route", self.route.encode()),
-                    (b"x-router-variant", self.variant.encode()),
-                    (b"x-router-backend", self.backend.encode()),
-                ]
+                extra += (route.header, _variant_header(self.variant), backend.header)
             # Model calls carry a body (POST/PUT/PATCH); a GET answers metadata or health,
             # whose inspection would cost the hot path and tell nothing about predictions.
             inspector = self.app.inspector if self.method in _MODEL_METHODS else None

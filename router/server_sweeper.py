@@ -58,9 +58,14 @@ _sweepers: dict[object, DeadlineSweeper] = {}
 
 
 def sweeper_for(loop: asyncio.AbstractEventLoop, owner: object, period: float) -> DeadlineSweeper:
-    """The sweeper of ``owner`` (a server's protocol class) on ``loop``, made on first use."""
+    """The sweeper of ``owner`` (a server's protocol class) on ``loop``, made on first use.
+
+    ``period`` follows the newest caller, so a reload that shortens a timeout also
+    tightens the sweep from the next connection on.
+    """
     key = (id(loop), owner)
     sweeper = _sweepers.get(key)
     if sweeper is None or sweeper.loop is not loop:
         sweeper = _sweepers[key] = DeadlineSweeper(loop, period, key)
+    sweeper.period = period
     return sweeper

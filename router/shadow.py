@@ -191,7 +191,7 @@ class ShadowDispatcher:
             if backend is None:
                 self._count(stats, route, name, "skipped", "unknown_backend")
                 continue
-            if self._closed or stats.in_flight >= plan.max_in_flight:
+            if not self.admits(route, plan):
                 self._count(stats, route, name, "dropped")
                 continue
             pause = self._unreachable.get(name)

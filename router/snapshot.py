@@ -42,6 +42,7 @@ class CompiledRoute:
     strategy: Strategy[Any, Any]
     spec: StrategySpec
     cell: RouteCell
+    header: tuple[bytes, bytes]  # (b"x-router-route", name), encoded once at load
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import pytest
 from uvicorn.protocols.http.flow_control import FlowControl
 
 from router.server_cycle import BODY_FOLLOWS, ProxyCycle
+from router.server_sweeper import sweeper_for
 from tests.test_server_limits import hardened_server, read_until_closed
 
 
@@ -181,3 +182,34 @@ def test_a_busy_keep_alive_connection_is_not_closed() -> None:
                 conn.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
                 assert conn.recv(65536).startswith(b"HTTP/1.1 200 OK")
                 time.sleep(0.1)
+
+
+class Member:
+    """A connection stand-in whose deadline is a loop time."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.fired_at: float | None = None
+
+    def check_deadlines(self, now: float) -> None:
+        if self.fired_at is None and now >= self.deadline:
+            self.fired_at = now
+
+
+async def test_sweeper_fires_past_deadlines_within_a_period_and_follows_new_periods() -> None:
+    loop = asyncio.get_running_loop()
+    owner = object()
+    sweeper = sweeper_for(loop, owner, 0.05)
+    soon, later = Member(loop.time() + 0.1), Member(loop.time() + 60)
+    sweeper.add(soon)
+    sweeper.add(later)
+    deadline = loop.time() + 2
+    while soon.fired_at is None and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    assert soon.fired_at is not None and soon.fired_at - soon.deadline < 0.05 + 0.05
+    assert later.fired_at is None
+    assert sweeper_for(loop, owner, 0.2) is sweeper and sweeper.period == 0.2
+    sweeper.discard(soon)
+    sweeper.discard(later)
+    await asyncio.sleep(0.25)  # an empty sweeper stops and is forgotten
+    assert sweeper_for(loop, owner, 0.05) is not sweeper
