@@ -1,5 +1,6 @@
 # traffic-router — one set of verbs for people and CI. `make help` lists them.
-PYTHON ?= python3
+# An optimized (PGO/LTO) build of Python 3.11+ when the machine has one: scripts/pick_python.py.
+PYTHON ?= $(shell python3 scripts/pick_python.py 2>/dev/null || echo python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -10,6 +11,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
+	@echo "creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version))"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -30,7 +32,7 @@ browser:
 		echo "chromium not installed: the dashboard browser test will be skipped"; }
 
 lint: $(STAMP) ## ruff and mypy (strict)
-	$(BIN)/ruff check router strategies tests bench
+	$(BIN)/ruff check router strategies tests bench scripts
 	$(BIN)/mypy
 
 bench: $(STAMP) ## benchmark against nginx and a direct call (installs nginx and wrk when missing)
