@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from cpu import CpuSplit
 from scenarios import Comparison, Load
 from wrk import WrkResult
 
@@ -18,7 +19,9 @@ __all__ = [
     "Verdict",
     "assess",
     "render_comparisons",
+    "render_cpu",
     "render_table",
+    "render_worker_ceiling",
     "summarize",
     "write_json",
 ]
@@ -32,6 +35,7 @@ class Measurement:
     load: Load
     round: int
     result: WrkResult
+    cpu: CpuSplit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,17 @@ class Summary:
     requests: int
     socket_errors: int
     non_2xx: int
+    # Median CPU microseconds per request: the target, the nginx stand-ins, wrk; busy cores.
+    cpu_target_us: float | None = None
+    cpu_stand_ins_us: float | None = None
+    cpu_wrk_us: float | None = None
+    busy_cores: float | None = None
+
+    @property
+    def cpu_total_us(self) -> float | None:
+        """CPU per request of everything on the machine taking part in the measurement."""
+        parts = (self.cpu_target_us, self.cpu_stand_ins_us, self.cpu_wrk_us)
+        return None if any(p is None for p in parts) else sum(p for p in parts if p is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +82,13 @@ def summarize(measurements: Sequence[Measurement]) -> list[Summary]:
     summaries = []
     for (scenario, _), group in groups.items():
         results = [m.result for m in group]
+        splits = [(m.cpu.per_request_us(m.result.requests), m.cpu.busy_cores)
+                  for m in group if m.cpu is not None]
+        cpu: dict[str, float] = {}
+        if splits:
+            for i, key in enumerate(("cpu_target_us", "cpu_stand_ins_us", "cpu_wrk_us")):
+                cpu[key] = statistics.median(per_request[i] for per_request, _ in splits)
+            cpu["busy_cores"] = statistics.median(busy for _, busy in splits)
         summaries.append(Summary(
             scenario=scenario,
             method=group[0].load.method,
@@ -78,6 +100,7 @@ def summarize(measurements: Sequence[Measurement]) -> list[Summary]:
             requests=sum(r.requests for r in results),
             socket_errors=sum(r.socket_errors for r in results),
             non_2xx=sum(r.non_2xx for r in results),
+            **cpu,
         ))
     return summaries
 
@@ -120,6 +143,45 @@ def render_table(summaries: Sequence[Summary]) -> str:
         lines.append(
             f"{s.scenario:<18} {s.connections:>5} {s.method:<6} {s.rps:>9,.0f} "
             f"{s.p50_ms:>7.2f}ms {s.p99_ms:>7.2f}ms  {err}"
+        )
+    return "\n".join(lines)
+
+
+def render_cpu(summaries: Sequence[Summary]) -> str:
+    """CPU microseconds per request by part, and the cores all parts kept busy."""
+    header = (
+        f"{'scenario':<18} {'conns':>5} {'method':<6} {'target':>8} {'stand-ins':>10} "
+        f"{'wrk':>6} {'busy cores':>11}"
+    )
+    lines = [header, "-" * len(header)]
+    for s in summaries:
+        if s.cpu_target_us is None or s.busy_cores is None:
+            continue
+        lines.append(
+            f"{s.scenario:<18} {s.connections:>5} {s.method:<6} {s.cpu_target_us:>6.0f}us "
+            f"{s.cpu_stand_ins_us or 0:>8.0f}us {s.cpu_wrk_us or 0:>4.0f}us {s.busy_cores:>11.2f}"
+        )
+    return "\n".join(lines)
+
+
+def render_worker_ceiling(
+    summaries: Sequence[Summary], one: str, two: str, cores: int
+) -> str:
+    """How far ``two`` workers could scale over ``one`` on this machine, at 64 connections.
+
+    At best every core is busy at the CPU per request measured with one worker (router,
+    stand-ins and wrk together); the ratio to the one-worker rate is the ceiling.
+    """
+    lines = []
+    for s in summaries:
+        total = s.cpu_total_us
+        if s.scenario != one or s.connections != 64 or total is None or not s.rps:
+            continue
+        ceiling = cores / (total * 1e-6) / s.rps
+        lines.append(
+            f"  ceiling {two} / {one} {s.method}@64 here  {ceiling:>6.2f}x  ({cores} cores / "
+            f"(router {s.cpu_target_us:.0f} + stand-ins {s.cpu_stand_ins_us:.0f} + wrk "
+            f"{s.cpu_wrk_us:.0f} us of CPU per request) / {s.rps:,.0f} req/s)"
         )
     return "\n".join(lines)
 

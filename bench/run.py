@@ -20,14 +20,25 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
+from cpu import metered
 from nginx import ECHO_MODULE, nginx_version
 from procs import install_sigterm_handler, rss_bytes, tool_path
 from pyspy import ensure_py_spy, record, top_frames
-from report import Measurement, assess, render_comparisons, render_table, summarize, write_json
+from report import (
+    Measurement,
+    assess,
+    render_comparisons,
+    render_cpu,
+    render_table,
+    render_worker_ceiling,
+    summarize,
+    write_json,
+)
 from scenarios import BACKENDS, COMPARISONS, LOADS, SCENARIOS, Scenario
 from soak import MIB, run_soak
 from stack import Endpoint, Stack
@@ -88,18 +99,27 @@ def select(only: Sequence[str]) -> list[Scenario]:
 
 def measure(
     scenarios: Sequence[Scenario], endpoints: dict[str, Endpoint], scripts: dict[str, Path],
-    rounds: int, duration: float,
+    rounds: int, duration: float, stand_ins: Sequence[int],
 ) -> list[Measurement]:
-    """Every (scenario, load) once per round, interleaved, the scenario order rotating per round."""
+    """Every (scenario, load) once per round, interleaved, the scenario order rotating per round.
+
+    Each run also records the CPU spent by the target, the stand-ins (``stand_ins``: pids)
+    and wrk.
+    """
     measurements = []
     for rnd in range(rounds):
         for load in LOADS:
             names = [s.name for s in scenarios if s.runs(load) and s.name in endpoints]
             shift = rnd % len(names) if names else 0
             for name in names[shift:] + names[:shift]:
-                url = endpoints[name].url
-                result = run_wrk(url, scripts[load.method], load.connections, duration)
-                measurements.append(Measurement(name, load, rnd, result))
+                endpoint = endpoints[name]
+                result, cpu = metered(
+                    partial(run_wrk, endpoint.url, scripts[load.method], load.connections,
+                            duration),
+                    endpoint.service.pid if endpoint.service else None,
+                    stand_ins, time.monotonic,
+                )
+                measurements.append(Measurement(name, load, rnd, result, cpu))
                 flag = f"  ERRORS: {result.errors}" if result.errors else ""
                 print(f"  round {rnd + 1}/{rounds} {load.key:<8} {name:<18} "
                       f"{result.rps:>9,.0f} req/s  p50 {result.p50_ms:.2f} ms{flag}", flush=True)
@@ -201,13 +221,22 @@ def bench(args: argparse.Namespace, scenarios: Sequence[Scenario], stack: Stack)
     for endpoint in endpoints.values():  # warm-up: connections, lazy imports, caches
         run_wrk(endpoint.url, scripts["GET"], 16, 1.0)
     rss_before = {n: rss_bytes(e.service.pid) for n, e in endpoints.items() if e.service}
-    measurements = measure(scenarios, endpoints, scripts, args.rounds, args.duration)
+    stand_ins = [i.service.pid for i in stack.backends.values() if i.service is not None]
+    measurements = measure(
+        scenarios, endpoints, scripts, args.rounds, args.duration, stand_ins
+    )
     summaries = summarize(measurements)
     verdicts = assess(COMPARISONS, summaries)
     print(f"\nMedians over {args.rounds} round(s) of {args.duration:g} s:\n")
     print(render_table(summaries))
     print("\nComparisons (requests/s ratios at 64 connections, p50 difference at 16):")
     print(render_comparisons(verdicts) or "  (none: a side is missing)")
+    print(render_worker_ceiling(
+        summaries, "router-canary", "router-canary-w2", os.cpu_count() or 1
+    ))
+    print("\nCPU per request during the rounds (medians; 'target' is the router's workers or "
+          "nginx as the proxy):\n")
+    print(render_cpu(summaries))
     report_routers(endpoints, rss_before)
     payload: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -25,7 +25,7 @@ REQUEST_PATH = "/v2/models/bench/infer"
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """Where a scenario sends load, and the router process behind it (if any)."""
+    """Where a scenario sends load, and the process behind it: a router, or nginx as the proxy."""
 
     url: str
     service: Service | None = None
@@ -82,7 +82,8 @@ class Stack:
             if scenario.target == "direct":
                 endpoints[scenario.name] = Endpoint(self.backends[STABLE].url + REQUEST_PATH)
             elif scenario.target == "nginx":
-                endpoints[scenario.name] = Endpoint(self._start_proxy().url + REQUEST_PATH)
+                proxy = self._start_proxy()
+                endpoints[scenario.name] = Endpoint(proxy.url + REQUEST_PATH, proxy.service)
             else:
                 try:
                     endpoints[scenario.name] = self._start_router(scenario)
