@@ -10,28 +10,24 @@ keep-alive pool for that backend (the primary's pools never carry shadow
 traffic), reads the whole answer, compares it with the primary's and records
 the outcome: ``match``, ``mismatch`` or ``error`` (connect, timeout, reset,
 5xx), or ``skipped`` when the primary's answer was too large to keep.
-Nothing a shadow does reaches the client.
+Nothing a shadow does reaches the client. The counting and the admin's view
+of it live in ``router.shadow_stats``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
-from collections import Counter as Tally
-from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import Counter
-
 from router.backends import Backend
 from router.events import EventLog
-from router.logs import get_logger
 from router.metrics import Metrics
 from router.mismatch_log import MismatchLog
+from router.shadow_stats import ShadowBookkeeping, ShadowRouteStats
 from router.sinks import MirrorJob
 from router.turns import OnePerTurn
 from router.upstream.errors import UpstreamConnectError, UpstreamError
@@ -39,93 +35,18 @@ from router.upstream.pool import UpstreamPool
 from strategies import MirrorPlan
 from strategies.compare import Comparator, Comparison
 
-__all__ = ["MAX_SHADOW_ANSWER", "SHADOW_HEADER", "ShadowDispatcher", "ShadowRouteStats"]
+__all__ = ["MAX_SHADOW_ANSWER", "SHADOW_HEADER", "ShadowDispatcher"]
 
 SHADOW_HEADER = (b"x-router-shadow", b"1")
 MAX_SHADOW_ANSWER = 4 * 1024 * 1024
 _EVENT_GAP_S = 1.0
-_ERROR_LOG_GAP_S = 1.0
-_SAMPLES = 1000
-
-
-class ShadowRouteStats:
-    """One route's mirror counters and its last ``_SAMPLES`` latencies (bounded memory)."""
-
-    __slots__ = (
-        "compared", "dropped", "errors", "flips", "in_flight", "labelled", "last_error_log",
-        "last_event", "matched", "mirrored", "mismatched", "primary_ms", "shadow_ms",
-        "skipped", "skipped_reasons",
-    )
-
-    def __init__(self) -> None:
-        self.mirrored = self.compared = self.matched = self.mismatched = 0
-        self.errors = self.dropped = self.skipped = self.in_flight = 0
-        self.flips = self.labelled = 0
-        self.skipped_reasons: Tally[str] = Tally()
-        self.primary_ms: deque[float] = deque(maxlen=_SAMPLES)
-        self.shadow_ms: deque[float] = deque(maxlen=_SAMPLES)
-        self.last_event = self.last_error_log = -math.inf
-
-    def count(self, outcome: str, reason: str = "") -> None:
-        """Count one copy's outcome (match, mismatch, error, dropped, skipped)."""
-        if outcome == "match":
-            self.compared += 1
-            self.matched += 1
-        elif outcome == "mismatch":
-            self.compared += 1
-            self.mismatched += 1
-        elif outcome == "error":
-            self.errors += 1
-        elif outcome == "dropped":
-            self.dropped += 1
-        else:
-            self.skipped += 1
-            self.skipped_reasons[reason or "other"] += 1
-
-    def labels(self, flip: bool | None) -> None:
-        """Note whether a compared answer flipped a predicted label (None: no labels in it)."""
-        if flip is not None:
-            self.labelled += 1
-            self.flips += flip
-
-    def as_dict(self) -> dict[str, Any]:
-        """The counters, rates and latency quantiles, as shown in ``/admin/status``."""
-        compared = self.compared
-        return {
-            "mirrored": self.mirrored,
-            "compared": compared,
-            "matched": self.matched,
-            "mismatched": self.mismatched,
-            "errors": self.errors,
-            "dropped": self.dropped,
-            "skipped": self.skipped,
-            "skipped_reasons": dict(self.skipped_reasons),
-            "in_flight": self.in_flight,
-            "agreement_rate": self.matched / compared if compared else None,
-            "label_flip_rate": self.flips / self.labelled if self.labelled else None,
-            "latency_ms": {"primary": _quantiles(self.primary_ms),
-                           "shadow": _quantiles(self.shadow_ms)},
-        }
-
-
-def _quantiles(samples: deque[float]) -> dict[str, float | None]:
-    """Nearest-rank p50 and p99 of the samples, in ms rounded to 0.001."""
-    if not samples:
-        return {"p50": None, "p99": None}
-    ordered = sorted(samples)
-    last = len(ordered) - 1
-
-    def rank(q: float) -> float:
-        return round(ordered[min(last, max(0, math.ceil(q * len(ordered)) - 1))], 3)
-
-    return {"p50": rank(0.50), "p99": rank(0.99)}
 
 
 class _TooLargeError(Exception):
     """The shadow's answer passed ``MAX_SHADOW_ANSWER``."""
 
 
-class ShadowDispatcher:
+class ShadowDispatcher(ShadowBookkeeping):
     """Carries out ``MirrorPlan``s: the router's ``MirrorSink`` (see ``router.proxy``)."""
 
     def __init__(
@@ -137,19 +58,15 @@ class ShadowDispatcher:
         timeout_s: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._metrics = metrics
+        super().__init__(metrics, clock)
         self._events = events
         self._backends = backends
         self._timeout_s = timeout_s
-        self._clock = clock
-        self._stats: dict[str, ShadowRouteStats] = {}
         self._pools: dict[str, tuple[Any, UpstreamPool]] = {}
         self._logs: dict[str, MismatchLog] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._turns = OnePerTurn()
-        self._counters: dict[tuple[str, str, str], Counter] = {}
         self._closed = False
-        self._log = get_logger("router.shadow")
         # A shadow that refuses connections is skipped for a growing pause, so a
         # dead shadow costs the primary nothing (a connect attempt per request did).
         self._unreachable: dict[str, tuple[float, float]] = {}  # name -> (until, pause)
@@ -308,43 +225,13 @@ class ShadowDispatcher:
             primary_body=job.primary_body, shadow_body=body, at=now,
         )
 
-    # -- bookkeeping --------------------------------------------------------------------------
-
-    def _route(self, route: str) -> ShadowRouteStats:
-        stats = self._stats.get(route)
-        if stats is None:
-            stats = self._stats[route] = ShadowRouteStats()
-        return stats
+    # -- the shadows' connections --------------------------------------------------------------
 
     def _mark_unreachable(self, name: str) -> None:
         """Pause mirrors to ``name``: 0.5 s, doubling to 30 s while it stays unreachable."""
         previous = self._unreachable.get(name)
         pause = min(previous[1] * 2, 30.0) if previous else 0.5
         self._unreachable[name] = (self._clock() + pause, pause)
-
-    def _count(
-        self, stats: ShadowRouteStats, route: str, backend: str, outcome: str, reason: str = ""
-    ) -> None:
-        stats.count(outcome, reason)
-        key = (route, backend, outcome)
-        child = self._counters.get(key)
-        if child is None:
-            child = self._counters[key] = self._metrics.shadow_requests.labels(*key)
-        child.inc()
-
-    def _note_error(
-        self, stats: ShadowRouteStats, route: str, backend: str, reason: str,
-        exc: BaseException | None, detail: str = "",
-    ) -> None:
-        """Log a shadow failure at debug level, at most once a second per route."""
-        now = self._clock()
-        if now - stats.last_error_log < _ERROR_LOG_GAP_S:
-            return
-        stats.last_error_log = now
-        self._log.debug(
-            "shadow_error", route=route, backend=backend, reason=reason,
-            error=repr(exc) if exc is not None else None, detail=detail or None,
-        )
 
     async def _pool(self, backend: Backend) -> UpstreamPool:
         """The dispatcher's own pool for ``backend``; a changed or unused one is closed.
@@ -370,16 +257,7 @@ class ShadowDispatcher:
             await old.aclose()
         return pool
 
-    # -- the admin's side ----------------------------------------------------------------------
-
-    def route_stats(self, route: str) -> dict[str, Any]:
-        """The ``shadow`` part of a route's ``/admin/status`` (zeros for an unseen route)."""
-        stats = self._stats.get(route)
-        return (stats or ShadowRouteStats()).as_dict()
-
-    def forget(self, route: str) -> None:
-        """Drop the counters of a removed route (running mirrors still finish)."""
-        self._stats.pop(route, None)
+    # -- shutdown ------------------------------------------------------------------------------
 
     async def aclose(self, drain_s: float = 5.0) -> None:
         """Stop taking mirrors, wait up to ``drain_s`` for running ones, cancel the rest, close."""
