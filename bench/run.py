@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from added_latency import measure_added_latency, render_added_latency
 from cpu import metered
 from nginx import ECHO_MODULE, nginx_version
 from procs import install_sigterm_handler, rss_bytes, tool_path
@@ -238,6 +239,17 @@ def bench(args: argparse.Namespace, scenarios: Sequence[Scenario], stack: Stack)
           "nginx as the proxy):\n")
     print(render_cpu(summaries))
     report_routers(endpoints, rss_before)
+    added = None
+    if "nginx" in endpoints and "router-canary" in endpoints:
+        saturation = {s.method: s.rps for s in summaries
+                      if s.scenario == "router-canary" and s.connections == 64}
+        print("\nLatency at half the router's saturation rate, open loop (latency from the "
+              "scheduled send; medians):")
+        added = measure_added_latency(
+            endpoints["router-canary"].url, endpoints["nginx"].url, saturation,
+            args.duration, args.rounds,
+        )
+        print(render_added_latency(added))
     payload: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "args": vars(args),
@@ -245,6 +257,7 @@ def bench(args: argparse.Namespace, scenarios: Sequence[Scenario], stack: Stack)
         "loadavg_at_end": os.getloadavg()[0],
         "failed": failed,
         "summaries": summaries,
+        "added_latency": added,
         "comparisons": [
             {"label": v.comparison.label, "value": v.value,
              "target": v.comparison.target, "ok": v.ok}
