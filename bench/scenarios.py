@@ -23,7 +23,7 @@ __all__ = [
     "StandIn",
 ]
 
-Target = Literal["direct", "nginx", "router"]
+Target = Literal["direct", "nginx", "router", "floor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +99,11 @@ SCENARIOS: tuple[Scenario, ...] = (
         "nginx", "nginx",
         f"nginx proxy, 1 worker, keep-alive upstream, {CANDIDATE_PERCENT}% split",
     ),
+    Scenario(
+        "floor", "floor",
+        "the router's server + pool forwarding to the stable, no features (bench/floor.py)",
+        loads=AT_64,
+    ),
     Scenario("router-direct", "router", "router, direct route", strategy=DIRECT_ROUTE, loads=AT_64),
     Scenario(
         "router-canary", "router", f"router, canary at a fixed {CANDIDATE_PERCENT}%",
@@ -144,6 +149,8 @@ def _both_methods(
 COMPARISONS: tuple[Comparison, ...] = (
     *_both_methods("router-canary / nginx", "router-canary", "nginx", 64, target=0.35),
     *_both_methods("router-canary / direct", "router-canary", "direct", 64),
+    *_both_methods("floor / nginx", "floor", "nginx", 64),
+    *_both_methods("router-canary / floor", "router-canary", "floor", 64),
     *_both_methods("router-direct / direct", "router-direct", "direct", 64),
     *_both_methods("router-direct / nginx", "router-direct", "nginx", 64),
     *_both_methods("workers 2 / workers 1", "router-canary-w2", "router-canary", 64, target=1.6),

@@ -69,8 +69,8 @@ class Stack:
     def start(self, scenarios: Sequence[Scenario], failed: dict[str, str]) -> dict[str, Endpoint]:
         """Start the backends and every target the scenarios need; return their endpoints.
 
-        A router that does not come up is recorded in ``failed`` (name -> reason)
-        and left out, so the other scenarios still run.
+        A router (or the floor proxy) that does not come up is recorded in ``failed``
+        (name -> reason) and left out, so the other scenarios still run.
         """
         for name, stand_in in BACKENDS.items():
             instance = NginxInstance(name, self.workdir)
@@ -86,7 +86,10 @@ class Stack:
                 endpoints[scenario.name] = Endpoint(proxy.url + REQUEST_PATH, proxy.service)
             else:
                 try:
-                    endpoints[scenario.name] = self._start_router(scenario)
+                    endpoints[scenario.name] = (
+                        self._start_floor(scenario.name) if scenario.target == "floor"
+                        else self._start_router(scenario)
+                    )
                 except RuntimeError as exc:
                     failed[scenario.name] = str(exc)
         return endpoints
@@ -100,6 +103,22 @@ class Stack:
             }
             self.proxy = proxy.start(render_proxy(proxy.prefix, proxy.port, weights))
         return self.proxy
+
+    def _start_floor(self, name: str) -> Endpoint:
+        port = free_port()
+        script = Path(__file__).resolve().parent / "floor.py"
+        cmd = [sys.executable, str(script), "--port", str(port),
+               "--backend", self.backends[STABLE].url]
+        service = Service(name, cmd, self.workdir / f"{name}.log").start()
+        endpoint = Endpoint(f"http://127.0.0.1:{port}{REQUEST_PATH}", service)
+        self.routers[name] = endpoint
+        try:
+            wait_for(name, lambda: service.check_alive() and http_status(endpoint.url) == 200)
+        except RuntimeError as exc:
+            service.stop()
+            del self.routers[name]
+            raise RuntimeError(f"{exc}; its output ends:\n{service.log_tail(3)}") from exc
+        return endpoint
 
     def _start_router(self, scenario: Scenario) -> Endpoint:
         port, admin_port = free_port(), free_port()
