@@ -172,10 +172,11 @@ class Exchange:
                 path=self.path,
                 client=self.client or None,
                 status=self.status,
-                duration_ms=round(duration * 1000, 3),
+                # round(x, 3) goes through a decimal conversion: 3x the cost of this.
+                duration_ms=int(duration * 1_000_000 + 0.5) / 1000,
                 bytes_in=self.bytes_in,
                 bytes_out=self.bytes_out,
-                **({"error": error} if error else {}),
+                error=error,
             )
 
     async def forward(

@@ -126,9 +126,9 @@ class _LineBuffer:
         self._stream = getattr(stream, "buffer", stream)
         self._buf = bytearray()
 
-    def msg(self, message: bytes) -> None:
-        self._buf += message
-        self._buf += b"\n"
+    def line(self, line: bytes) -> None:
+        """Buffer ``line``, which ends with its newline."""
+        self._buf += line
         if len(self._buf) >= 65536:
             self.flush()
 
@@ -176,21 +176,30 @@ class AccessLog:
         if self._buffered:
             self._sink.flush()
 
-    def request(self, **fields: Any) -> None:
-        """Write one ``event="request"`` line."""
+    def request(
+        self, *, request_id: str, route: str | None, variant: str | None, backend: str | None,
+        method: str, path: str, client: str | None, status: int, duration_ms: float,
+        bytes_in: int, bytes_out: int, error: str | None = None,
+    ) -> None:
+        """Write one ``event="request"`` line (``error`` only when there was one)."""
+        if _secrets:
+            # Only client-chosen strings can carry a secret into this line.
+            path, request_id = redact(path), redact(request_id)
+        # A dict literal with these keys, in this order, is the cheapest way to the line.
+        fields: dict[str, Any] = {
+            "request_id": request_id, "route": route, "variant": variant, "backend": backend,
+            "method": method, "path": path, "client": client, "status": status,
+            "duration_ms": duration_ms, "bytes_in": bytes_in, "bytes_out": bytes_out,
+        }
+        if error:
+            fields["error"] = error
         if self._console is not None:
             self._console.info("request", **fields)
             return
-        if _secrets:
-            # Only client-chosen strings can carry a secret into this line.
-            for key in ("path", "request_id"):
-                value = fields.get(key)
-                if isinstance(value, str):
-                    fields[key] = redact(value)
         fields["event"] = "request"
         fields["level"] = "info"
         fields["timestamp"] = _now_iso()
-        self._sink.msg(orjson.dumps(fields))
+        self._sink.line(orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE))
 
 
 _access: AccessLog | None = None

@@ -15,8 +15,8 @@ on body length) and changes two things:
   waits on a held head (an app that knows its body is ready says so with ``BODY_FOLLOWS``
   and spares that callback);
 - header values are checked for control characters with one ``bytes.translate`` pass over
-  the encoded head instead of one regex call per header; names are checked once per
-  distinct name.
+  the encoded head instead of one regex call per header; names are checked (and
+  lower-cased) once per distinct name.
 """
 
 from __future__ import annotations
@@ -37,17 +37,19 @@ BODY_FOLLOWS = "router.body_follows"
 # and no other, so deleting these must remove exactly two bytes per line.
 _CONTROLS = bytes([*range(0x09), *range(0x0A, 0x20), 0x7F])
 _MAX_KNOWN_NAMES = 1024
-_known_names: set[bytes] = set()
+# Header names already checked, to their lower-case form: one dict lookup per header.
+_known_names: dict[bytes, bytes] = {}
 _COALESCE_MAX = 64 * 1024  # larger first chunks are written beside the head, not copied into it
 
 
-def _check_name(name: bytes) -> None:
-    if name in _known_names:
-        return
+def _checked_lower(name: bytes) -> bytes:
+    """``name`` lower-cased, once checked to be a token (remembered for later heads)."""
     if not name or HEADER_RE.search(name):
         raise RuntimeError("Invalid HTTP header name.")
+    lowered = name.lower()
     if len(_known_names) < _MAX_KNOWN_NAMES:
-        _known_names.add(name)
+        _known_names[name] = lowered
+    return lowered
 
 
 class ProxyCycle(RequestResponseCycle):
@@ -131,9 +133,9 @@ class ProxyCycle(RequestResponseCycle):
         content = [STATUS_LINE[status]]
         lines = 1
         has_connection_close = False
-        for name, value in (*self.default_headers, *headers):
-            _check_name(name)
-            name = name.lower()
+        known = _known_names.get
+        for raw_name, value in (*self.default_headers, *headers):
+            name = known(raw_name) or _checked_lower(raw_name)
             if name == b"content-length" and self.chunked_encoding is None:
                 self.expected_content_length = int(value.decode())
                 self.chunked_encoding = False
