@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import signal
@@ -19,6 +20,16 @@ import httpx
 import uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_client() -> httpx.Client:
+    """A module's one sync client (no connection set-up per call), closed when tests end.
+
+    Closed at exit, so its pooled keep-alive sockets do not outlive the run unclosed.
+    """
+    client = httpx.Client(timeout=5, trust_env=False)
+    atexit.register(client.close)
+    return client
 
 
 def free_port() -> int:

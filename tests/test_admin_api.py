@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.support import (
@@ -19,13 +18,14 @@ from tests.support import (
     RouterProcess,
     free_port,
     router_on_echo_backends,
+    shared_client,
     wait_until,
 )
 
 TOKEN = "adm1n-T0ken-9f3c2e7d51"
 WRONG = "wrong-t0ken-b4d1a2c3e5"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-HTTP = httpx.Client(timeout=5, trust_env=False)  # one client: no TLS set-up per call
+HTTP = shared_client()
 
 CONFIG = """
 admin: {{token: "${{ROUTER_ADMIN_TOKEN}}"}}

@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.support import ROOT, free_port, router_on_echo_backends
+from tests.support import ROOT, free_port, router_on_echo_backends, shared_client
 
 TOKEN = "cl1-T0ken-5e8a0c7b"
-HTTP = httpx.Client(timeout=5, trust_env=False)
+HTTP = shared_client()
 
 CONFIG = """
 admin: {{token: "${{ROUTER_ADMIN_TOKEN}}"}}

@@ -30,11 +30,11 @@ import httpx
 import pytest
 
 from tests.backends import Recorder, echo_app, slow_app
-from tests.support import RouterProcess, ServerThread, wait_until
+from tests.support import RouterProcess, ServerThread, shared_client, wait_until
 
 VISIBLE_WITHIN_S = 1.0
 LOAD_WORKERS = 8
-HTTP = httpx.Client(timeout=5, trust_env=False)  # one client: no TLS set-up per call
+HTTP = shared_client()
 
 
 def _version(text: str) -> str:
