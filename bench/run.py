@@ -284,6 +284,9 @@ def bench(args: argparse.Namespace, scenarios: Sequence[Scenario], stack: Stack)
     if args.profile and main_router:
         payload["profile"] = profile(endpoints[main_router], scripts, args.duration)
     if args.shadow:
+        # The shadow comparison starts its own backends and routers: stop this run's first,
+        # so that their idle timers (health checks, analysis ticks, log flushes) add no noise.
+        stack.close()
         from shadow_bench import render as render_shadow
         from shadow_bench import run_shadow_bench
 
