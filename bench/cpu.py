@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import psutil
+from procs import process_tree
 
 __all__ = ["CpuSplit", "metered", "tree_cpu_seconds"]
 
@@ -45,15 +46,8 @@ class CpuSplit:
 
 def tree_cpu_seconds(pid: int | None) -> float:
     """User + system CPU seconds of ``pid`` and its living descendants (0 if it is gone)."""
-    if pid is None:
-        return 0.0
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
     total = 0.0
-    for proc in procs:
+    for proc in process_tree(pid) if pid is not None else []:
         try:
             times = proc.cpu_times()
         except psutil.Error:

@@ -21,6 +21,7 @@ __all__ = [
     "free_port",
     "http_status",
     "install_sigterm_handler",
+    "process_tree",
     "rss_bytes",
     "tool_path",
     "wait_for",
@@ -62,16 +63,20 @@ def wait_for(what: str, predicate: Callable[[], bool], timeout: float = 20.0) ->
     raise RuntimeError(f"{what} not ready within {timeout:.0f}s")
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of a process and all its descendants, in bytes."""
+def process_tree(pid: int) -> list[psutil.Process]:
+    """A process and its living descendants (empty when it is gone)."""
     try:
         root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in bytes."""
     total = 0
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
+    for proc in process_tree(pid):
+        with contextlib.suppress(psutil.Error):
             total += proc.memory_info().rss
     return total
 

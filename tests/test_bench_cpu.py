@@ -5,10 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from bench.cpu import CpuSplit, metered, tree_cpu_seconds
+# bench/ scripts import their siblings by bare name, as when run as `python bench/run.py`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from cpu import CpuSplit, metered, tree_cpu_seconds
 
 SPIN = "import time\nend = time.process_time() + {s}\nwhile time.process_time() < end: pass\n"
 
