@@ -18,14 +18,15 @@ from typing import Any
 
 import uvicorn
 
+from router.headers import HOP_BY_HOP
 from router.server import build_uvicorn_config
 from router.upstream import UpstreamPool
 
 __all__ = ["floor_app", "main"]
 
-# Hop-by-hop and framing headers: the pool and the server set their own.
-_DROP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length",
-                   b"host"})
+# The pool sets Host and the framing of what it sends; the server frames its answer from
+# the Content-Length it is given (or chunks it), so only hop-by-hop headers go on the way back.
+_REQUEST_DROP = HOP_BY_HOP | {b"host", b"content-length"}
 
 
 def floor_app(backend: str) -> Any:
@@ -38,15 +39,16 @@ def floor_app(backend: str) -> Any:
             return
         if pool is None:
             pool = UpstreamPool(backend, max_connections=256)
-        body = b""
+        chunks = []
         more = True
         while more:
             message = await receive()
-            body += message.get("body", b"")
+            chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
+        body = b"".join(chunks)
         query = scope["query_string"]
         target = scope["raw_path"] + (b"?" + query if query else b"")
-        headers = [(k, v) for k, v in scope["headers"] if k not in _DROP]
+        headers = [(k, v) for k, v in scope["headers"] if k not in _REQUEST_DROP]
         response = await pool.request(
             scope["method"].encode(), target, headers, body if body else None
         )
@@ -54,7 +56,7 @@ def floor_app(backend: str) -> Any:
             await send({
                 "type": "http.response.start", "status": response.status,
                 "headers": [(k.lower(), v) for k, v in response.headers
-                            if k.lower() not in _DROP or k.lower() == b"content-length"],
+                            if k.lower() not in HOP_BY_HOP],
             })
             async for chunk in response:
                 await send({"type": "http.response.body", "body": chunk,
