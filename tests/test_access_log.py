@@ -1,0 +1,77 @@
+"""The per-request log line (SPEC §10): its fields, and secrets kept out of it."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from router import logs
+from router.logs import AccessLog, register_secret
+
+FIELDS: dict[str, Any] = {
+    "request_id": "rid-1", "route": "iris", "variant": "stable", "backend": "iris-v1",
+    "method": "POST", "path": "/v2/models/iris/infer", "client": "10.0.0.1", "status": 200,
+    "duration_ms": 1.25, "bytes_in": 10, "bytes_out": 20,
+}
+
+
+@pytest.fixture
+def secret() -> Iterator[str]:
+    value = "s3cret-token-value"
+    register_secret(value)
+    yield value
+    logs._secrets.discard(value)
+
+
+def json_line(**changes: Any) -> dict[str, Any]:
+    stream = io.BytesIO()
+    log = AccessLog("json", stream=stream)
+    log.request(**{**FIELDS, **changes})
+    log.flush()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    parsed: dict[str, Any] = orjson.loads(lines[0])
+    return parsed
+
+
+def test_json_line_carries_spec_fields_in_order() -> None:
+    line = json_line()
+    assert list(line) == [*FIELDS, "event", "level", "timestamp"]
+    assert {k: line[k] for k in FIELDS} == FIELDS
+    assert line["event"] == "request"
+    assert line["timestamp"].endswith("Z")
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"), [(None, None), ("", None), ("client_closed", "client_closed")],
+    ids=["none", "empty", "named"],
+)
+def test_error_field_only_when_there_was_one(error: str | None, expected: str | None) -> None:
+    assert json_line(error=error).get("error") == expected
+
+
+def test_registered_secret_is_redacted_from_path_and_request_id(secret: str) -> None:
+    line = json_line(path=f"/v2/{secret}/infer", request_id=f"id-{secret}")
+    assert secret not in orjson.dumps(line).decode()
+    assert line["path"] == "/v2/[redacted]/infer"
+
+
+def test_bearer_token_in_a_path_is_redacted_without_registered_secrets() -> None:
+    assert not logs._secrets
+    line = json_line(path="/x/Bearer abc.def.ghi")
+    assert "abc.def.ghi" not in line["path"]
+
+
+def test_console_format_redacts_too(secret: str, capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure_logging("console")
+    try:
+        logs.access_log().request(**{**FIELDS, "path": f"/v2/{secret}"})
+    finally:
+        logs.configure_logging("json")
+    out = capsys.readouterr()
+    assert "request" in out.out + out.err
+    assert secret not in out.out + out.err
