@@ -91,6 +91,19 @@ def _log_records(router: RouterProcess) -> list[dict[str, Any]]:
     return records
 
 
+def _stage_unwatched_switch(stack: dict[str, Any], note: str) -> str:
+    """Serve ``alpha`` (a watched edit, drained), then write a ``beta`` config unwatched.
+
+    Returns the unwatched text, which only an explicit reload (SIGHUP, the API) can pick up.
+    """
+    before = _direct_config(stack["good"], "alpha", f"before {note}")
+    _replace_file(stack["config"], before)
+    _quiet(stack["router"], _version(before))
+    text = _direct_config(stack["good"], "beta", note)
+    _write_unwatched(stack["config"], text)
+    return text
+
+
 def _quiet(router: RouterProcess, version: str) -> None:
     """Serve ``version`` and let events of earlier watched edits drain.
 
@@ -338,11 +351,7 @@ def test_editor_rename_is_picked_up(stack: dict[str, Any]) -> None:
 def test_sighup_reloads(stack: dict[str, Any]) -> None:
     router: RouterProcess = stack["router"]
     config: Path = stack["config"]
-    before_text = _direct_config(stack["good"], "alpha", "before sighup")
-    _replace_file(config, before_text)
-    _quiet(router, _version(before_text))
-    text = _direct_config(stack["good"], "beta", "sighup")
-    _write_unwatched(config, text)
+    text = _stage_unwatched_switch(stack, "sighup")
     router.send_signal(signal.SIGHUP)
     wait_until(lambda: _backend_of(router.url) == "beta", timeout=VISIBLE_WITHIN_S)
     events = HTTP.get(f"{router.admin_url}/admin/events?limit=50").json()["events"]
@@ -367,11 +376,7 @@ def test_sighup_reloads(stack: dict[str, Any]) -> None:
 def test_admin_reload_endpoint(stack: dict[str, Any]) -> None:
     router: RouterProcess = stack["router"]
     config: Path = stack["config"]
-    before_text = _direct_config(stack["good"], "alpha", "before api")
-    _replace_file(config, before_text)
-    _quiet(router, _version(before_text))
-    text = _direct_config(stack["good"], "beta", "api reload")
-    _write_unwatched(config, text)
+    text = _stage_unwatched_switch(stack, "api reload")
     response = HTTP.post(f"{router.admin_url}/admin/reload")
     assert response.status_code == 200, response.text
     body = response.json()
