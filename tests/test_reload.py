@@ -286,14 +286,7 @@ def test_reverting_a_bad_edit_clears_the_failure(stack: dict[str, Any]) -> None:
     router: RouterProcess = stack["router"]
     config: Path = stack["config"]
     good_text = _direct_config(stack["good"], "alpha", "revert")
-    config.write_text(good_text)
-    wait_until(
-        lambda: (
-            HTTP.get(f"{router.admin_url}/admin/status").json()["config"]["version"]
-            == _version(good_text)
-        ),
-        timeout=5,
-    )
+    _apply(router, config, good_text, timeout=5)
     config.write_text(good_text + "routes: [\n")
     wait_until(
         lambda: (
@@ -506,7 +499,7 @@ def test_state_file_survives_kill_9(
         wait_until(lambda: "iris" not in json.loads(state_file.read_text())["routes"], timeout=3)
 
 
-def _apply(router: RouterProcess, config: Path, text: str) -> None:
+def _apply(router: RouterProcess, config: Path, text: str, timeout: float = 3) -> None:
     """Save ``text`` and wait until it serves."""
     config.write_text(text)
     wait_until(
@@ -514,7 +507,7 @@ def _apply(router: RouterProcess, config: Path, text: str) -> None:
             HTTP.get(f"{router.admin_url}/admin/status").json()["config"]["version"]
             == _version(text)
         ),
-        timeout=3,
+        timeout=timeout,
     )
 
 
