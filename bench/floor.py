@@ -1,7 +1,7 @@
 """The floor under the router: its server and keep-alive pool forwarding, and nothing else.
 
 ``python bench/floor.py --port P --backend http://127.0.0.1:B`` serves a raw ASGI app
-through the router's own uvicorn setup (``router.server.build_uvicorn_config``: the
+through the router's own uvicorn setup (``router.server.listener.build_uvicorn_config``: the
 hardened httptools protocol, the one-write response cycle, uvloop) that forwards each
 request to one backend through ``router.upstream.UpstreamPool``. No routing, strategy,
 headers policy, metrics, analysis, inspection or log: what that costs is the difference
@@ -18,8 +18,8 @@ from typing import Any
 
 import uvicorn
 
-from router.headers import HOP_BY_HOP
-from router.server import build_uvicorn_config
+from router.proxy.headers import HOP_BY_HOP
+from router.server.listener import build_uvicorn_config
 from router.upstream import UpstreamPool
 
 __all__ = ["floor_app", "main"]

@@ -44,7 +44,8 @@ def record(
 
 
 def _function(frame: str) -> str:
-    # "handle (router/proxy.py:120)" -> "handle (router/proxy.py)": lines of one function merge.
+    # "handle (router/proxy/entry.py:120)" -> "handle (router/proxy/entry.py)":
+    # the lines of one function merge.
     name, _, where = frame.partition(" (")
     return f"{name} ({where.rsplit(':', 1)[0]})" if where else name
 

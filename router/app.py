@@ -16,22 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from router.backends import BackendSet
-from router.config import Config, ProxySpec
-from router.events import EventLog, iso_time
-from router.health import HealthChecker, probe
-from router.inspect import BodyInspector
-from router.loader import ConfigError, parse_config
-from router.logs import get_logger, register_secret
-from router.metrics import Metrics
-from router.proxy import ProxyApp
-from router.rollouts import Rollouts
-from router.shadow import ShadowDispatcher
-from router.snapshot import CompiledRoute, Snapshot, SnapshotHolder, build_rules
-from router.state import FileStateStore, StateStore, build_state_store
-from router.stats import build_stats
-from router.watcher import ConfigWatcher, read_stable_async
-from router.windows import WindowSet
+from router.config.loader import ConfigError, parse_config
+from router.config.model import Config, ProxySpec
+from router.control.health import HealthChecker, probe
+from router.control.rollouts import Rollouts
+from router.control.store import FileStateStore, StateStore, build_state_store
+from router.control.watcher import ConfigWatcher, read_stable_async
+from router.proxy.entry import ProxyApp
+from router.routing.backends import BackendSet
+from router.routing.snapshot import CompiledRoute, Snapshot, SnapshotHolder, build_rules
+from router.shadow.dispatcher import ShadowDispatcher
+from router.telemetry.dashboard_stats import build_stats
+from router.telemetry.events import EventLog, iso_time
+from router.telemetry.inspection import BodyInspector
+from router.telemetry.logs import get_logger, register_secret
+from router.telemetry.metrics import Metrics
+from router.telemetry.windows import WindowSet
 from strategies import Observation, get_strategy
 from strategies.base import CheckRequest
 

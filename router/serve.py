@@ -23,13 +23,13 @@ from typing import Any
 
 import uvicorn
 
-from router.admin import build_admin_app, is_loopback_host
+from router.admin.api import build_admin_app, is_loopback_host
 from router.app import RouterApp
-from router.config import Config, ProxySpec, parse_listen
-from router.loader import ConfigError
-from router.logs import configure_logging, get_logger
-from router.server import HardenedHttpToolsProtocol, build_uvicorn_config
-from router.state import StateStoreError
+from router.config.loader import ConfigError
+from router.config.model import Config, ProxySpec, parse_listen
+from router.control.store import StateStoreError
+from router.server.listener import HardenedHttpToolsProtocol, build_uvicorn_config
+from router.telemetry.logs import configure_logging, get_logger
 
 __all__ = ["bind_socket", "run_serve"]
 

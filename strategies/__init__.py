@@ -55,10 +55,10 @@ ENTRY_POINT_GROUP = "traffic_router.strategies"
 AnyStrategy = Strategy[Any, Any]
 
 _BUILTIN = {
-    "direct": "strategies.direct:DirectStrategy",
-    "canary": "strategies.canary:CanaryStrategy",
-    "shadow": "strategies.shadow:ShadowStrategy",
-    "blue_green": "strategies.blue_green:BlueGreenStrategy",
+    "direct": "strategies.direct.strategy:DirectStrategy",
+    "canary": "strategies.canary.strategy:CanaryStrategy",
+    "shadow": "strategies.shadow.strategy:ShadowStrategy",
+    "blue_green": "strategies.blue_green.strategy:BlueGreenStrategy",
 }
 _registry: dict[str, AnyStrategy] = {}
 _discovered = False

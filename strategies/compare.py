@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 
 if TYPE_CHECKING:
-    from strategies.shadow import CompareSpec
+    from strategies.shadow.strategy import CompareSpec
 
 __all__ = ["Comparator", "Comparison", "Outcome", "parse_json"]
 

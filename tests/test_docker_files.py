@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from router.config.loader import ConfigError, parse_config
 from router.demo.model_server import VERSIONS
-from router.loader import ConfigError, parse_config
 from tests.support import ROOT
 
 DOCKER = ROOT / "docker"

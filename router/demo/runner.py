@@ -29,7 +29,7 @@ import httpx
 import orjson
 import yaml
 
-from router.config import parse_listen
+from router.config.model import parse_listen
 from router.demo.processes import Children, free_port, port_is_free
 from router.demo.session import ROUTE, Session
 

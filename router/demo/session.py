@@ -18,7 +18,7 @@ import httpx
 
 from router.demo.traffic import LoadStats, body_maker, drive
 from router.demo.view import Frame, Screen, event_line, notable, render, status_line
-from router.events import iso_time
+from router.telemetry.events import iso_time
 
 __all__ = ["FAULT", "ROUTE", "Session"]
 

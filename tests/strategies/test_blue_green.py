@@ -9,7 +9,7 @@ import pytest
 
 from strategies.base import ActionRejectedError, Command, Observation, Phase, RequestView
 from strategies.base import VariantStats as Stats
-from strategies.blue_green import (
+from strategies.blue_green.strategy import (
     ACTIONS,
     BlueGreenSpec,
     BlueGreenState,

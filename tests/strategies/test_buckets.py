@@ -76,7 +76,7 @@ def test_core_modules_import_no_io_in_a_fresh_interpreter() -> None:
     code = (
         "import sys\n"
         "import strategies.buckets, strategies.analysis, strategies.canary, "
-        "strategies.blue_green\n"
+        "strategies.blue_green.strategy\n"
         "bad = [m for m in ('router', 'asyncio', 'httpx', 'starlette', 'structlog') "
         "if m in sys.modules]\n"
         "print(bad)"

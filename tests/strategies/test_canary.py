@@ -13,7 +13,7 @@ from strategies.analysis import HEALTH_DOWN_REASON, format_instant
 from strategies.base import ActionRejectedError, Command, Observation, Phase, RequestView
 from strategies.base import VariantStats as Stats
 from strategies.buckets import bucket_of, in_candidate
-from strategies.canary import (
+from strategies.canary.strategy import (
     ACTIONS,
     CanarySpec,
     CanaryState,

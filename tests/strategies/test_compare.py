@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from strategies.compare import Comparator, Comparison, parse_json
-from strategies.shadow import CompareSpec
+from strategies.shadow.strategy import CompareSpec
 
 V2_PATH = "/v2/models/fraud/infer"
 V1_PATH = "/v1/models/fraud:predict"

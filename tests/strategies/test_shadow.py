@@ -9,7 +9,7 @@ import pytest
 from strategies import get_strategy
 from strategies.base import ActionRejectedError, Command, Decision, RequestView
 from strategies.compare import Comparator
-from strategies.shadow import CompareSpec, ShadowSpec, ShadowState, ShadowStrategy
+from strategies.shadow.strategy import CompareSpec, ShadowSpec, ShadowState, ShadowStrategy
 
 STRATEGY = ShadowStrategy()
 REQUEST = RequestView(method="POST", path="/predict/fraud", headers={})

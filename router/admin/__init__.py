@@ -1,0 +1,1 @@
+"""The admin listener: API, status, actions and the dashboard."""

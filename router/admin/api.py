@@ -1,0 +1,207 @@
+"""The admin listener (SPEC §8): health, readiness, metrics, dashboard, status and actions.
+
+Guard order for every request: the loopback ``Host`` check (403, against DNS
+rebinding while the listener is on loopback), then for ``/admin/*`` the bearer
+token (401, compared in constant time, refusals counted), then routing (404,
+405 for a wrong method).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from importlib import resources
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from router.app import RouterApp
+from router.control.rollouts import UnknownRouteError
+from router.telemetry.logs import get_logger
+from strategies import ActionRejectedError, Command
+
+__all__ = ["build_admin_app", "is_loopback_host"]
+
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a listen host or a ``Host`` header value (port stripped) names loopback."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1:].partition("]")[0]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    if name in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class _JSON(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _error(status: int, code: str, detail: str) -> Response:
+    return _JSON({"error": code, "detail": detail}, status_code=status)
+
+
+class _Guard:
+    """Host check for everything, bearer token for ``/admin/*``."""
+
+    def __init__(self, app: ASGIApp, router: RouterApp, loopback: bool) -> None:
+        self.app = app
+        self.router = router
+        self.loopback = loopback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if self.loopback:
+            host = headers.get(b"host", b"").decode("latin-1")
+            if host and not is_loopback_host(host):
+                await _error(403, "forbidden", "admin API answers loopback host names only")(
+                    scope, receive, send
+                )
+                return
+        if scope["path"].startswith("/admin/"):
+            token = self.router.snapshot.config.admin.token
+            if token is not None:
+                scheme, _, sent = headers.get(b"authorization", b"").partition(b" ")
+                expected = token.get_secret_value().encode()
+                # The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
+                if scheme.lower() != b"bearer" or not hmac.compare_digest(sent.strip(), expected):
+                    self.router.metrics.admin_auth_failures.inc()
+                    response = _error(401, "unauthorized", "missing or wrong bearer token")
+                    response.headers["www-authenticate"] = "Bearer"
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+_ASSET_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+
+
+def _dashboard_file(name: str) -> str | None:
+    try:
+        return (resources.files("router.admin") / "dashboard" / name).read_text()
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def build_admin_app(router: RouterApp, listen_host: str) -> ASGIApp:
+    """The admin ASGI app for ``router``, listening on ``listen_host``."""
+    log = get_logger("router.admin.api")
+    dashboard = _dashboard_file("index.html") or (
+        "<!doctype html><title>traffic-router</title><p>See /admin/status."
+    )
+    assets = {
+        name: (text, _ASSET_TYPES[suffix])
+        for name, suffix in (("app.js", ".js"), ("style.css", ".css"))
+        if (text := _dashboard_file(name)) is not None
+    }
+
+    async def healthz(request: Request) -> Response:
+        return _JSON({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        if router.ready:
+            return _JSON({"status": "ready", "version": router.snapshot.version})
+        return _JSON({"status": "starting"}, status_code=503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(
+            router.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse(
+            dashboard,
+            headers={
+                "content-security-policy": "default-src 'self'; img-src 'self' data:; "
+                "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+                "x-frame-options": "DENY",
+                "cache-control": "no-cache",
+            },
+        )
+
+    async def asset(request: Request) -> Response:
+        found = assets.get(request.path_params["name"])
+        if found is None:
+            return _error(404, "not_found", "no such file")
+        text, media_type = found
+        return Response(text, media_type=media_type, headers={"cache-control": "no-cache"})
+
+    async def status(request: Request) -> Response:
+        return _JSON(router.status())
+
+    async def stats(request: Request) -> Response:
+        return _JSON(router.stats())
+
+    async def events(request: Request) -> Response:
+        try:
+            limit = int(request.query_params.get("limit", "100"))
+        except ValueError:
+            return _error(400, "bad_request", "limit must be an integer")
+        return _JSON({"events": router.events.recent(max(0, min(limit, 1000)))})
+
+    async def action(request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            command = Command(request.path_params["action"])
+        except ValueError:
+            return _error(404, "not_found", f"unknown action {request.path_params['action']!r}")
+        reason = "operator request"
+        body = await request.body()
+        if body:
+            try:
+                payload = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                return _error(400, "bad_request", "body must be JSON like {\"reason\": \"...\"}")
+            if isinstance(payload, dict) and isinstance(payload.get("reason"), str):
+                reason = payload["reason"][:500]
+        assert router.rollouts is not None
+        try:
+            route_status = await router.rollouts.act(name, command, reason)
+        except UnknownRouteError:
+            known = ", ".join(sorted(router.rollouts.routes))
+            return _error(404, "unknown_route", f"no route {name!r} (known: {known})")
+        except ActionRejectedError as exc:
+            log.info("action_refused", route=name, action=command.value, reason=exc.reason)
+            return _error(409, "action_not_applicable", exc.reason)
+        log.info("action", route=name, action=command.value, reason=reason)
+        return _JSON({"route": name, "action": command.value, "status": route_status})
+
+    async def reload(request: Request) -> Response:
+        result = await router.reload("api")
+        if not result.ok:
+            return _JSON(
+                {"ok": False, "version": result.version, "errors": list(result.errors)},
+                status_code=422,
+            )
+        return _JSON({"ok": True, "version": result.version, "changed": result.changed})
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", readyz, methods=["GET", "HEAD"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/", index, methods=["GET"]),
+        Route("/dashboard/{name}", asset, methods=["GET"]),
+        Route("/admin/status", status, methods=["GET"]),
+        Route("/admin/stats", stats, methods=["GET"]),
+        Route("/admin/events", events, methods=["GET"]),
+        Route("/admin/routes/{name}/{action}", action, methods=["POST"]),
+        Route("/admin/reload", reload, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes)
+    return _Guard(app, router, loopback=is_loopback_host(listen_host))

@@ -1,0 +1,1 @@
+"""The ``traffic-router`` command and its HTTP client for the admin API."""

@@ -1,0 +1,105 @@
+"""The ``traffic-router`` command line (SPEC §3)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+__all__ = ["build_parser", "main"]
+
+DEFAULT_ADMIN_URL = "http://127.0.0.1:9901"
+
+
+def _add_admin_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--admin",
+        metavar="URL",
+        default=None,
+        help=f"admin API URL (default: $ROUTER_ADMIN_URL or {DEFAULT_ADMIN_URL})",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="traffic-router",
+        description="A gateway for shipping new ML model versions safely.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the router")
+    serve.add_argument("--config", required=True, metavar="PATH", help="the YAML config file")
+    serve.add_argument("--listen", metavar="HOST:PORT", help="proxy listener (overrides config)")
+    serve.add_argument(
+        "--admin-listen", metavar="HOST:PORT", help="admin listener (overrides config)"
+    )
+    serve.add_argument("--workers", type=int, default=1, metavar="N", help="processes (default 1)")
+    serve.add_argument("--log-format", choices=["json", "console"], default=None)
+    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--no-access-log", action="store_true", help="no per-request log line")
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+
+    validate = sub.add_parser("validate", help="check a config file")
+    validate.add_argument("path")
+
+    sub.add_parser("schema", help="print the config file's JSON Schema")
+
+    status = sub.add_parser("status", help="show routes, phases and weights")
+    status.add_argument("--json", action="store_true", help="raw status JSON")
+    status.add_argument("--watch", action="store_true", help="redraw every second")
+    _add_admin_option(status)
+
+    for action, text in (
+        ("rollback", "send all traffic of a route back to stable"),
+        ("promote", "complete a manual hold, jump a ramp to its end, or switch colours"),
+        ("pause", "freeze a route's ramp"),
+        ("resume", "continue a paused ramp, or restart a rolled-back one"),
+    ):
+        cmd = sub.add_parser(action, help=text)
+        cmd.add_argument("route")
+        if action == "rollback":
+            cmd.add_argument("--reason", default=None, help="why (logged and shown)")
+        _add_admin_option(cmd)
+
+    reload = sub.add_parser("reload", help="re-read the config file now")
+    _add_admin_option(reload)
+
+    demo = sub.add_parser("demo", help="run the live demo")
+    demo.add_argument(
+        "--scenario", default="canary", choices=["canary", "bad-canary", "shadow", "blue-green"]
+    )
+    demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    demo.add_argument("--headless", action="store_true", help="no live view, plain log lines")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``traffic-router`` and ``python -m router``."""
+    args = build_parser().parse_args(argv)
+    command = args.command
+    if command == "serve":
+        from router.serve import run_serve
+
+        sys.exit(run_serve(args))
+    if command == "validate":
+        from router.config.loader import run_validate
+
+        code, output = run_validate(args.path)
+        print(output, file=sys.stdout if code == 0 else sys.stderr)
+        sys.exit(code)
+    if command == "schema":
+        from router.config.loader import config_json_schema
+
+        print(json.dumps(config_json_schema(), indent=2))
+        sys.exit(0)
+    if command == "demo":
+        from router.demo.runner import run_demo
+
+        sys.exit(run_demo(args))
+    from router.cli.client import run_client
+
+    admin = args.admin or os.environ.get("ROUTER_ADMIN_URL") or DEFAULT_ADMIN_URL
+    sys.exit(run_client(args, admin, os.environ.get("ROUTER_ADMIN_TOKEN")))

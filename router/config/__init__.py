@@ -1,0 +1,1 @@
+"""The config file: its pydantic model, the loader, and located error messages."""

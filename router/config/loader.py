@@ -1,0 +1,337 @@
+"""Load and validate the config file (SPEC §3 ``validate``/``schema``, §4).
+
+``load_config(path)`` reads YAML, substitutes ``${VAR}`` from the environment,
+validates the top level with ``router.config.model.Config`` and each route's
+``strategy`` section with its own strategy's ``spec_type`` (built-ins and
+plug-ins alike), then checks cross-references (backend names, duplicate route
+names). Every problem is collected before anything is raised, so one run shows
+them all::
+
+    ConfigError(Exception)       every problem in the file
+      .issues: ConfigIssue(place, message), e.g. "routes[1].strategy.candidate: unknown backend"
+
+Relative ``state.path`` and shadow ``mismatch_log`` are made absolute against the
+config file's directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic.json_schema import models_json_schema
+
+import strategies
+from router.config.issues import (
+    ConfigIssue,
+    YamlSyntaxError,
+    issues_from_validation,
+    read_yaml,
+    substitute_env,
+)
+from router.config.model import Config
+from strategies.base import StrategySpec
+from strategies.blue_green.strategy import BlueGreenSpec
+from strategies.canary.strategy import CanarySpec
+from strategies.direct.strategy import DirectSpec
+from strategies.shadow.strategy import ShadowSpec
+
+__all__ = [
+    "ConfigError",
+    "ConfigIssue",
+    "LoadedConfig",
+    "config_json_schema",
+    "load_config",
+    "parse_config",
+    "run_validate",
+]
+
+# The built-in specs and the fields that name backends: unknown backends are found even in a
+# strategy section that failed its own validation (every problem reported at once).
+_BUILTIN_SPECS: dict[str, type[StrategySpec]] = {
+    "direct": DirectSpec,
+    "canary": CanarySpec,
+    "shadow": ShadowSpec,
+    "blue_green": BlueGreenSpec,
+}
+_BUILTIN_BACKEND_FIELDS: dict[str, tuple[str, ...]] = {
+    "direct": ("backend",),
+    "canary": ("stable", "candidate"),
+    "shadow": ("primary", "shadows"),
+    "blue_green": ("blue", "green"),
+}
+# Stands in for a strategy section that failed, so the rest of the route still validates.
+_INVALID_SPEC = StrategySpec(type="invalid")
+_ROUTE_PLACE = re.compile(r"^routes\[(\d+)\]")
+
+
+class ConfigError(Exception):
+    """The config file is unusable; ``issues`` lists every problem with its place."""
+
+    def __init__(self, issues: Sequence[ConfigIssue], path: str = "<string>") -> None:
+        self.issues: tuple[ConfigIssue, ...] = tuple(issues)
+        self.path = path
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(str(issue) for issue in self.issues)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    """A validated config with where it came from and a short content version."""
+
+    config: Config
+    path: Path
+    version: str
+    raw: bytes
+
+
+def _spec_types() -> dict[str, type[StrategySpec]]:
+    """Every strategy ``type`` usable in a file, with its spec model."""
+    specs = dict(_BUILTIN_SPECS)
+    for name, strategy in strategies.registered().items():
+        specs[name] = strategy.spec_type
+    return specs
+
+
+def _builtin_refs(kind: str, fields: Mapping[str, Any]) -> dict[str, str]:
+    """Backend names in a built-in strategy's fields (a spec's, or a raw section's)."""
+    refs: dict[str, str] = {}
+    for field in _BUILTIN_BACKEND_FIELDS.get(kind, ()):
+        value = fields.get(field)
+        if isinstance(value, str):
+            refs[field] = value
+        elif isinstance(value, list | tuple):
+            refs.update({f"{field}[{i}]": v for i, v in enumerate(value) if isinstance(v, str)})
+    return refs
+
+
+def _backend_refs(spec: StrategySpec) -> Mapping[str, str]:
+    """Map each backend-naming field of ``spec`` to the backend it names."""
+    try:
+        strategy = strategies.get_strategy(spec.type)
+    except strategies.UnknownStrategyError:
+        strategy = None
+    if strategy is not None and isinstance(spec, strategy.spec_type):
+        return strategy.backend_refs(spec)
+    return _builtin_refs(spec.type, {name: getattr(spec, name) for name in type(spec).model_fields})
+
+
+def _validate_strategy(
+    raw: Any, place: str, specs: Mapping[str, type[StrategySpec]]
+) -> tuple[StrategySpec | None, list[ConfigIssue]]:
+    """Validate one route's ``strategy`` section with the model its ``type`` names."""
+    if not isinstance(raw, dict):
+        got = "a list" if isinstance(raw, list) else repr(raw)
+        return None, [ConfigIssue(place, f"must be a mapping (got {got})")]
+    kind = raw.get("type")
+    if kind is None:
+        return None, [ConfigIssue(f"{place}.type", "required")]
+    if not isinstance(kind, str):
+        return None, [ConfigIssue(f"{place}.type", f"must be a string (got {kind!r})")]
+    spec_type = specs.get(kind)
+    if spec_type is None:
+        known = ", ".join(sorted(specs))
+        return None, [ConfigIssue(f"{place}.type", f"unknown strategy {kind!r} (known: {known})")]
+    try:
+        return spec_type.model_validate(raw), []
+    except ValidationError as exc:
+        return None, issues_from_validation(exc, spec_type, prefix=place)
+    except Exception as exc:  # a plug-in's validator must not take the reload loop down
+        return None, [ConfigIssue(place, f"strategy {kind!r} could not validate: {exc}")]
+
+
+def _route_refs(route: Any, spec: StrategySpec | None) -> Mapping[str, str]:
+    """A route's backend references; read from the raw section if its spec failed."""
+    if spec is not None:
+        return _backend_refs(spec)
+    raw = route.get("strategy") if isinstance(route, dict) else None
+    if isinstance(raw, dict) and isinstance(raw.get("type"), str):
+        return _builtin_refs(raw["type"], raw)
+    return {}
+
+
+def _cross_check(tree: Mapping[str, Any], specs: Mapping[int, StrategySpec]) -> list[ConfigIssue]:
+    """Backend names that exist, route names that are unique, settings that need others."""
+    issues: list[ConfigIssue] = []
+    backends = tree.get("backends")
+    routes = tree.get("routes")
+    if isinstance(backends, dict) and backends and isinstance(routes, list):
+        names = sorted(str(name) for name in backends)
+        for index, route in enumerate(routes):
+            try:
+                refs = _route_refs(route, specs.get(index))
+            except Exception as exc:  # a plug-in bug is reported, not raised
+                place = f"routes[{index}].strategy"
+                issues.append(ConfigIssue(place, f"could not list its backends: {exc}"))
+                continue
+            for field, name in refs.items():
+                if name not in backends:
+                    issues.append(ConfigIssue(
+                        f"routes[{index}].strategy.{field}",
+                        f"unknown backend {name!r} (known: {', '.join(names)})",
+                    ))
+    first_seen: dict[str, int] = {}
+    for index, route in enumerate(routes if isinstance(routes, list) else ()):
+        route_name = route.get("name") if isinstance(route, dict) else None
+        if not isinstance(route_name, str):
+            continue
+        if route_name in first_seen:
+            issues.append(ConfigIssue(
+                f"routes[{index}].name",
+                f"duplicate route name {route_name!r} (first at routes[{first_seen[route_name]}])",
+            ))
+        else:
+            first_seen[route_name] = index
+    state = tree.get("state")
+    if isinstance(state, dict) and state.get("store") == "redis" and not state.get("url"):
+        issues.append(ConfigIssue("state.url", "required when store is redis"))
+    return issues
+
+
+def _validate(tree: dict[str, Any], issues: list[ConfigIssue]) -> Config | None:
+    """Validate the whole tree, appending every problem to ``issues``."""
+    known = _spec_types()
+    specs: dict[int, StrategySpec] = {}
+    routes = tree.get("routes")
+    checked: list[Any] = []
+    if isinstance(routes, list):
+        for index, route in enumerate(routes):
+            if isinstance(route, dict) and "strategy" in route:
+                spec, found = _validate_strategy(
+                    route["strategy"], f"routes[{index}].strategy", known
+                )
+                issues += found
+                if spec is not None:
+                    specs[index] = spec
+                route = {**route, "strategy": spec or _INVALID_SPEC}
+            checked.append(route)
+    config: Config | None = None
+    try:
+        config = Config.model_validate({**tree, "routes": checked} if checked else tree)
+    except ValidationError as exc:
+        issues += issues_from_validation(exc, Config)
+    issues += _cross_check(tree, specs)
+    return config
+
+
+def _order(issue: ConfigIssue) -> tuple[int, int]:
+    match = _ROUTE_PLACE.match(issue.place)
+    return (1, int(match.group(1))) if match else (0, 0)
+
+
+def _absolute(path: str, base_dir: Path) -> str:
+    return os.path.normpath(base_dir / os.path.expanduser(path))
+
+
+def _with_absolute_paths(config: Config, base_dir: Path) -> Config:
+    """Resolve relative file paths against the config file's directory."""
+    routes = []
+    for route in config.routes:
+        spec = route.strategy
+        if isinstance(spec, ShadowSpec) and spec.mismatch_log is not None:
+            spec = spec.model_copy(update={"mismatch_log": _absolute(spec.mismatch_log, base_dir)})
+            route = route.model_copy(update={"strategy": spec})
+        routes.append(route)
+    state = config.state.model_copy(update={"path": _absolute(config.state.path, base_dir)})
+    return config.model_copy(update={"state": state, "routes": tuple(routes)})
+
+
+def parse_config(
+    text: bytes | str,
+    *,
+    source: str = "<string>",
+    base_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Validate config text; relative paths resolve against ``base_dir`` (default: cwd).
+
+    Raises ``ConfigError`` naming ``source`` with every problem found.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ConfigError([ConfigIssue("", f"not UTF-8 text ({exc.reason})")], source) from None
+    try:
+        tree = read_yaml(text)
+    except YamlSyntaxError as exc:
+        raise ConfigError([exc.issue], source) from None
+    if not isinstance(tree, dict):
+        got = "empty" if tree is None else "a list" if isinstance(tree, list) else repr(tree)
+        raise ConfigError([ConfigIssue("", f"the file must be a mapping (got {got})")], source)
+    tree, env_issues = substitute_env(tree, os.environ if env is None else env)
+    issues: list[ConfigIssue] = []
+    config = _validate(tree, issues)
+    # A value emptied by a missing variable would only repeat that problem.
+    blamed = tuple(issue.place for issue in env_issues)
+    issues = env_issues + [i for i in issues if not i.place.startswith(blamed)]
+    if issues or config is None:
+        raise ConfigError(sorted(issues, key=_order), source)
+    return _with_absolute_paths(config, Path(os.path.abspath(base_dir or Path.cwd())))
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Read and validate the file at ``path``; raises ``ConfigError``."""
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError([ConfigIssue("", f"cannot read {file}: {reason}")], str(file)) from None
+    config = parse_config(raw, source=str(file), base_dir=file.absolute().parent, env=env)
+    version = hashlib.sha256(raw).hexdigest()[:8]
+    return LoadedConfig(config=config, path=file, version=version, raw=raw)
+
+
+def run_validate(path: str) -> tuple[int, str]:
+    """``traffic-router validate PATH``: ``(0, "ok")`` or ``(1, one line per error)``."""
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        return 1, str(exc)
+    return 0, "ok"
+
+
+def config_json_schema() -> dict[str, Any]:
+    """JSON Schema (2020-12) of the file; ``strategy`` is a oneOf over every registered type."""
+    specs = _spec_types()
+    spec_classes = list(dict.fromkeys(specs.values()))
+    keys, top = models_json_schema(
+        [(Config, "validation"), *((cls, "validation") for cls in spec_classes)],
+        ref_template="#/$defs/{model}",
+    )
+    defs: dict[str, Any] = top["$defs"]
+
+    def def_name(ref: str) -> str:
+        return ref.rsplit("/", 1)[-1]
+
+    root = defs.pop(def_name(keys[(Config, "validation")]["$ref"]))
+    route = defs[def_name(root["properties"]["routes"]["items"]["$ref"])]
+    base_ref = route["properties"]["strategy"].get("$ref")
+    mapping: dict[str, str] = {}
+    for name, cls in sorted(specs.items()):
+        ref = keys[(cls, "validation")]["$ref"]
+        mapping[name] = ref
+        required = defs[def_name(ref)].setdefault("required", [])
+        if "type" not in required:
+            required.insert(0, "type")
+    route["properties"]["strategy"] = {
+        "oneOf": [{"$ref": ref} for ref in dict.fromkeys(mapping.values())],
+        "discriminator": {"propertyName": "type", "mapping": mapping},
+    }
+    if base_ref is not None and def_name(base_ref) not in {def_name(r) for r in mapping.values()}:
+        defs.pop(def_name(base_ref), None)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **root,
+        "title": "traffic-router config",
+        "$defs": defs,
+    }

@@ -1,0 +1,179 @@
+"""The config file's model (SPEC §4), in pydantic v2.
+
+``load_config(path)`` (in ``router.config.loader``) turns a YAML file into a ``Config``
+or a ``ConfigError`` listing every problem with its place in the file. The
+models here are the shape; the strategy sections are validated by each
+strategy's own ``spec_type`` (a plug-in brings its own).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from strategies.base import StrategySpec
+from strategies.units import ByteSize, Duration
+
+__all__ = [
+    "AdminSpec",
+    "BackendSpec",
+    "Config",
+    "HealthSpec",
+    "MatchSpec",
+    "ProxySpec",
+    "RouteSpec",
+    "StateSpec",
+    "TimeoutSpec",
+    "parse_listen",
+]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[::1]:80`` for IPv6) into host and port; ValueError if malformed."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"expected HOST:PORT (got {value!r})")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be between 0 and 65535 (got {port})")
+    return host.strip("[]"), port
+
+
+def _check_listen(value: str) -> str:
+    parse_listen(value)
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AdminSpec(_Strict):
+    """``admin``: where the admin API, metrics and dashboard listen, and their token."""
+
+    listen: str = "127.0.0.1:9901"
+    token: SecretStr | None = None
+
+    _listen = field_validator("listen")(_check_listen)
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: Any) -> Any:
+        return None if value in ("", None) else value
+
+
+class StateSpec(_Strict):
+    """``state``: where runtime rollout state is kept."""
+
+    store: Literal["file", "memory", "redis"] = "file"
+    path: str = ".traffic-router/state.json"
+    url: str | None = None
+
+
+class ProxySpec(_Strict):
+    """``proxy``: limits and header behaviour of the proxy listener."""
+
+    max_request_body: ByteSize = 10 * 1024 * 1024
+    expose_headers: bool = True
+    preserve_host: bool = False
+    header_timeout: Annotated[Duration, Field(gt=0)] = 10.0
+    max_header_bytes: Annotated[ByteSize, Field(ge=1024)] = 64 * 1024
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    # Model input/output health reads bodies up to this size (0 turns it off).
+    inspect_max_body: ByteSize = 64 * 1024
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return tuple(ipaddress.ip_network(str(v), strict=False) for v in value)
+        return value
+
+
+class TimeoutSpec(_Strict):
+    """A backend's connect and read deadlines."""
+
+    connect: Annotated[Duration, Field(gt=0)] = 1.0
+    read: Annotated[Duration, Field(gt=0)] = 30.0
+
+
+class HealthSpec(_Strict):
+    """An optional active health check of a backend."""
+
+    path: str = "/health"
+    interval: Annotated[Duration, Field(gt=0)] = 5.0
+    timeout: Annotated[Duration, Field(gt=0)] = 2.0
+    unhealthy_after: Annotated[int, Field(ge=1)] = 3
+    healthy_after: Annotated[int, Field(ge=1)] = 1
+
+
+class BackendSpec(_Strict):
+    """One model server the router may forward to."""
+
+    url: str
+    timeout: TimeoutSpec = TimeoutSpec()
+    max_connections: Annotated[int, Field(ge=1)] = 100
+    health: HealthSpec | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "http":
+            raise ValueError(f"must be an http:// URL (got {value!r})")
+        if not parts.hostname:
+            raise ValueError(f"has no host (got {value!r})")
+        if parts.query or parts.fragment:
+            raise ValueError(f"cannot carry a query or fragment (got {value!r})")
+        return value.rstrip("/")
+
+
+class MatchSpec(_Strict):
+    """Which requests a route takes: all given conditions must hold."""
+
+    path_prefix: str = "/"
+    headers: dict[str, str] = Field(default_factory=dict)
+    methods: tuple[str, ...] = ()
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"must start with / (got {value!r})")
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _upper(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(m.upper() for m in value)
+
+    @field_validator("headers")
+    @classmethod
+    def _lower(cls, value: dict[str, str]) -> dict[str, str]:
+        return {k.lower(): v for k, v in value.items()}
+
+
+class RouteSpec(_Strict):
+    """One route: a name, a match and a strategy section (validated by its strategy)."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    match: MatchSpec = MatchSpec()
+    strategy: StrategySpec
+
+
+class Config(_Strict):
+    """The whole file."""
+
+    listen: str = "0.0.0.0:8080"
+    admin: AdminSpec = AdminSpec()
+    state: StateSpec = StateSpec()
+    proxy: ProxySpec = ProxySpec()
+    backends: Annotated[dict[str, BackendSpec], Field(min_length=1)]
+    routes: Annotated[tuple[RouteSpec, ...], Field(min_length=1)]
+
+    _listen = field_validator("listen")(_check_listen)

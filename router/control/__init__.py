@@ -1,0 +1,1 @@
+"""Rollout control: rollouts and their state store, the config watcher, health checks."""

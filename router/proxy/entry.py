@@ -1,0 +1,156 @@
+"""The proxy listener: a raw ASGI callable (no Starlette objects on the hot path).
+
+Per request: read the snapshot once, match a route, ask its picker for a
+``Decision``, then hand the request to an ``Exchange`` that forwards it through
+the backend's keep-alive pool and streams the answer back (``router.proxy.exchange``).
+Router-made errors are JSON (SPEC §5). A client that goes away cancels the
+request task (see ``router.server.protocol``); the upstream connection is then
+closed, never reused, and the request is logged with status 499.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+from starlette.types import Receive, Scope, Send
+
+from router.proxy.exchange import Exchange, pick_fallback
+from router.proxy.headers import build_upstream_headers, client_address
+from router.proxy.sinks import MirrorSink, RequestSink
+from router.routing.matching import match_route
+from router.routing.snapshot import SnapshotHolder
+from router.telemetry.inspection import BodyInspector
+from router.telemetry.logs import access_log as shared_access_log
+from router.telemetry.logs import get_logger
+from router.telemetry.metrics import Metrics
+from strategies import RequestView
+
+__all__ = ["ProxyApp"]
+
+_rand = random.random
+
+
+def _new_request_id() -> str:
+    return os.urandom(16).hex()
+
+
+def _valid_request_id(value: str | None) -> bool:
+    return value is not None and 0 < len(value) <= 200 and value.isprintable()
+
+
+class ProxyApp:
+    """The raw ASGI proxy application."""
+
+    def __init__(
+        self,
+        holder: SnapshotHolder,
+        metrics: Metrics,
+        *,
+        sink: RequestSink | None = None,
+        mirror: MirrorSink | None = None,
+        inspector: BodyInspector | None = None,
+        access_log: bool = True,
+    ) -> None:
+        self.holder = holder
+        self.metrics = metrics
+        self.sink = sink
+        self.mirror = mirror
+        self.inspector = inspector
+        self.access_log = access_log
+        self.log = get_logger("router.proxy.entry")
+        self.requests_log = shared_access_log()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        kind = scope["type"]
+        if kind == "http":
+            await self._handle(scope, receive, send)
+        elif kind == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        snapshot = self.holder.current
+        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        headers: dict[str, str] = {}
+        for name, value in raw_headers:
+            key = name.decode("latin-1")
+            if key not in headers:
+                headers[key] = value.decode("latin-1")
+        request_id = headers.get("x-request-id")
+        if not _valid_request_id(request_id):
+            request_id = _new_request_id()
+        assert request_id is not None
+        method: str = scope["method"]
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        path = raw_path.decode("latin-1")
+        ctx = Exchange(self, scope, request_id, method, path, started)
+
+        if snapshot is None:
+            return await ctx.fail(send, 503, "no_healthy_backend", "no configuration loaded")
+        proxy = snapshot.config.proxy
+        # Header size, header deadline and ambiguous framing (CL + TE) are refused by the
+        # server protocol before a request gets here (router.server.protocol).
+        if not raw_path.startswith(b"/"):
+            return await ctx.fail(send, 400, "bad_request", "request target must be a path")
+        index = match_route(snapshot.rules, method, path, headers)
+        if index is None:
+            return await ctx.fail(send, 404, "no_route", f"no route matches {method} {path}")
+        route = snapshot.routes[index]
+        ctx.route = route.name
+        decision = route.cell.picker(RequestView(method, path, headers, route.name), _rand())
+        backend = snapshot.backends[decision.backend]
+        ctx.variant, ctx.backend = decision.variant, backend.name
+        if not backend.up:
+            fallback = pick_fallback(snapshot.backends, decision)
+            if fallback is None:
+                return await ctx.fail(
+                    send, 503, "no_healthy_backend", f"backend {backend.name} is down",
+                    retry_after=True,
+                )
+            backend = fallback
+            ctx.variant, ctx.backend = decision.fallback_variant or "stable", backend.name
+
+        content_length: int | None = None
+        if "content-length" in headers:
+            try:
+                content_length = int(headers["content-length"])
+            except ValueError:
+                return await ctx.fail(send, 400, "bad_request", "invalid Content-Length")
+            if content_length < 0:
+                return await ctx.fail(send, 400, "bad_request", "invalid Content-Length")
+            if content_length > proxy.max_request_body:
+                return await ctx.fail(
+                    send, 413, "body_too_large",
+                    f"request body of {content_length} bytes exceeds {proxy.max_request_body}",
+                )
+        has_body = (content_length is not None and content_length > 0) or (
+            "transfer-encoding" in headers
+        )
+        client = scope.get("client")
+        peer = client[0] if client else "unknown"
+        ctx.client = client_address(peer, raw_headers, proxy.trusted_proxies)
+        host = headers.get("host", "").encode("latin-1") if proxy.preserve_host else backend.host
+        upstream_headers = build_upstream_headers(
+            raw_headers,
+            host=host or backend.host,
+            client_ip=peer.encode("latin-1"),
+            scheme=scope.get("scheme", "http").encode("latin-1"),
+            request_id=request_id.encode("latin-1"),
+            has_connection_header="connection" in headers,
+        )
+        query: bytes = scope.get("query_string", b"")
+        target = raw_path + b"?" + query if query else raw_path
+        await ctx.forward(
+            send, receive, route, decision, backend, snapshot.backends, upstream_headers,
+            target, content_length, has_body, proxy.max_request_body,
+            proxy.expose_headers,
+        )

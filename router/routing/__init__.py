@@ -1,0 +1,1 @@
+"""The immutable routing snapshot compiled at load, route matching, backends at run time."""

@@ -1,0 +1,83 @@
+"""The compiled, immutable routing table and its atomic holder.
+
+A reload builds a whole new ``Snapshot`` and swaps it in; each request reads
+the holder exactly once and finishes on what it read (DESIGN habit 3). A
+route's live rollout (state and compiled picker) sits in a ``RouteCell`` that
+the rollout manager replaces whole, so actions take effect on the next request
+without rebuilding the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from router.config.model import Config
+from router.routing.backends import Backend
+from router.routing.matching import MatchRule
+from strategies import Picker, StrategySpec
+from strategies.base import Strategy
+
+__all__ = ["CompiledRoute", "RouteCell", "Snapshot", "SnapshotHolder", "build_rules"]
+
+
+@dataclass(slots=True)
+class RouteCell:
+    """The live rollout of one route: its state, store version and compiled picker."""
+
+    state: Any
+    picker: Picker
+    version: int | None = None
+    identity: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRoute:
+    """One route, compiled at load: match rule, strategy, spec and live cell."""
+
+    name: str
+    rule: MatchRule
+    strategy: Strategy[Any, Any]
+    spec: StrategySpec
+    cell: RouteCell
+    header: tuple[bytes, bytes]  # (b"x-router-route", name), encoded once at load
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything a request needs, compiled once per config version."""
+
+    version: str
+    path: Path
+    config: Config
+    routes: tuple[CompiledRoute, ...]
+    rules: tuple[MatchRule, ...]
+    backends: Mapping[str, Backend]
+
+
+def build_rules(config: Config) -> tuple[MatchRule, ...]:
+    """The match rules of every route, in file order."""
+    return tuple(
+        MatchRule(
+            prefix=route.match.path_prefix,
+            headers=tuple(sorted(route.match.headers.items())),
+            methods=frozenset(route.match.methods),
+        )
+        for route in config.routes
+    )
+
+
+class SnapshotHolder:
+    """Holds the current snapshot; ``swap`` replaces it atomically."""
+
+    __slots__ = ("current",)
+
+    def __init__(self, snapshot: Snapshot | None = None) -> None:
+        self.current: Snapshot | None = snapshot
+
+    def swap(self, snapshot: Snapshot) -> Snapshot | None:
+        """Install ``snapshot`` and return the previous one."""
+        old, self.current = self.current, snapshot
+        return old

@@ -1,0 +1,1 @@
+"""The proxy listener: uvicorn's httptools protocol hardened (head limits, refusals, sweeper)."""

@@ -1,0 +1,355 @@
+"""The proxy listener's HTTP/1.1 protocol: uvicorn's httptools protocol with request-head limits.
+
+uvicorn has no deadline for reading request headers and httptools no cap on their size
+(reliability.md findings 4 and 5). :class:`HardenedHttpToolsProtocol` adds, per connection:
+
+- a header deadline (``header_timeout``), armed when the connection opens and when the first
+  byte of a request arrives, cancelled once that request's headers are complete. On expiry a
+  connection that has begun a request gets a 408; one that has not is closed without a word.
+  Idle keep-alive connections between requests are closed after ``timeout_keep_alive``.
+  Both deadlines are timestamps checked by a periodic sweep (``router.server.sweeper``), not
+  a timer per request, so they fire up to a tenth of the shorter timeout late.
+- a header byte cap (``max_header_bytes``): bytes fed to the parser while a head is
+  incomplete are counted, and past the cap the client gets a 431 and nothing more is parsed.
+- framing checks that do not depend on the parser's strictness: ``Content-Length`` together
+  with ``Transfer-Encoding`` gives 400, ``Transfer-Encoding`` in an HTTP/1.0 request gives 400,
+  a transfer coding other than ``chunked`` gives 501.
+
+Requests are served by :class:`~router.server.cycle.ProxyCycle`, which writes a response head
+together with its first body chunk, and the request's task is kept on the cycle so that a
+client disconnect can cancel it.
+
+Every refusal (parser errors included) is a SPEC §5 JSON error sent with ``Connection: close``,
+then the connection closes; the app is never called for a refused request. Between the end of
+a request's headers and the start of the next request the protocol adds one flag test per chunk.
+
+Byte counting is per chunk, so a head that begins inside a chunk holding the end of the previous
+request is counted from the next chunk on: the cap then binds at most one read late, and the
+exact size is checked when its headers complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sys
+import urllib.parse
+from typing import Any, ClassVar, cast
+
+import httptools
+from httptools import HttpParserCallbackError, HttpParserError, HttpParserInvalidURLError
+from uvicorn._types import ASGI3Application
+from uvicorn.config import Config
+from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn.protocols.http.httptools_impl import (
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+from uvicorn.server import ServerState
+
+from router.server.cycle import ProxyCycle
+from router.server.refusals import HeadLimits, RequestRefusedError
+from router.server.sweeper import sweeper_for
+
+DISCONNECT_KEY = "router.client_disconnected"
+
+__all__ = ["HardenedHttpToolsProtocol", "HeadLimits", "RequestRefusedError"]
+
+
+def _sweep_period(config: Config, limits: HeadLimits) -> float:
+    """How often deadlines are checked: a tenth of the shortest timeout, within 50 ms..0.5 s."""
+    shortest = min(limits.header_timeout, float(config.timeout_keep_alive))
+    return min(0.5, max(0.05, shortest / 10))
+
+
+class HardenedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol plus a header deadline, a header size cap and framing checks.
+
+    uvicorn instantiates ``config.http`` itself, so the limits travel as a class attribute:
+    pass ``HardenedHttpToolsProtocol.with_limits(HeadLimits(...))`` as ``http=``.
+    """
+
+    limits: ClassVar[HeadLimits] = HeadLimits()
+
+    @classmethod
+    def with_limits(cls, limits: HeadLimits) -> type[HardenedHttpToolsProtocol]:
+        """A subclass bound to ``limits``, for one server's ``Config(http=...)``."""
+        return type(cls.__name__, (cls,), {"limits": limits})
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._header_timeout = self.limits.header_timeout
+        self._max_header_bytes = self.limits.max_header_bytes
+        self._deadline: float | None = None  # loop time by which the awaited head must be read
+        self._idle_since: float | None = None  # loop time the connection went idle (keep-alive)
+        self._sweeper = sweeper_for(self.loop, type(self), _sweep_period(config, self.limits))
+        self._awaiting_head = True  # the next bytes the parser reads belong to a request head
+        self._head_bytes = 0  # bytes fed while awaiting a head
+        self._head_fully_counted = True  # False if the head began inside an uncounted chunk
+        self._message_begun = False  # the parser has seen the start of the awaited request
+        self._refused = False
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Accept the connection and give the client ``header_timeout`` to send a request head."""
+        super().connection_made(transport)
+        self._sweeper.add(self)
+        self._arm_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Drop the deadline along with the connection, and cancel an unfinished request.
+
+        uvicorn only flags the cycle as disconnected; a proxy waiting on its
+        upstream would never notice. Cancelling the request's task closes the
+        upstream connection at once (SPEC §5: a client that disconnects cancels
+        its upstream request); the scope's ``router.client_disconnected`` tells
+        the app why it was cancelled.
+        """
+        self._cancel_deadline()
+        self._sweeper.discard(self)
+        cycle = self.cycle
+        super().connection_lost(exc)
+        if isinstance(cycle, ProxyCycle) and not cycle.response_complete:
+            task = cycle.task
+            if task is not None and not task.done():
+                cast(dict[str, Any], cycle.scope)[DISCONNECT_KEY] = True
+                task.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the parser, counting the bytes of an incomplete head against the cap."""
+        if not self._awaiting_head:
+            super().data_received(data)
+            return
+        if self._refused:
+            return
+        if not self._message_begun:
+            self._head_fully_counted = True
+        # While a response is in flight, on_message_begin arms the deadline for a pipelined head.
+        if self._deadline is None and (self.cycle is None or self.cycle.response_complete):
+            self._arm_deadline()
+        self._head_bytes += len(data)
+        super().data_received(data)
+        if self._awaiting_head and not self._refused and self._head_bytes > self._max_header_bytes:
+            self._refuse(self._too_large())
+
+    # httptools parser callbacks
+
+    def on_message_begin(self) -> None:
+        """A request starts; a pipelined one that began mid-chunk gets its deadline here."""
+        self._message_begun = True
+        if self._deadline is None:
+            self._arm_deadline()
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        """Stop the deadline, enforce the cap and framing rules, then hand over to uvicorn.
+
+        Raising here aborts the parser, so neither this request nor anything pipelined
+        after it reaches the app; uvicorn then calls :meth:`send_400_response`.
+        """
+        self._cancel_deadline()
+        self._message_begun = False
+        # The count may include body bytes from the same chunk, or miss the start of a pipelined
+        # head: measure the parsed head then (and only then).
+        if (
+            self._head_bytes > self._max_header_bytes or not self._head_fully_counted
+        ) and self._head_size() > self._max_header_bytes:
+            raise self._too_large()
+        self._check_framing()
+        self._awaiting_head = False
+        self._head_bytes = 0
+        self._start_cycle()
+
+    def _start_cycle(self) -> None:
+        """uvicorn's ``on_headers_complete``, building a :class:`ProxyCycle` for the request."""
+        scope = cast(dict[str, Any], self.scope)
+        http_version = self.parser.get_http_version()
+        scope["method"] = self.parser.get_method().decode("ascii")
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        if self.parser.should_upgrade() and self._should_upgrade():
+            return
+        parsed_url = httptools.parse_url(self.url)
+        raw_path = parsed_url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        scope["path"] = self.root_path + path
+        scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        scope["query_string"] = parsed_url.query or b""
+        app = self.app
+        if self.limit_concurrency is not None and (
+            len(self.connections) >= self.limit_concurrency
+            or len(self.tasks) >= self.limit_concurrency
+        ):
+            app = service_unavailable
+            self.logger.warning("Exceeded concurrency limit.")
+        existing_cycle = self.cycle
+        self.cycle = ProxyCycle(
+            scope=self.scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=http_version != "1.0" and self.parser.should_keep_alive(),
+            on_response=self.on_response_complete,
+        )
+        self.cycle.loop = self.loop
+        if existing_cycle is None or existing_cycle.response_complete:
+            self._start_asgi_task(self.cycle, app)
+        else:  # pipelined: queued until the response in flight completes
+            self.flow.pause_reading()
+            self.pipeline.appendleft((self.cycle, app))
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        """uvicorn's task start, keeping the task on the cycle so a disconnect can cancel it."""
+        context = contextvars.Context() if self.config.reset_contextvars else None
+        task = self.loop.create_task(cycle.run_asgi(app), context=context)
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+        if isinstance(cycle, ProxyCycle):
+            cycle.task = task
+
+    def on_message_complete(self) -> None:
+        """The request is fully read: whatever comes next is the head of another request."""
+        self._awaiting_head = True
+        self._head_fully_counted = False  # the next head may begin in the rest of this chunk
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """Answer a parser error (or a refusal raised from a callback) with a JSON error."""
+        # uvicorn calls this from inside its ``except HttpParserError`` block; httptools chains
+        # an exception raised by a callback as the parser error's ``__context__``.
+        exc = sys.exc_info()[1]
+        cause = exc.__context__ if isinstance(exc, HttpParserCallbackError) else exc
+        if isinstance(cause, RequestRefusedError):
+            self._refuse(cause)
+            return
+        if isinstance(cause, HttpParserInvalidURLError):  # its message quotes the client's URL
+            detail = "invalid request target"
+        elif isinstance(cause, HttpParserError):
+            detail = str(cause)  # llhttp's fixed reason, e.g. "Invalid header value char"
+        else:
+            detail = msg
+        self._refuse(RequestRefusedError(400, "bad_request", detail))
+
+    # internals
+
+    def check_deadlines(self, now: float) -> None:
+        """Called by the server's sweeper: enforce the header deadline and keep-alive timeout."""
+        if self._deadline is not None and now >= self._deadline:
+            self._deadline = None
+            self._on_deadline()
+        elif self._idle_since is not None and now - self._idle_since >= self.timeout_keep_alive:
+            self._idle_since = None
+            self.timeout_keep_alive_handler()
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, with the keep-alive timeout left to the sweeper instead of a new timer."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._idle_since = self.loop.time()
+
+    def _unset_keepalive_if_required(self) -> None:
+        self._idle_since = None
+
+    def _arm_deadline(self) -> None:
+        self._deadline = self.loop.time() + self._header_timeout
+
+    def _cancel_deadline(self) -> None:
+        self._deadline = None
+
+    def _on_deadline(self) -> None:
+        if self._refused or self.transport.is_closing():
+            return
+        if self._message_begun:
+            detail = f"request headers not received within {self._header_timeout:g}s"
+            self._refuse(RequestRefusedError(408, "request_timeout", detail))
+        else:
+            self._refuse(None)
+
+    def _too_large(self) -> RequestRefusedError:
+        detail = f"request headers exceed {self._max_header_bytes} bytes"
+        return RequestRefusedError(431, "headers_too_large", detail)
+
+    def _head_size(self) -> int:
+        """The request head's size as parsed: request line, header lines, final CRLF."""
+        size = len(self.parser.get_method()) + len(self.url) + 14
+        for name, value in self.headers:
+            size += len(name) + len(value) + 4
+        return size
+
+    def _check_framing(self) -> None:
+        transfer_encoding: bytes | None = None
+        content_length: bytes | None = None
+        for name, value in self.headers:
+            if name == b"transfer-encoding":
+                if transfer_encoding is not None:
+                    raise RequestRefusedError(400, "bad_request", "repeated Transfer-Encoding")
+                transfer_encoding = value
+            elif name == b"content-length":
+                content_length = value
+        if transfer_encoding is not None:
+            if content_length is not None:
+                detail = "both Content-Length and Transfer-Encoding"
+                raise RequestRefusedError(400, "bad_request", detail)
+            if self.parser.get_http_version() != "1.1":
+                detail = "Transfer-Encoding in an HTTP/1.0 request"
+                raise RequestRefusedError(400, "bad_request", detail)
+            if transfer_encoding.strip().lower() != b"chunked":
+                detail = "transfer codings other than chunked are not supported"
+                raise RequestRefusedError(501, "not_implemented", detail)
+        has_body = transfer_encoding is not None or (
+            content_length is not None and content_length.strip().lstrip(b"0") != b""
+        )
+        # httptools hands whatever follows an Upgrade request's head to the new protocol, so
+        # its body would silently vanish (upgrades are not served here; ws is "none").
+        if has_body and self.parser.should_upgrade():
+            detail = "a request asking for a protocol upgrade cannot carry a body"
+            raise RequestRefusedError(400, "bad_request", detail)
+
+    def _refuse(self, refusal: RequestRefusedError | None) -> None:
+        """Answer ``refusal`` (nothing if None) and close, sparing a response in flight."""
+        self._refused = True
+        self._awaiting_head = True  # route later reads to the discarding branch of data_received
+        self._cancel_deadline()
+        hook = self.limits.on_refusal
+        if hook is not None:
+            hook(refusal.code if refusal is not None else "idle_timeout")
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if not cycle.more_body:
+                # The refusal concerns a later request: finish this response, then close.
+                cycle.keep_alive = False
+                return
+            if cycle.response_started or self.pipeline:
+                # This request's body is broken and an error cannot be answered in order.
+                self.transport.close()
+                return
+        if refusal is not None:
+            self._write_error(refusal)
+        self.transport.close()
+
+    def _write_error(self, refusal: RequestRefusedError) -> None:
+        request_id = self.limits.request_id_factory()
+        self.transport.write(
+            refusal.response(request_id, self.server_state.default_headers)
+        )

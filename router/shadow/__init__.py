@@ -1,0 +1,1 @@
+"""Shadow mirroring: bounded fire-and-forget dispatch, comparison stats, the mismatch log."""

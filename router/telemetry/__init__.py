@@ -1,0 +1,1 @@
+"""Metrics, logs, events, live windows, dashboard numbers, model input/output inspection."""

@@ -1,0 +1,1 @@
+"""The blue-green strategy: spec and state (model), transitions."""

@@ -1,0 +1,1 @@
+"""The canary strategy: spec and state (model), sticky picker, transitions."""

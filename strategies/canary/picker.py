@@ -1,0 +1,75 @@
+"""Canary per request: the live weight and the compiled, sticky, monotonic picker."""
+
+from __future__ import annotations
+
+from strategies.base import (
+    Decision,
+    Phase,
+    Picker,
+    RequestView,
+)
+from strategies.buckets import bucket_of, in_candidate
+from strategies.canary.model import CanarySpec, CanaryState
+
+__all__ = ["build_picker", "current_weight", "sticky_salt"]
+
+
+def current_weight(spec: CanarySpec, state: CanaryState) -> float:
+    """The candidate's live share in percent, derived from spec and state."""
+    if state.phase == Phase.ROLLED_BACK:
+        return 0.0
+    if state.phase == Phase.PROMOTED:
+        return 100.0
+    if spec.steps is None or state.phase == Phase.STEADY:
+        return float(spec.weight or 0.0)
+    return float(spec.steps[min(state.step, len(spec.steps) - 1)].weight)
+
+
+def sticky_salt(route: str, spec: CanarySpec) -> str:
+    """The salt of a rollout's buckets: the route's name and the candidate's.
+
+    Two routes never share their first users; the candidate is constant for the
+    life of a rollout (changing it resets the state), so users never drift within
+    one, and a new candidate draws new users first.
+    """
+    return f"{route}/{spec.candidate}"
+
+
+def build_picker(spec: CanarySpec, state: CanaryState) -> Picker:
+    """The per-request choice for (spec, state), with its decisions pre-built."""
+    if state.phase == Phase.ROLLED_BACK:
+        rolled_back = Decision("stable", spec.stable, reason="rolled_back")
+        return lambda request, rand: rolled_back
+    fallback = spec.stable if spec.fallback_to_stable else None
+    fallback_variant = "stable" if spec.fallback_to_stable else None
+
+    def pair(reason: str) -> tuple[Decision, Decision]:
+        cand = Decision("candidate", spec.candidate, reason, fallback, fallback_variant)
+        return Decision("stable", spec.stable, reason), cand
+
+    forced, sticky, split = pair("forced"), pair("sticky"), pair("weight")
+    weight = current_weight(spec, state)
+    force = spec.force_header.lower() if spec.force_header else None
+    header = spec.sticky.header.lower() if spec.sticky and spec.sticky.header else None
+    cookie = spec.sticky.cookie if spec.sticky else None
+
+    def pick(request: RequestView, rand: float) -> Decision:
+        if force is not None:
+            value = request.headers.get(force)
+            if value is not None:
+                value = value.strip().lower()
+                if value == "stable":
+                    return forced[0]
+                if value == "candidate":
+                    return forced[1]
+        if weight <= 0:
+            return split[0]
+        if weight >= 100:
+            return split[1]
+        key = request.headers.get(header) if header else request.cookie(cookie) if cookie else None
+        if key is not None:
+            bucket = bucket_of(key, sticky_salt(request.route, spec))
+            return sticky[1] if in_candidate(bucket, weight) else sticky[0]
+        return split[1] if rand * 100 < weight else split[0]
+
+    return pick

@@ -1,0 +1,1 @@
+"""The direct strategy: every request to one backend."""

@@ -1,0 +1,1 @@
+"""The shadow strategy: the stable answers, copies go to the candidate."""
