@@ -112,6 +112,21 @@ def _find(summaries: Sequence[Summary], scenario: str, load: Load) -> Summary | 
     return None
 
 
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _value(kind: str, a: Summary, b: Summary) -> float | None:
+    """The number a comparison of ``kind`` reports for ``a`` against ``b``."""
+    if kind == "rps_ratio":
+        return _ratio(a.rps, b.rps)
+    if kind == "cpu_ratio":
+        return _ratio(a.cpu_target_us, b.cpu_target_us)
+    if kind == "p99_ratio":
+        return _ratio(a.p99_ms, b.p99_ms)
+    return a.p50_ms - b.p50_ms
+
+
 def assess(comparisons: Sequence[Comparison], summaries: Sequence[Summary]) -> list[Verdict]:
     """Evaluate each comparison whose two sides were measured."""
     verdicts = []
@@ -119,12 +134,11 @@ def assess(comparisons: Sequence[Comparison], summaries: Sequence[Summary]) -> l
         a, b = _find(summaries, c.a, c.load), _find(summaries, c.b, c.load)
         if a is None or b is None:
             continue
-        if c.kind == "rps_ratio":
-            value = a.rps / b.rps if b.rps else None
-            ok = None if c.target is None or value is None else value >= c.target
-        else:
-            value = a.p50_ms - b.p50_ms
-            ok = None if c.target is None else value <= c.target
+        value = _value(c.kind, a, b)
+        at_least = c.kind == "rps_ratio"
+        ok = None
+        if c.target is not None and value is not None:
+            ok = value >= c.target if at_least else value <= c.target
         verdicts.append(Verdict(c, value, ok))
     return verdicts
 
@@ -193,16 +207,18 @@ def render_comparisons(verdicts: Sequence[Verdict]) -> str:
         c = v.comparison
         if v.value is None:
             text = "n/a"
-        elif c.kind == "rps_ratio":
-            text = f"{v.value:.2f}x"
-        else:
+        elif c.kind == "p50_diff_ms":
             text = f"{v.value:+.2f} ms"
+        else:
+            text = f"{v.value:.2f}x"
         if c.target is None:
             goal = ""
         else:
-            bar = f">= {c.target:g}x" if c.kind == "rps_ratio" else f"<= {c.target:g} ms"
+            bar = {"rps_ratio": f">= {c.target:g}x", "p50_diff_ms": f"<= {c.target:g} ms"}.get(
+                c.kind, f"<= {c.target:g}x"
+            )
             goal = f"  (target {bar}: {'met' if v.ok else 'NOT met'})"
-        lines.append(f"  {c.label:<34} {text:>10}{goal}")
+        lines.append(f"  {c.label:<40} {text:>10}{goal}")
     return "\n".join(lines)
 
 

