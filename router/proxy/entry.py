@@ -19,7 +19,6 @@ from starlette.types import Receive, Scope, Send
 from router.proxy.exchange import Exchange, pick_fallback
 from router.proxy.headers import build_upstream_headers, client_address
 from router.proxy.sinks import MirrorSink, RequestSink
-from router.routing.matching import match_route
 from router.routing.snapshot import SnapshotHolder
 from router.telemetry.inspection import BodyInspector
 from router.telemetry.logs import access_log as shared_access_log
@@ -101,7 +100,7 @@ class ProxyApp:
         # server protocol before a request gets here (router.server.protocol).
         if not raw_path.startswith(b"/"):
             return await ctx.fail(send, 400, "bad_request", "request target must be a path")
-        index = match_route(snapshot.rules, method, path, headers)
+        index = snapshot.index.match(method, path, headers)
         if index is None:
             return await ctx.fail(send, 404, "no_route", f"no route matches {method} {path}")
         route = snapshot.routes[index]

@@ -10,12 +10,13 @@ without rebuilding the table.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from router.config.model import Config
 from router.routing.backends import Backend
+from router.routing.index import RouteIndex
 from router.routing.matching import MatchRule
 from strategies import Picker, StrategySpec
 from strategies.base import Strategy
@@ -55,6 +56,10 @@ class Snapshot:
     routes: tuple[CompiledRoute, ...]
     rules: tuple[MatchRule, ...]
     backends: Mapping[str, Backend]
+    index: RouteIndex = field(init=False)  # compiled from ``rules``; what requests look up
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index", RouteIndex(self.rules))
 
 
 def build_rules(config: Config) -> tuple[MatchRule, ...]:
