@@ -68,6 +68,13 @@ def _check_admin_security(config: Config, admin_listen: str) -> str | None:
     return None
 
 
+def _protocol_class(config: uvicorn.Config) -> type[HardenedHttpToolsProtocol]:
+    protocol_class = config.http
+    assert isinstance(protocol_class, type)
+    assert issubclass(protocol_class, HardenedHttpToolsProtocol)
+    return protocol_class
+
+
 async def _serve_one(args: argparse.Namespace, config: Config, raw: bytes) -> int:
     log = get_logger("router.serve")
     listen = args.listen or config.listen
@@ -86,32 +93,30 @@ async def _serve_one(args: argparse.Namespace, config: Config, raw: bytes) -> in
         timeout_graceful_shutdown=DRAIN_S,
         date_header=False,  # the backend's Date passes through; two would be wrong
     )
-    protocol_class = proxy_config.http
-    assert isinstance(protocol_class, type)
-    assert issubclass(protocol_class, HardenedHttpToolsProtocol)
+    admin_host = parse_listen(admin_listen)[0]
+    # The admin listener gets the proxy's header deadline and header cap (SPEC §15).
+    admin_config = build_uvicorn_config(
+        build_admin_app(router, admin_host),
+        host=admin_host,
+        sock=admin_sock,
+        header_timeout=config.proxy.header_timeout,
+        max_header_bytes=config.proxy.max_header_bytes,
+        loop="none",
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+    )
+    protocol_classes = [_protocol_class(proxy_config), _protocol_class(admin_config)]
 
     def apply_head_limits(spec: ProxySpec) -> None:
         # Read by each new connection: a reload changes them for the next clients.
-        protocol_class.limits = dataclasses.replace(
-            protocol_class.limits,
-            header_timeout=spec.header_timeout,
-            max_header_bytes=spec.max_header_bytes,
-        )
+        for protocol_class in protocol_classes:
+            protocol_class.limits = dataclasses.replace(
+                protocol_class.limits,
+                header_timeout=spec.header_timeout,
+                max_header_bytes=spec.max_header_bytes,
+            )
 
     router.on_proxy_spec.append(apply_head_limits)
-    admin_host = parse_listen(admin_listen)[0]
-    admin_config = uvicorn.Config(
-        build_admin_app(router, admin_host),
-        host=admin_host,
-        loop="none",
-        http="httptools",
-        lifespan="off",
-        access_log=False,
-        log_config=None,
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=5,
-    )
     servers = [_Server(proxy_config), _Server(admin_config)]
     for server, sock in zip(servers, (proxy_sock, admin_sock), strict=True):
         server.config.load()

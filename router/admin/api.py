@@ -2,14 +2,16 @@
 
 Guard order for every request: the loopback ``Host`` check (403, against DNS
 rebinding while the listener is on loopback), then for ``/admin/*`` the bearer
-token (401, compared in constant time, refusals counted), then routing (404,
-405 for a wrong method).
+token (401, compared in constant time, refusals counted), then for requests that
+may change something the cross-site, media type and body size refusals of
+``router.admin.guard`` (403, 415, 413), then routing (404, 405 for a wrong method).
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
@@ -20,6 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from router.admin.guard import BodyGuard
 from router.app import RouterApp
 from router.control.rollouts import UnknownRouteError
 from router.telemetry.logs import get_logger
@@ -99,8 +102,14 @@ def _dashboard_file(name: str) -> str | None:
         return None
 
 
-def build_admin_app(router: RouterApp, listen_host: str) -> ASGIApp:
-    """The admin ASGI app for ``router``, listening on ``listen_host``."""
+def build_admin_app(
+    router: RouterApp, listen_host: str, body_limits: Mapping[str, int] | None = None
+) -> ASGIApp:
+    """The admin ASGI app for ``router``, listening on ``listen_host``.
+
+    ``body_limits`` maps a path to the largest body it takes, for the paths that need more
+    than ``router.admin.guard.DEFAULT_BODY_LIMIT``.
+    """
     log = get_logger("router.admin.api")
     dashboard = _dashboard_file("index.html") or (
         "<!doctype html><title>traffic-router</title><p>See /admin/status."
@@ -204,4 +213,7 @@ def build_admin_app(router: RouterApp, listen_host: str) -> ASGIApp:
         Route("/admin/reload", reload, methods=["POST"]),
     ]
     app = Starlette(routes=routes)
-    return _Guard(app, router, loopback=is_loopback_host(listen_host))
+    guarded = BodyGuard(
+        app, lambda: router.snapshot.config.admin.token is None, _error, body_limits
+    )
+    return _Guard(guarded, router, loopback=is_loopback_host(listen_host))

@@ -21,6 +21,15 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from router.server.listener import build_uvicorn_config
+from tests.raw_http import (
+    assert_refused,
+    connect,
+    exchange,
+    get,
+    parse_responses,
+    read_response,
+    read_until_closed,
+)
 
 HEADER_TIMEOUT = 0.5
 MAX_HEADER_BYTES = 65536
@@ -99,92 +108,6 @@ def hardened_server(**limits: Any) -> Iterator[Listener]:
 def listener() -> Iterator[Listener]:
     with hardened_server(header_timeout=HEADER_TIMEOUT, max_header_bytes=MAX_HEADER_BYTES) as srv:
         yield srv
-
-
-# raw HTTP/1.1 client helpers
-
-
-@dataclass
-class Response:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=5)
-
-
-def read_until_closed(conn: socket.socket, timeout: float = 5.0) -> bytes:
-    """Everything the server sends until it closes (a reset counts as closed)."""
-    conn.settimeout(timeout)
-    data = b""
-    with contextlib.suppress(ConnectionResetError):
-        while chunk := conn.recv(65536):
-            data += chunk
-    return data
-
-
-def parse_responses(data: bytes) -> list[Response]:
-    """Split a byte stream into Content-Length framed responses."""
-    responses = []
-    while data:
-        head, sep, rest = data.partition(b"\r\n\r\n")
-        assert sep, f"incomplete response head: {data[:200]!r}"
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {}
-        for line in lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
-        responses.append(Response(int(status_line.split()[1]), headers, rest[:length]))
-        data = rest[length:]
-    return responses
-
-
-def read_response(conn: socket.socket) -> Response:
-    """Read exactly one Content-Length framed response, leaving the connection open."""
-    conn.settimeout(5)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        assert chunk, f"connection closed after {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(parse_responses(head + b"\r\n\r\n")[0].headers["content-length"])
-    while len(body) < length:
-        chunk = conn.recv(65536)
-        assert chunk, "connection closed mid-body"
-        body += chunk
-    assert len(body) == length, "unexpected bytes after the response"
-    return parse_responses(head + b"\r\n\r\n" + body)[0]
-
-
-def exchange(port: int, raw: bytes) -> tuple[list[Response], bytes]:
-    """Send raw bytes, read until the server closes; return the responses and the raw bytes."""
-    with connect(port) as conn:
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            conn.sendall(raw)
-        data = read_until_closed(conn)
-    return parse_responses(data), data
-
-
-def get(path: str = "/", *extra: str) -> bytes:
-    lines = [f"GET {path} HTTP/1.1", "Host: router.test", *extra, "", ""]
-    return "\r\n".join(lines).encode()
-
-
-def assert_refused(response: Response, status: int, code: str) -> None:
-    assert response.status == status
-    assert response.headers["connection"] == "close"
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert body["error"] == code
-    assert body["detail"]
-    assert body["request_id"] == response.headers["x-request-id"]
 
 
 # row 19: header deadline
