@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from router.control.health import HealthChecker, probe
 from router.control.rollouts import Rollouts
 from router.control.store import FileStateStore, StateStore, build_state_store
 from router.control.watcher import ConfigWatcher, read_stable_async
+from router.notify.sender import Notifier
 from router.proxy.entry import ProxyApp
 from router.routing.backends import BackendSet
 from router.routing.snapshot import CompiledRoute, Snapshot, SnapshotHolder, build_rules
@@ -65,6 +68,15 @@ class _AnalysisSink:
         self.windows.record(route, variant, time.time(), duration_s, error)
 
 
+def _register_secrets(config: Config) -> None:
+    """Keep the admin token and webhook secrets out of every log line."""
+    if config.admin.token is not None:
+        register_secret(config.admin.token.get_secret_value())
+    for hook in config.notifications:
+        if hook.secret is not None:
+            register_secret(hook.secret.get_secret_value())
+
+
 class RouterApp:
     """Everything one router process runs, apart from the HTTP servers themselves."""
 
@@ -72,6 +84,13 @@ class RouterApp:
         self.config_path = Path(config_path)
         self.metrics = Metrics()
         self.events = EventLog()
+        self.replica_id = f"{socket.gethostname()}-{os.getpid()}"
+        self.notifier = Notifier(
+            self.metrics.registry,
+            config_version=self._config_version,
+            replica=lambda: self.replica_id,
+        )
+        self.events.listeners.append(self.notifier.offer)
         self.windows = WindowSet()
         self.holder = SnapshotHolder()
         self.backends = BackendSet()
@@ -109,8 +128,7 @@ class RouterApp:
             raw = self.config_path.read_bytes()
         if config is None:
             config = self.read_config(self.config_path, raw)
-        if config.admin.token is not None:
-            register_secret(config.admin.token.get_secret_value())
+        _register_secrets(config)
         self.store = build_state_store(
             config.state.store, Path(config.state.path), config.state.url
         )
@@ -145,6 +163,7 @@ class RouterApp:
                 await task
         self._tasks.clear()
         await self.health.aclose()
+        await self.notifier.aclose()
         await self.shadow.aclose()
         await self.backends.aclose()
         self.proxy.requests_log.flush()
@@ -152,6 +171,10 @@ class RouterApp:
             await self.store.aclose()
 
     # -- config ------------------------------------------------------------
+
+    def _config_version(self) -> str | None:
+        current = self.holder.current
+        return None if current is None else current.version
 
     @property
     def snapshot(self) -> Snapshot:
@@ -207,6 +230,7 @@ class RouterApp:
             if self.proxy.inspector is not None:
                 self.proxy.inspector.forget(name)
         self._configure_inspector(config.proxy.inspect_max_body)
+        self.notifier.configure(config.notifications)
         for apply in self.on_proxy_spec:
             apply(config.proxy)
         for name, backend in backends.items():
@@ -262,8 +286,7 @@ class RouterApp:
                     reason="listen addresses change only on restart",
                     listen=config.listen, admin_listen=config.admin.listen,
                 )
-            if config.admin.token is not None:
-                register_secret(config.admin.token.get_secret_value())
+            _register_secrets(config)
             await self._install(config, raw)
             self.metrics.config_reloads.labels("success").inc()
             self.last_reload = {"ok": True, "at": iso_time(time.time()), "error": None}

@@ -4,8 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
+
+
+async def read_request(scope: dict[str, Any], receive: Any) -> tuple[bytes, dict[str, str]]:
+    """The whole request body and the headers (the first of each name, decoded)."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    headers: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return body, headers
 
 
 class Recorder:
@@ -126,5 +141,40 @@ def status_app(status: int = 500) -> Callable[..., Any]:
             return
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b'{"error": "boom"}'})
+
+    return app
+
+
+class Inbox:
+    """What a ``webhook_app`` received: bodies, signature checks, and a gate to hold it."""
+
+    def __init__(self, secret: bytes | None = None, statuses: list[int] | None = None) -> None:
+        self.secret = secret
+        self.statuses = list(statuses or [])  # answered in turn; 200 once used up
+        self.bodies: list[bytes] = []
+        self.signatures_ok: list[bool] = []
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+        self.release.set()  # cleared by a test that wants the receiver to hang
+
+
+def webhook_app(inbox: Inbox) -> Callable[..., Any]:
+    """A webhook receiver that checks ``X-Router-Signature`` with ``inbox.secret``."""
+    from router.notify.payload import verify
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body, headers = await read_request(scope, receive)
+        inbox.bodies.append(body)
+        if inbox.secret is not None:
+            inbox.signatures_ok.append(
+                verify(inbox.secret, body, headers.get("x-router-signature"))
+            )
+        inbox.arrived.set()
+        await asyncio.to_thread(inbox.release.wait, 60)
+        status = inbox.statuses.pop(0) if inbox.statuses else 200
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
 
     return app

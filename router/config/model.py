@@ -23,6 +23,7 @@ __all__ = [
     "Config",
     "HealthSpec",
     "MatchSpec",
+    "NotificationSpec",
     "ProxySpec",
     "RouteSpec",
     "StateSpec",
@@ -49,6 +50,11 @@ def _check_listen(value: str) -> str:
     return value
 
 
+def _none_if_empty(value: Any) -> Any:
+    # An unset ``${VAR}`` substitutes to "": no secret rather than an empty one.
+    return None if value in ("", None) else value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -60,11 +66,7 @@ class AdminSpec(_Strict):
     token: SecretStr | None = None
 
     _listen = field_validator("listen")(_check_listen)
-
-    @field_validator("token", mode="before")
-    @classmethod
-    def _empty_token_is_none(cls, value: Any) -> Any:
-        return None if value in ("", None) else value
+    _token = field_validator("token", mode="before")(_none_if_empty)
 
 
 class StateSpec(_Strict):
@@ -158,6 +160,47 @@ class MatchSpec(_Strict):
         return {k.lower(): v for k, v in value.items()}
 
 
+# Decision events a webhook may subscribe to (SPEC §10 and §12's ``shadow_passed``).
+NOTIFY_EVENTS = (
+    "rollback", "promote", "pause", "resume", "rollout_step", "switch", "switch_refused",
+    "config_reload", "config_reload_failed", "backend_health", "shadow_passed",
+)
+_DEFAULT_NOTIFY_EVENTS = (
+    "rollback", "promote", "rollout_step", "switch", "switch_refused", "config_reload_failed",
+    "shadow_passed",
+)
+
+
+class NotificationSpec(_Strict):
+    """One webhook: where decision events are POSTed, in which format, signed with what."""
+
+    url: str
+    format: Literal["json", "slack"] = "json"
+    events: tuple[str, ...] = _DEFAULT_NOTIFY_EVENTS
+    secret: SecretStr | None = None
+    timeout: Annotated[Duration, Field(gt=0)] = 5.0
+
+    @field_validator("url")
+    @classmethod
+    def _web_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL (got {value!r})")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [event for event in value if event not in NOTIFY_EVENTS]
+        if unknown:
+            raise ValueError(f"unknown event {unknown[0]!r} (known: {', '.join(NOTIFY_EVENTS)})")
+        if not value:
+            raise ValueError("must list at least one event")
+        return value
+
+    _secret = field_validator("secret", mode="before")(_none_if_empty)
+
+
 class RouteSpec(_Strict):
     """One route: a name, a match and a strategy section (validated by its strategy)."""
 
@@ -175,5 +218,6 @@ class Config(_Strict):
     proxy: ProxySpec = ProxySpec()
     backends: Annotated[dict[str, BackendSpec], Field(min_length=1)]
     routes: Annotated[tuple[RouteSpec, ...], Field(min_length=1)]
+    notifications: tuple[NotificationSpec, ...] = ()
 
     _listen = field_validator("listen")(_check_listen)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,11 +23,16 @@ def iso_time(epoch: float) -> str:
 
 
 class EventLog:
-    """The most recent decision events, newest last; each is also logged."""
+    """The most recent decision events, newest last; each is also logged.
+
+    ``listeners`` are called with each record this process emits (the notifier's
+    queue): they must return at once.
+    """
 
     def __init__(self, capacity: int = 1000) -> None:
         self._ring: collections.deque[dict[str, Any]] = collections.deque(maxlen=capacity)
         self._log = get_logger("router.telemetry.events")
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def emit(self, kind: str, *, route: str | None, reason: str, **fields: Any) -> dict[str, Any]:
         """Record and log one event; ``kind`` is the log event name (``rollback``...)."""
@@ -41,6 +47,8 @@ class EventLog:
         warn = kind in ("rollback", "config_reload_failed", "switch_refused")
         level = "warning" if warn else "info"
         getattr(self._log, level)(kind, **{k: v for k, v in record.items() if k != "event"})
+        for listener in self.listeners:
+            listener(record)
         return record
 
     def recent(self, limit: int = 100) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from router.server.listener import build_uvicorn_config
+from tests.backends import read_request
 from tests.raw_http import (
     assert_refused,
     connect,
@@ -43,15 +44,7 @@ class RecordingApp:
     calls: list[dict[str, Any]] = field(default_factory=list)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {
-            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
-        }
+        body, headers = await read_request(scope, receive)
         self.calls.append(
             {"path": scope["path"], "raw_path": scope["raw_path"], "headers": headers}
         )
