@@ -1,0 +1,165 @@
+"""Instructions per request, counted by callgrind: a cost figure a busy machine cannot blur.
+
+Wall-clock benches on a shared 2-core machine swing by tens of percent; the
+instructions one request costs the router do not. This starts two nginx stand-ins
+and one router (the bench's canary scenario, or any other with ``--scenario``)
+under ``valgrind --tool=callgrind`` with instrumentation off, warms it up, then
+for each method: zeroes the counters, sends exactly N requests on one keep-alive
+connection, and reads the router's instruction total. The instructions its timers
+spend while idle (controller ticks, log flushes) are measured over an idle spell
+and subtracted per second of wall time.
+
+    python bench/instructions.py                 # canary route, GET and POST (2 KB JSON), N=400
+    python bench/instructions.py --annotate POST # also the top functions of the POST run
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from nginx import NginxInstance, render_backend
+from procs import Service, free_port, http_status, wait_for
+from scenarios import BACKENDS, SCENARIOS, Scenario
+from stack import REQUEST_PATH, render_router_config, router_command
+from wrk import post_body
+
+__all__ = ["count", "main"]
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    """Instructions of ``requests`` requests, net of the idle rate over ``wall_s``."""
+
+    method: str
+    requests: int
+    instructions: int
+    idle_per_s: float
+    wall_s: float
+    dump: Path
+
+    @property
+    def per_request(self) -> float:
+        """Net instructions per request."""
+        net = self.instructions - self.idle_per_s * self.wall_s
+        return net / self.requests
+
+
+def _control(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
+
+
+def _dump_total(pid: int, outdir: Path, before: set[Path]) -> tuple[int, Path]:
+    """Dump the counters and return the new dump's instruction total and path."""
+    _control(pid, "--dump")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        new = sorted(set(outdir.glob("callgrind.out.*")) - before)
+        for path in new:
+            match = re.search(r"^(?:summary|totals): (\d+)", path.read_text(), re.M)
+            if match:
+                return int(match.group(1)), path
+        time.sleep(0.2)
+    raise RuntimeError("callgrind dump did not appear")
+
+
+def _send(port: int, method: str, n: int, body: bytes) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Content-Type": "application/json"} if method == "POST" else {}
+    for _ in range(n):
+        conn.request(method, REQUEST_PATH, body=body if method == "POST" else None,
+                     headers=headers)
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{method} answered {response.status}")
+    conn.close()
+
+
+def count(pid: int, port: int, outdir: Path, method: str, n: int, idle_s: float) -> Count:
+    """Instructions of ``n`` requests of ``method``, net of the idle rate measured first."""
+    before = set(outdir.glob("callgrind.out.*"))
+    _control(pid, "--zero")
+    time.sleep(idle_s)  # an idle spell of known length: the timers' own cost
+    idle, idle_dump = _dump_total(pid, outdir, before)
+    before.add(idle_dump)
+    _control(pid, "--zero")
+    started = time.monotonic()
+    _send(port, method, n, post_body())
+    wall = time.monotonic() - started
+    total, dump = _dump_total(pid, outdir, before)
+    return Count(method, n, total, idle / idle_s, wall, dump)
+
+
+def start_router(scenario: Scenario, workdir: Path) -> tuple[Service, int, list[NginxInstance]]:
+    """The stand-ins and a router under callgrind (instrumentation off until switched on)."""
+    backends = []
+    for name, stand_in in BACKENDS.items():
+        instance = NginxInstance(name, workdir)
+        instance.start(render_backend(instance.prefix, instance.port, stand_in.payload))
+        backends.append(instance)
+    port, admin_port = free_port(), free_port()
+    urls = {i.name: i.url for i in backends}
+    config_path = workdir / "router.yaml"
+    config = render_router_config(scenario, urls, port, admin_port)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    cmd = [
+        "valgrind", "--tool=callgrind", "--instr-atstart=no",
+        f"--callgrind-out-file={workdir}/callgrind.out.%p", *router_command(), "serve",
+        "--config", str(config_path), "--log-format", "json",
+    ]
+    service = Service("router", cmd, workdir / "router.log").start()
+    wait_for("router", lambda: service.check_alive()
+             and http_status(f"http://127.0.0.1:{port}{REQUEST_PATH}", timeout=5) == 200,
+             timeout=120)
+    return service, port, backends
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Count and print instructions per request for GET and POST."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", default="router-canary")
+    parser.add_argument("-n", type=int, default=400, help="requests per method (400)")
+    parser.add_argument("--idle", type=float, default=3.0, help="idle spell in seconds (3)")
+    parser.add_argument("--annotate", choices=["GET", "POST"], help="print top functions")
+    args = parser.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed (apt-get install valgrind)")
+    scenario = next((s for s in SCENARIOS if s.name == args.scenario), None)
+    if scenario is None or scenario.target != "router" or scenario.workers != 1:
+        sys.exit(f"{args.scenario}: not a one-worker router scenario")
+    workdir = Path(tempfile.mkdtemp(prefix="router-instr-"))
+    service, port, backends = start_router(scenario, workdir)
+    try:
+        _control(service.pid, "--instr=on")
+        _send(port, "GET", 50, b"")  # warm-up: imports, caches, connections
+        _send(port, "POST", 50, post_body())
+        for method in ("GET", "POST"):
+            result = count(service.pid, port, workdir, method, args.n, args.idle)
+            print(f"{args.scenario} {method}: {result.per_request:,.0f} instructions/request "
+                  f"({result.requests} requests, idle {result.idle_per_s:,.0f}/s subtracted "
+                  f"over {result.wall_s:.1f} s)")
+            if args.annotate == method:
+                out = subprocess.run(["callgrind_annotate", "--threshold=90", str(result.dump)],
+                                     capture_output=True, text=True, check=False).stdout
+                print("\n".join(out.splitlines()[:60]))
+    finally:
+        service.stop()
+        for backend in backends:
+            backend.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
