@@ -3,7 +3,9 @@
 Three sources of problems, all reported with their place in the file:
 
 - YAML syntax (``line 12, column 5: ...``, from PyYAML's marks), including
-  duplicate keys, which PyYAML would otherwise silently overwrite;
+  duplicate keys, which PyYAML would otherwise silently overwrite, and aliases that
+  would expand past ``MAX_ALIAS_NODES`` nodes (a "billion laughs" file of a few hundred
+  bytes otherwise takes seconds and gigabytes once substitution copies the tree);
 - ``${VAR}`` / ``${VAR:-default}`` references to unset variables (``$$`` is a literal ``$``);
 - pydantic validation errors, translated into short messages such as
   ``routes[0].strategy.steps[2].weight: must be between 0 and 100 (got 120)``.
@@ -24,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 __all__ = [
+    "MAX_ALIAS_NODES",
     "ConfigIssue",
     "YamlSyntaxError",
     "format_place",
@@ -39,6 +42,7 @@ _UNION_TAG = re.compile(r"^[a-z][a-z-]*\[.*\]$")  # pydantic's "function-after[.
 _ENV_REF = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\{[^}]*\}?)")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _MAX_SHOWN = 60
+MAX_ALIAS_NODES = 10_000  # nodes that aliases may add to the tree, all aliases together
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +85,59 @@ def _mark(mark: Any) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}"
 
 
+def _alias_expansion(root: yaml.Node) -> int:
+    """How many nodes aliases add to the tree rooted at ``root``, once each is expanded.
+
+    Composed YAML shares one node object between an anchor and its aliases, so the
+    expanded size, memoised per node, is linear in the file; the nodes beyond the distinct
+    ones are the aliases' copies.
+    """
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        known = sizes.get(key)
+        if known is not None:
+            return known
+        if key in visiting:
+            raise yaml.composer.ComposerError(
+                None, None, "found a recursive alias", node.start_mark
+            )
+        visiting.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        visiting.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root) - len(sizes)
+
+
+def _load(text: str) -> Any:
+    loader = _StrictSafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        added = _alias_expansion(node)
+        if added > MAX_ALIAS_NODES:
+            raise YamlSyntaxError(ConfigIssue(
+                "", f"YAML aliases would expand to {added} more nodes (the limit is "
+                f"{MAX_ALIAS_NODES}): refused",
+            ))
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def read_yaml(text: str) -> Any:
     """Parse one YAML document safely; raise ``YamlSyntaxError`` with the line and column."""
     try:
-        return yaml.load(text, Loader=_StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass
+        return _load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
@@ -95,6 +148,8 @@ def read_yaml(text: str) -> Any:
             problem = f"{problem} ({exc.context}{where})"
         place = _mark(mark) if mark is not None else ""
         raise YamlSyntaxError(ConfigIssue(place, problem)) from None
+    except RecursionError:
+        raise YamlSyntaxError(ConfigIssue("", "YAML nested too deeply")) from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(ConfigIssue("", f"invalid YAML: {exc}")) from None
 

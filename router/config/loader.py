@@ -11,7 +11,7 @@ them all::
       .issues: ConfigIssue(place, message), e.g. "routes[1].strategy.candidate: unknown backend"
 
 Relative ``state.path`` and shadow ``mismatch_log`` are made absolute against the
-config file's directory.
+config file's directory. A file over ``MAX_CONFIG_BYTES`` is refused unread.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from strategies.direct.strategy import DirectSpec
 from strategies.shadow.strategy import ShadowSpec
 
 __all__ = [
+    "MAX_CONFIG_BYTES",
     "ConfigError",
     "ConfigIssue",
     "LoadedConfig",
@@ -69,6 +70,7 @@ _BUILTIN_BACKEND_FIELDS: dict[str, tuple[str, ...]] = {
 # Stands in for a strategy section that failed, so the rest of the route still validates.
 _INVALID_SPEC = StrategySpec(type="invalid")
 _ROUTE_PLACE = re.compile(r"^routes\[(\d+)\]")
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -255,6 +257,9 @@ def parse_config(
 
     Raises ``ConfigError`` naming ``source`` with every problem found.
     """
+    size = len(text.encode() if isinstance(text, str) else text)
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError([_too_large(size)], source)
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8-sig")
@@ -278,11 +283,18 @@ def parse_config(
     return _with_absolute_paths(config, Path(os.path.abspath(base_dir or Path.cwd())))
 
 
+def _too_large(size: int) -> ConfigIssue:
+    return ConfigIssue("", f"the file is {size} bytes, over the limit of {MAX_CONFIG_BYTES}")
+
+
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
     """Read and validate the file at ``path``; raises ``ConfigError``."""
     file = Path(path)
     try:
-        raw = file.read_bytes()
+        with file.open("rb") as stream:
+            raw = stream.read(MAX_CONFIG_BYTES + 1)
+            if len(raw) > MAX_CONFIG_BYTES:
+                raise ConfigError([_too_large(os.fstat(stream.fileno()).st_size)], str(file))
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ConfigError([ConfigIssue("", f"cannot read {file}: {reason}")], str(file)) from None

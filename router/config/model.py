@@ -125,11 +125,27 @@ class BackendSpec(_Strict):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
+        # Everything the pool would refuse at install is refused here, so that ``validate``
+        # catches it and a reload never fails half-way (SPEC §15).
         parts = urlsplit(value)
         if parts.scheme != "http":
             raise ValueError(f"must be an http:// URL (got {value!r})")
+        if not value.isascii() or not value.isprintable() or " " in value:
+            raise ValueError(f"must be printable ASCII without spaces (got {value!r})")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("cannot carry user info (user:password@); the router sends none")
         if not parts.hostname:
             raise ValueError(f"has no host (got {value!r})")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"port must be a number between 1 and 65535 (got {value!r})") from None
+        if port == 0:
+            raise ValueError(f"port must be a number between 1 and 65535 (got {value!r})")
+        try:
+            parts.netloc.encode("idna")
+        except UnicodeError:
+            raise ValueError(f"has an invalid host name (got {value!r})") from None
         if parts.query or parts.fragment:
             raise ValueError(f"cannot carry a query or fragment (got {value!r})")
         return value.rstrip("/")
