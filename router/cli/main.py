@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -11,6 +12,21 @@ from collections.abc import Sequence
 __all__ = ["build_parser", "main"]
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9901"
+# What the demo's model servers import beyond the router's own dependencies (the demo extra).
+DEMO_MODULES = ("numpy", "sklearn")
+
+
+def missing_demo_modules() -> list[str]:
+    """The demo extra's modules this interpreter cannot import."""
+    missing = []
+    for name in DEMO_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
 
 
 def _add_admin_option(parser: argparse.ArgumentParser) -> None:
@@ -96,6 +112,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(json.dumps(config_json_schema(), indent=2))
         sys.exit(0)
     if command == "demo":
+        missing = missing_demo_modules()
+        if missing:
+            print(
+                f"traffic-router demo needs {' and '.join(missing)}, which are not installed: "
+                "pip install 'traffic-router[demo]'",
+                file=sys.stderr,
+            )
+            sys.exit(1)
         from router.demo.runner import run_demo
 
         sys.exit(run_demo(args))
