@@ -229,7 +229,9 @@ class Exchange:
                     self.method.encode("latin-1"), target, upstream_headers, body, content_length
                 )
             self.status = response.status
-            extra: list[tuple[bytes, bytes]] = [(b"x-request-id", self.request_id.encode())]
+            # Byte for byte as the client sent it (SPEC §15): the id was decoded as latin-1.
+            request_id = self.request_id.encode("latin-1")
+            extra: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id)]
             if expose_headers:
                 extra += (route.header, _variant_header(self.variant), backend.header)
             # Model calls carry a body (POST/PUT/PATCH); a GET answers metadata or health,

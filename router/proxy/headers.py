@@ -82,8 +82,8 @@ def build_upstream_headers(
         if name in ROUTER_REQUEST_HEADERS:
             if name == b"x-forwarded-for":
                 forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
-            elif name == b"host":
-                client_host = value
+            elif name == b"host" and not client_host:
+                client_host = value  # the first, as preserve_host sends
             continue
         out.append((name, value))
     out.append(

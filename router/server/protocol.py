@@ -14,6 +14,8 @@ uvicorn has no deadline for reading request headers and httptools no cap on thei
 - framing checks that do not depend on the parser's strictness: ``Content-Length`` together
   with ``Transfer-Encoding`` gives 400, ``Transfer-Encoding`` in an HTTP/1.0 request gives 400,
   a transfer coding other than ``chunked`` gives 501.
+- ``Host`` checks as nginx makes them (SPEC §15): two ``Host`` headers, an HTTP/1.1 request
+  without one, or one that is not a valid ``host[:port]`` give 400.
 
 Requests are served by :class:`~router.server.cycle.ProxyCycle`, which writes a response head
 together with its first body chunk, and the request's task is kept on the cycle so that a
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import re
 import sys
 import urllib.parse
 from typing import Any, ClassVar, cast
@@ -52,6 +55,10 @@ from router.server.refusals import HeadLimits, RequestRefusedError
 from router.server.sweeper import sweeper_for
 
 DISCONNECT_KEY = "router.client_disconnected"
+
+# RFC 3986 host (a reg-name of unreserved, sub-delims and %-escapes, or an [IP-literal]) and
+# an optional port: no spaces, slashes, "@" or control bytes.
+_VALID_HOST = re.compile(rb"(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 __all__ = ["HardenedHttpToolsProtocol", "HeadLimits", "RequestRefusedError"]
 
@@ -300,13 +307,23 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
     def _check_framing(self) -> None:
         transfer_encoding: bytes | None = None
         content_length: bytes | None = None
+        host: bytes | None = None
         for name, value in self.headers:
-            if name == b"transfer-encoding":
+            if name == b"host":
+                if host is not None:
+                    raise RequestRefusedError(400, "bad_request", "more than one Host header")
+                host = value
+            elif name == b"transfer-encoding":
                 if transfer_encoding is not None:
                     raise RequestRefusedError(400, "bad_request", "repeated Transfer-Encoding")
                 transfer_encoding = value
             elif name == b"content-length":
                 content_length = value
+        if host is None:
+            if self.parser.get_http_version() == "1.1":
+                raise RequestRefusedError(400, "bad_request", "an HTTP/1.1 request needs a Host")
+        elif not _VALID_HOST.fullmatch(host):
+            raise RequestRefusedError(400, "bad_request", "Host is not a valid host[:port]")
         if transfer_encoding is not None:
             if content_length is not None:
                 detail = "both Content-Length and Transfer-Encoding"
