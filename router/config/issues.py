@@ -44,6 +44,11 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _MAX_SHOWN = 60
 MAX_ALIAS_NODES = 10_000  # nodes that aliases may add to the tree, all aliases together
 
+try:
+    from yaml import CSafeLoader as _CSafeLoader
+except ImportError:  # PyYAML built without libyaml
+    from yaml import SafeLoader as _CSafeLoader  # type: ignore[assignment]
+
 
 @dataclass(frozen=True, slots=True)
 class ConfigIssue:
@@ -64,20 +69,32 @@ class YamlSyntaxError(ValueError):
         self.issue = issue
 
 
+def _refuse_duplicate_keys(node: yaml.MappingNode) -> None:
+    seen: set[tuple[str, str]] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+            continue
+        key = (key_node.tag, key_node.value)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
+            )
+        seen.add(key)
+
+
 class _StrictSafeLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing duplicate keys instead of keeping the last."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[tuple[str, str]] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
-                continue
-            key = (key_node.tag, key_node.value)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
-                )
-            seen.add(key)
+        _refuse_duplicate_keys(node)
+        return super().construct_mapping(node, deep=deep)
+
+
+class _FastStrictLoader(_CSafeLoader):
+    """The same on libyaml's parser: several times faster on a file of thousands of routes."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        _refuse_duplicate_keys(node)
         return super().construct_mapping(node, deep=deep)
 
 
@@ -117,8 +134,8 @@ def _alias_expansion(root: yaml.Node) -> int:
     return size(root) - len(sizes)
 
 
-def _load(text: str) -> Any:
-    loader = _StrictSafeLoader(text)
+def _load(text: str, loader_type: type[_StrictSafeLoader] | type[_FastStrictLoader]) -> Any:
+    loader = loader_type(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -137,7 +154,11 @@ def _load(text: str) -> Any:
 def read_yaml(text: str) -> Any:
     """Parse one YAML document safely; raise ``YamlSyntaxError`` with the line and column."""
     try:
-        return _load(text)
+        try:
+            return _load(text, _FastStrictLoader)
+        except yaml.YAMLError:
+            # libyaml words errors tersely: parse again to say what is wrong in PyYAML's words.
+            return _load(text, _StrictSafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
