@@ -22,7 +22,12 @@ from router.config.loader import ConfigError, parse_config
 from router.config.model import Config, ProxySpec
 from router.control.health import HealthChecker, probe
 from router.control.rollouts import Rollouts
-from router.control.store import FileStateStore, StateStore, build_state_store
+from router.control.store import (
+    FileStateStore,
+    StateStoreError,
+    build_state_store,
+)
+from router.control.store_health import WatchedStore
 from router.control.watcher import ConfigWatcher, read_stable_async
 from router.notify.sender import Notifier
 from router.proxy.entry import ProxyApp
@@ -102,9 +107,11 @@ class RouterApp:
             mirror=self.shadow,
             access_log=access_log,
         )
-        self.store: StateStore | None = None
+        self.store: WatchedStore | None = None
         self.health = HealthChecker(self.metrics, self.events, lambda: self.snapshot.backends)
         self.rollouts: Rollouts | None = None
+        # The pod name under Kubernetes; the pid tells apart the processes of --workers N.
+        self.replica_id = f"{socket.gethostname()}-{os.getpid()}"
         self.ready = False
         self.last_reload: dict[str, Any] = {"ok": True, "at": None, "error": None}
         self._reload_lock = asyncio.Lock()
@@ -129,17 +136,17 @@ class RouterApp:
         if config is None:
             config = self.read_config(self.config_path, raw)
         _register_secrets(config)
-        self.store = build_state_store(
-            config.state.store, Path(config.state.path), config.state.url
-        )
-        if isinstance(self.store, FileStateStore):
-            await self.store.load_all()
-            if self.store.recovered_from is not None:
+        inner = build_state_store(config.state.store, Path(config.state.path), config.state.url)
+        if isinstance(inner, FileStateStore):
+            await inner.load_all()
+            if inner.recovered_from is not None:
                 self.events.emit(
                     "state_recovered", route=None,
-                    reason=self.store.recovery_reason or "state file unreadable",
-                    moved_to=str(self.store.recovered_from),
+                    reason=inner.recovery_reason or "state file unreadable",
+                    moved_to=str(inner.recovered_from),
                 )
+        self.store = WatchedStore(inner, config.state.store, self.metrics)
+        self.metrics.leader.set(1.0)  # one process decides for its own state
         self.rollouts = Rollouts(
             self.store, self.metrics, self.events, check_runner=self._run_check
         )
@@ -343,8 +350,11 @@ class RouterApp:
             try:
                 if time.monotonic() - last_sync >= STORE_SYNC_S:
                     last_sync = time.monotonic()
+                    await self.rollouts.flush_unsaved()
                     await self.rollouts.sync_all()
                 await self.rollouts.tick(self.observe)
+            except StateStoreError:
+                pass  # the store logs and counts its failures; reads are retried next second
             except Exception as exc:  # the controller must outlive one bad tick
                 self._log.exception("controller_error", reason=str(exc))
 
@@ -373,6 +383,8 @@ class RouterApp:
                 "last_reload": dict(self.last_reload),
             },
             "routes": {route.name: self._route_status(route) for route in snapshot.routes},
+            "replica": {"id": self.replica_id, "leader": True},
+            "state_store": self.store.health() if self.store is not None else None,
             "backends": {
                 name: {"url": backend.url, "healthy": backend.up}
                 for name, backend in snapshot.backends.items()

@@ -259,6 +259,7 @@ class Stack:
         self.backends: dict[str, dict[str, Any]] = {n: {"url": u} for n, u in backends.items()}
         self.routes: dict[str, dict[str, Any]] = {}
         self.store = store
+        self.state_options: dict[str, Any] = {}  # more of the ``state`` section (path, url...)
         self.router: RouterProcess | None = None
 
     def render(self) -> bytes:
@@ -266,6 +267,7 @@ class Stack:
         state: dict[str, Any] = {"store": self.store}
         if self.store == "file":
             state["path"] = str(self.dir / "state.json")
+        state.update(self.state_options)
         routes = [
             {"name": name, "match": {"path_prefix": f"/r/{name}"}, "strategy": strategy}
             for name, strategy in self.routes.items()
@@ -346,13 +348,17 @@ class Stack:
 
     def log_events(self, route: str, kind: str) -> list[dict[str, Any]]:
         """Decision lines of ``route`` and ``kind`` in the router's JSON log."""
+        return [record for record in self.log_records(kind) if record.get("route") == route]
+
+    def log_records(self, kind: str) -> list[dict[str, Any]]:
+        """Every line of event ``kind`` in the router's JSON log."""
         found = []
         for line in self.live.logs().splitlines():
             try:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if record.get("route") == route and record.get("event") == kind:
+            if record.get("event") == kind:
                 found.append(record)
         return found
 

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from router.admin.guard import BodyGuard
 from router.app import RouterApp
-from router.control.rollouts import UnknownRouteError
+from router.control.rollouts import StoreUnavailableError, UnknownRouteError
 from router.telemetry.logs import get_logger
 from strategies import ActionRejectedError, Command
 
@@ -188,8 +188,17 @@ def build_admin_app(
         except ActionRejectedError as exc:
             log.info("action_refused", route=name, action=command.value, reason=exc.reason)
             return _error(409, "action_not_applicable", exc.reason)
-        log.info("action", route=name, action=command.value, reason=reason)
-        return _JSON({"route": name, "action": command.value, "status": route_status})
+        except StoreUnavailableError as exc:
+            return _error(
+                503, "state_store_unavailable",
+                f"the state store cannot be written ({exc}); only rollback works until it can",
+            )
+        persisted = router.rollouts.persisted(name)
+        log.info("action", route=name, action=command.value, reason=reason, persisted=persisted)
+        return _JSON(
+            {"route": name, "action": command.value, "status": route_status,
+             "persisted": persisted}
+        )
 
     async def reload(request: Request) -> Response:
         result = await router.reload("api")

@@ -122,6 +122,8 @@ def run_client(args: argparse.Namespace, admin: str, token: str | None) -> int:
             print(
                 f"{args.route}: {args.command} ok, phase {route.get('phase')}, "
                 f"weights {_weights(route.get('weights', {}))}"
+                + ("" if payload.get("persisted", True) else
+                   " (in effect here; not yet written to the state store, retrying)")
             )
             return 0
     except ClientError as exc:

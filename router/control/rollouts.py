@@ -5,16 +5,25 @@ every change through the ``StateStore`` with compare-and-set, answers operator
 actions, and runs the controller's tick (observations -> ``advance``). Events
 that come out of transitions are logged, kept for ``/admin/events`` and
 counted in the rollout metrics.
+
+A store that cannot be written never blocks a rollback: a transition with a
+``rollback`` event takes effect in memory at once and is written when the store
+answers again, winning over whatever was stored meanwhile (rollback is the
+safe direction). Analysis bookkeeping that leaves the routing as it is (a
+failed check counted, say) is also kept in memory, so an analysis can still
+reach its rollback during the outage. Anything else -- a step, a promote, a
+pause -- raises ``StoreUnavailableError`` and changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from router.control.store import StaleWriteError, StateStore, StoredState
+from router.control.store import StaleWriteError, StateStore, StateStoreError, StoredState
 from router.routing.snapshot import CompiledRoute, RouteCell
 from router.telemetry.events import EventLog
 from router.telemetry.logs import get_logger
@@ -22,7 +31,7 @@ from router.telemetry.metrics import Metrics
 from strategies import Command, Observation, StrategySpec, Transition
 from strategies.base import CheckRequest, Strategy
 
-__all__ = ["CheckRunner", "Observer", "Rollouts", "UnknownRouteError"]
+__all__ = ["CheckRunner", "Observer", "Rollouts", "StoreUnavailableError", "UnknownRouteError"]
 
 Observer = Callable[[CompiledRoute, float, float], Observation]
 """(route, window seconds, now) -> the live numbers of that route."""
@@ -33,6 +42,19 @@ CheckRunner = Callable[[CheckRequest], Awaitable[tuple[bool, str]]]
 
 class UnknownRouteError(LookupError):
     """No route of that name in the running config (HTTP 404)."""
+
+
+class StoreUnavailableError(Exception):
+    """The state store cannot be written and the change is not a rollback (HTTP 503)."""
+
+
+_ROUTING_KEYS = ("phase", "step", "weights", "active")
+
+
+def _routing_view(route: CompiledRoute, state: Any, now: float) -> dict[str, Any]:
+    """What of a state decides where requests go (compared to tell bookkeeping from a move)."""
+    status = route.strategy.status(route.spec, state, now)
+    return {key: status.get(key) for key in _ROUTING_KEYS}
 
 
 def _envelope(strategy: Strategy[Any, Any], identity: str, state: Any) -> dict[str, Any]:
@@ -62,6 +84,9 @@ class Rollouts:
         # reload's prepare->install must not interleave, or a state change made
         # in between would land on a cell the reload is about to replace.
         self.lock = asyncio.Lock()
+        # Routes whose in-memory state the store has not got yet -> whether that
+        # state must win over the stored one (a rollback) when it is written.
+        self._unsaved: dict[str, bool] = {}
         self._log = get_logger("router.control.rollouts")
 
     async def prepare_cells(
@@ -128,6 +153,9 @@ class Rollouts:
         try:
             cell.version = (await self.store.put(name, data, cell.version)).version
             return
+        except StateStoreError:
+            self._unsaved.setdefault(name, False)  # written when the store answers again
+            return
         except StaleWriteError:
             current = await self.store.get(name)
         adopted = self._load(name, strategy, cell.identity, current)
@@ -173,7 +201,11 @@ class Rollouts:
             if route is None:
                 raise UnknownRouteError(name)
             for _ in range(3):  # lost a compare-and-set to another replica: retry on its state
-                await self.sync_route(route)
+                try:
+                    await self.sync_route(route)
+                except StateStoreError as exc:
+                    if command is not Command.ROLLBACK:
+                        raise StoreUnavailableError(str(exc)) from exc
                 transition = route.strategy.apply(
                     route.spec, route.cell.state, command, self.clock(), reason
                 )
@@ -181,20 +213,27 @@ class Rollouts:
                     break
             return self.status(route)
 
+    def persisted(self, name: str) -> bool:
+        """Whether the store holds the route's current state (False during an outage)."""
+        return name not in self._unsaved
+
     async def _commit(
         self, route: CompiledRoute, transition: Transition[Any], *, trigger: str, action: str = ""
     ) -> bool:
         """Persist and install a transition; False when another replica wrote first."""
         cell = route.cell
         if transition.state != cell.state:
+            if route.name in self._unsaved:
+                await self._flush(route)
             data = _envelope(route.strategy, cell.identity, transition.state)
             try:
-                stored = await self.store.put(route.name, data, cell.version)
+                cell.version = (await self.store.put(route.name, data, cell.version)).version
             except StaleWriteError:
                 await self.sync_route(route)
                 return False
+            except StateStoreError as exc:
+                self._keep_unsaved(route, transition, exc)
             cell.state = transition.state
-            cell.version = stored.version
             cell.picker = route.strategy.picker(route.spec, transition.state)
             self._publish(route)
         for event in transition.events:
@@ -207,6 +246,53 @@ class Rollouts:
             self._emit(route.name, event.kind, event.reason, fields)
         return True
 
+    def _keep_unsaved(
+        self, route: CompiledRoute, transition: Transition[Any], exc: StateStoreError
+    ) -> None:
+        """The store failed: allow a rollback or bookkeeping in memory, refuse anything else."""
+        if any(event.kind == "rollback" for event in transition.events):
+            self._unsaved[route.name] = True
+            return
+        now = self.clock()
+        if _routing_view(route, transition.state, now) != _routing_view(
+            route, route.cell.state, now
+        ):
+            raise StoreUnavailableError(str(exc)) from exc
+        self._unsaved.setdefault(route.name, False)
+
+    async def _flush(self, route: CompiledRoute) -> None:
+        """Write a state kept in memory during an outage; a rollback overwrites what is there.
+
+        Store failures are left to the caller's next write (or the next retry).
+        """
+        wins, cell = self._unsaved[route.name], route.cell
+        try:
+            expected = cell.version
+            if wins:
+                current = await self.store.get(route.name)
+                expected = current.version if current is not None else None
+            data = _envelope(route.strategy, cell.identity, cell.state)
+            cell.version = (await self.store.put(route.name, data, expected)).version
+        except StaleWriteError:
+            if wins:
+                return  # written in between: read it again next time
+            del self._unsaved[route.name]
+            await self.sync_route(route)  # bookkeeping only: the stored state goes first
+            return
+        except StateStoreError:
+            return  # still failing: the state stays in effect here; retried later
+        del self._unsaved[route.name]
+
+    async def flush_unsaved(self) -> None:
+        """Retry the writes an outage held back (the controller calls this every second)."""
+        async with self.lock:
+            for name in list(self._unsaved):
+                route = self.routes.get(name)
+                if route is None:
+                    del self._unsaved[name]
+                    continue
+                await self._flush(route)
+
     def _emit(self, route: str, kind: str, reason: str, fields: dict[str, Any]) -> None:
         self.events.emit(kind, route=route, reason=reason, **fields)
 
@@ -217,6 +303,8 @@ class Rollouts:
 
     def _adopt(self, route: CompiledRoute, found: StoredState | None) -> None:
         cell = route.cell
+        if route.name in self._unsaved:
+            return  # ours is newer: it is written first (``flush_unsaved``)
         if found is None or (cell.version is not None and found.version <= cell.version):
             return
         state = self._load(route.name, route.strategy, cell.identity, found)
@@ -245,7 +333,9 @@ class Rollouts:
                 observation = observe(route, window, now) if window else None
                 transition = strategy.advance(spec, state, observation, now)
                 if transition.state != state or transition.events:
-                    await self._commit(route, transition, trigger="analysis")
+                    # A step the store cannot take waits: the store has logged why.
+                    with contextlib.suppress(StoreUnavailableError):
+                        await self._commit(route, transition, trigger="analysis")
                 self._start_checks(route)
 
     def _start_checks(self, route: CompiledRoute) -> None:
@@ -275,4 +365,5 @@ class Rollouts:
             transition = result(
                 route.spec, route.cell.state, request.key, ok, reason, self.clock()
             )
-            await self._commit(route, transition, trigger="check")
+            with contextlib.suppress(StoreUnavailableError):
+                await self._commit(route, transition, trigger="check")

@@ -181,6 +181,12 @@ def _parse(raw: bytes) -> dict[str, StoredState]:
     return parsed
 
 
+def _describe(path: Path, exc: OSError) -> str:
+    # strerror only: the message must not name the random temp file, so that the
+    # same fault reads the same at every retry (it is logged once per change).
+    return f"state file {path}: {exc.strerror or exc}"
+
+
 def _stat_key(st: os.stat_result) -> _StatKey:
     return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
@@ -257,12 +263,12 @@ class FileStateStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise StateStoreError(f"state file {self.path}: {exc}") from exc
+            raise StateStoreError(_describe(self.path, exc)) from exc
         try:
             self._flock(fd)
             return operation()
         except OSError as exc:
-            raise StateStoreError(f"state file {self.path}: {exc}") from exc
+            raise StateStoreError(_describe(self.path, exc)) from exc
         finally:
             os.close(fd)  # also releases the flock
 

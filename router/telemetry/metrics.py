@@ -156,6 +156,16 @@ class Metrics:
             "router_prediction_value", "First numeric output of regression models.",
             ["route", "variant"], registry=r,
         )
+        self.state_store_up = Gauge(
+            "router_state_store_up", "1 while the rollout state store answers.", registry=r,
+        )
+        self.state_store_errors = Counter(
+            "router_state_store_errors", "Failed state store calls, by operation.", ["op"],
+            registry=r,
+        )
+        self.leader = Gauge(
+            "router_leader", "1 on the replica whose controller leads the fleet.", registry=r,
+        )
         self.admin_auth_failures = Counter(
             "router_admin_auth_failures", "Admin API calls refused for a missing or wrong token.",
             registry=r,
