@@ -36,6 +36,7 @@ from router.routing.snapshot import CompiledRoute, Snapshot, SnapshotHolder, bui
 from router.shadow.dispatcher import ShadowDispatcher
 from router.telemetry.dashboard_stats import build_stats
 from router.telemetry.events import EventLog, iso_time
+from router.telemetry.feedback import GroundTruth
 from router.telemetry.inspection import BodyInspector
 from router.telemetry.logs import get_logger, register_secret
 from router.telemetry.metrics import Metrics
@@ -97,6 +98,7 @@ class RouterApp:
         )
         self.events.listeners.append(self.notifier.offer)
         self.windows = WindowSet()
+        self.truth = GroundTruth(self.metrics)
         self.holder = SnapshotHolder()
         self.backends = BackendSet()
         self.shadow = ShadowDispatcher(self.metrics, self.events, lambda: self.snapshot.backends)
@@ -236,6 +238,7 @@ class RouterApp:
             self.shadow.forget(name)
             if self.proxy.inspector is not None:
                 self.proxy.inspector.forget(name)
+        self.truth.configure({r.name: r.feedback for r in config.routes if r.feedback})
         self._configure_inspector(config.proxy.inspect_max_body)
         self.notifier.configure(config.notifications)
         for apply in self.on_proxy_spec:
@@ -250,6 +253,8 @@ class RouterApp:
             self.proxy.inspector = None
         elif current is None or current.cap != cap:
             self.proxy.inspector = BodyInspector(self.metrics, cap=cap)
+        if self.proxy.inspector is not None:
+            self.proxy.inspector.truth = self.truth
 
     async def _run_check(self, request: CheckRequest) -> tuple[bool, str]:
         backend = self.snapshot.backends.get(request.backend)
@@ -365,6 +370,9 @@ class RouterApp:
         body = self.rollouts.status(route)
         if "shadow" in route.strategy.variants:
             body["shadow"] = self.shadow.route_stats(route.name)
+        feedback = self.truth.summary(route.name, time.time())
+        if feedback is not None:
+            body["feedback"] = feedback
         return body
 
     def stats(self) -> dict[str, Any]:

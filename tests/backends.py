@@ -178,3 +178,26 @@ def webhook_app(inbox: Inbox) -> Callable[..., Any]:
         await send({"type": "http.response.body", "body": b""})
 
     return app
+
+
+async def send_json(send: Any, body: bytes, status: int = 200) -> None:
+    """Answer ``body`` as ``application/json`` with its length."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def model_app(prediction: int | float) -> Callable[..., Any]:
+    """A model server answering every request with one OIP V2 prediction: ``prediction``
+    as a class label (INT64) when it is an int, as a regression value (FP64) when a float."""
+    datatype = "INT64" if isinstance(prediction, int) else "FP64"
+    body = json.dumps(
+        {"outputs": [{"name": "predict", "datatype": datatype, "shape": [1], "data": [prediction]}]}
+    ).encode()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await read_request(scope, receive)
+            await send_json(send, body)
+
+    return app

@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from router.admin.feedback import MAX_FEEDBACK_BODY, feedback_endpoint
 from router.admin.guard import BodyGuard
 from router.app import RouterApp
 from router.control.rollouts import StoreUnavailableError, UnknownRouteError
@@ -220,9 +221,9 @@ def build_admin_app(
         Route("/admin/events", events, methods=["GET"]),
         Route("/admin/routes/{name}/{action}", action, methods=["POST"]),
         Route("/admin/reload", reload, methods=["POST"]),
+        Route("/admin/feedback", feedback_endpoint(router.truth, _error), methods=["POST"]),
     ]
     app = Starlette(routes=routes)
-    guarded = BodyGuard(
-        app, lambda: router.snapshot.config.admin.token is None, _error, body_limits
-    )
+    limits = {"/admin/feedback": MAX_FEEDBACK_BODY, **(body_limits or {})}
+    guarded = BodyGuard(app, lambda: router.snapshot.config.admin.token is None, _error, limits)
     return _Guard(guarded, router, loopback=is_loopback_host(listen_host))

@@ -1,4 +1,5 @@
-"""The CLI's admin client: ``status``, ``rollback``, ``promote``, ``pause``, ``resume``, ``reload``.
+"""The CLI's admin client: ``status``, ``rollback``, ``promote``, ``pause``, ``resume``,
+``reload`` and ``feedback`` (true labels from a JSONL file, posted in batches).
 
 Every failure is one line on stderr and a non-zero exit: 2 when the router is
 unreachable, 3 when the token is refused, 4 for an unknown route, 5 when the
@@ -11,9 +12,13 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
+
+from strategies.feedback import FeedbackError, parse_feedback
 
 __all__ = ["ClientError", "format_status_table", "run_client"]
 
@@ -34,11 +39,14 @@ def _client(admin: str, token: str | None) -> httpx.Client:
     )
 
 
-def _call(client: httpx.Client, method: str, path: str, body: Any = None) -> dict[str, Any]:
+def _request(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """Send one admin call; raise ``ClientError`` for every refusal (see the module docstring)."""
     try:
-        response = client.request(method, path, json=body)
+        response = client.request(method, path, **kwargs)
     except httpx.HTTPError as exc:
         raise ClientError(f"router unreachable at {client.base_url}: {exc}", 2) from None
+    if response.status_code < 400:
+        return response
     try:
         payload: dict[str, Any] = response.json()
     except ValueError:
@@ -52,8 +60,15 @@ def _call(client: httpx.Client, method: str, path: str, body: Any = None) -> dic
     if response.status_code in (409, 422):
         detail = payload.get("detail") or "; ".join(payload.get("errors", [])) or "refused"
         raise ClientError(detail, 5)
-    if response.status_code >= 400:
-        raise ClientError(f"HTTP {response.status_code}: {payload.get('detail', '')}", 1)
+    raise ClientError(f"HTTP {response.status_code}: {payload.get('detail', '')}", 1)
+
+
+def _call(client: httpx.Client, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    response = _request(client, method, path, json=body)
+    try:
+        payload: dict[str, Any] = response.json()
+    except ValueError:
+        payload = {"detail": response.text.strip()[:200]}
     return payload
 
 
@@ -105,12 +120,63 @@ def _status(client: httpx.Client, args: argparse.Namespace) -> int:
         return 0
 
 
+FEEDBACK_BATCH_BYTES = 512 * 1024  # well under the endpoint's 1 MiB
+
+
+def _feedback_batches(path: str, size: int) -> Iterator[list[bytes]]:
+    """Lines of ``path`` checked one by one and grouped ``size`` (or 512 KiB) at a time."""
+    batch: list[bytes] = []
+    held = 0
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise ClientError(f"cannot read {path}: {exc.strerror}", 1) from None
+    with handle:
+        for number, line in enumerate(handle, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                parse_feedback(orjson.loads(line))
+            except (orjson.JSONDecodeError, FeedbackError) as exc:
+                reason = "not JSON" if isinstance(exc, orjson.JSONDecodeError) else str(exc)
+                raise ClientError(f"{path} line {number}: {reason}", 1) from None
+            if batch and (len(batch) >= size or held + len(line) > FEEDBACK_BATCH_BYTES):
+                yield batch
+                batch, held = [], 0
+            batch.append(line)
+            held += len(line) + 1
+    if batch:
+        yield batch
+
+
+def _feedback(client: httpx.Client, args: argparse.Namespace) -> int:
+    sent = joined = unknown = batches = 0
+    try:
+        for batch in _feedback_batches(args.path, args.batch):
+            response = _request(
+                client, "POST", "/admin/feedback", content=b"[" + b",".join(batch) + b"]",
+                headers={"content-type": "application/json"},
+            )
+            sent += len(batch)
+            batches += 1
+            joined += int(response.headers.get("x-feedback-joined", 0))
+            unknown += int(response.headers.get("x-feedback-unknown", 0))
+    finally:
+        if batches:
+            print(f"posted {sent} labels in {batches} batches: {joined} joined, "
+                  f"{unknown} unknown or expired request ids")
+    return 0
+
+
 def run_client(args: argparse.Namespace, admin: str, token: str | None) -> int:
     """Run one client subcommand; returns the exit code."""
     try:
         with _client(admin, token) as client:
             if args.command == "status":
                 return _status(client, args)
+            if args.command == "feedback":
+                return _feedback(client, args)
             if args.command == "reload":
                 payload = _call(client, "POST", "/admin/reload")
                 state = "reloaded" if payload.get("changed") else "unchanged"

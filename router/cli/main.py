@@ -80,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--reason", default=None, help="why (logged and shown)")
         _add_admin_option(cmd)
 
+    feedback = sub.add_parser("feedback", help="post true labels (JSONL) for past predictions")
+    feedback.add_argument(
+        "path", metavar="FILE.jsonl", help='one {"request_id": ..., "label": ...} a line'
+    )
+    feedback.add_argument(
+        "--batch", type=int, default=1000, metavar="N", help="labels per request (default 1000)"
+    )
+    _add_admin_option(feedback)
+
     reload = sub.add_parser("reload", help="re-read the config file now")
     _add_admin_option(reload)
 

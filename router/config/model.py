@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from strategies.base import StrategySpec
+from strategies.feedback import FeedbackSpec
 from strategies.units import ByteSize, Duration
 
 __all__ = [
@@ -223,6 +224,7 @@ class RouteSpec(_Strict):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
     match: MatchSpec = MatchSpec()
     strategy: StrategySpec
+    feedback: FeedbackSpec | None = None  # remember predictions to join late labels to
 
 
 class Config(_Strict):

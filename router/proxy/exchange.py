@@ -316,6 +316,7 @@ class Exchange:
                 self.route, self.variant, self.path,
                 body if isinstance(body, bytes) else None, self.bytes_in, status,
                 answer if answer is not None and len(answer) <= inspector.cap else None,
+                self.request_id, self.backend,
             )
         except Exception as exc:  # inspection must never fail a request
             self.app.log.warning("inspect_error", route=self.route, reason=repr(exc))

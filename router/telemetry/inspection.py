@@ -16,10 +16,13 @@ route, the rest counted as ``other``.
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
+from router.telemetry.feedback import GroundTruth
 from router.telemetry.metrics import Metrics
 from router.telemetry.payloads import (
+    Predictions,
     count_missing_inputs,
     parse_body,
     path_protocol,
@@ -98,6 +101,8 @@ class BodyInspector:
         self.max_labels = max_labels
         self._health: dict[tuple[str, str], _Health] = {}
         self._route_labels: dict[str, set[str]] = {}
+        # Remembers each answer's first prediction for routes that join late labels.
+        self.truth: GroundTruth | None = None
 
     def _bound(self, route: str, variant: str) -> _Health:
         key = (route, variant)
@@ -115,6 +120,8 @@ class BodyInspector:
         request_size: int,
         response_status: int,
         response_body: bytes | None,
+        request_id: str = "",
+        backend: str = "",
     ) -> None:
         """Inspect one finished request; bodies are ``None`` when over the cap."""
         health = self._bound(route, variant)
@@ -140,18 +147,25 @@ class BodyInspector:
                 health.missing_values += missing
         if answered:
             assert response_body is not None
-            self._observe_output(route, health, protocol, response_body)
+            result = self._observe_output(route, health, protocol, response_body)
+            if result is not None and request_id and self.truth is not None:
+                first = result.labels[0] if result.labels else (
+                    result.values[0] if result.values else None
+                )
+                if first is not None:
+                    self.truth.remember(route, request_id, health.variant, backend, first,
+                                        time.time())
 
     def _observe_output(
         self, route: str, health: _Health, protocol: str | None, body: bytes
-    ) -> None:
+    ) -> Predictions | None:
         parsed = parse_body(body)
         if parsed is None:
-            return
+            return None
         doc, exotic = parsed
         result = read_predictions(protocol, doc, exotic or b"null" in body)
         if result is None:
-            return
+            return None
         if result.nulls:
             health.null.inc(result.nulls)
             health.null_outputs += result.nulls
@@ -161,6 +175,7 @@ class BodyInspector:
         health.value_count += len(result.values)
         if result.labels:
             self._count_labels(route, health, result.labels)
+        return result
 
     def _count_labels(self, route: str, health: _Health, labels: list[str]) -> None:
         known = self._route_labels.setdefault(route, set())

@@ -166,6 +166,11 @@ class Metrics:
         self.leader = Gauge(
             "router_leader", "1 on the replica whose controller leads the fleet.", registry=r,
         )
+        self.feedback = Counter(
+            "router_feedback_total",
+            "True labels received, by the verdict on the prediction they were for.",
+            ["route", "variant", "outcome"], registry=r,
+        )
         self.admin_auth_failures = Counter(
             "router_admin_auth_failures", "Admin API calls refused for a missing or wrong token.",
             registry=r,

@@ -337,12 +337,24 @@
     return [inputs, outputs, h("td", { class: "predictions", text: predictions })];
   }
 
+  // Accuracy (classifiers) or mean absolute error (regressors) from the labels sent back.
+  function truthCell(feedback, variant) {
+    const tally = ((feedback && feedback.variants) || {})[variant];
+    if (!tally || !tally.labels) return h("td", { class: "truth", text: "no labels yet" });
+    const main = isNum(tally.accuracy) ? pct(tally.accuracy, 1) : "MAE " + num(tally.mae);
+    return h("td", { class: "truth", "data-accuracy": isNum(tally.accuracy) ? tally.accuracy : "" },
+      h("strong", { text: main }),
+      h("div", { class: "sub", text: tally.labels + " labels / " + duration(feedback.window_s) }));
+  }
+
   function variantTable(name, route, stats, order) {
     const live = (stats && stats.variants) || {};
     const health = (stats && stats.health) || {};
     const backends = (state.status && state.status.backends) || {};
-    const head = h("tr", {}, ["version", "weight", "req/s", "errors", "p50", "p99", "inputs",
-      "outputs", "predictions"].map((t) => h("th", { scope: "col", text: t })));
+    const columns = ["version", "weight", "req/s", "errors", "p50", "p99", "inputs", "outputs",
+      "predictions"];
+    if (route.feedback) columns.push("accuracy");
+    const head = h("tr", {}, columns.map((t) => h("th", { scope: "col", text: t })));
     const rows = order.map((variant, i) => {
       const numbers = live[variant] || {};
       const backend = (route.backends || {})[variant];
@@ -360,7 +372,8 @@
         h("td", { class: errClass, text: pct(numbers.error_rate, 2) }),
         h("td", { text: ms(numbers.p50_ms) }),
         h("td", { text: ms(numbers.p99_ms) }),
-        healthCells(health[variant]));
+        healthCells(health[variant]),
+        route.feedback ? truthCell(route.feedback, variant) : null);
     });
     return h("table", { class: "variants" }, h("thead", {}, head), h("tbody", {}, rows));
   }

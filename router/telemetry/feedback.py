@@ -1,0 +1,200 @@
+"""Ground truth per route (``feedback:``): predictions remembered by request id, labels joined.
+
+The body inspector hands each inspected answer's first prediction to
+``GroundTruth.remember`` after the client has its answer: one insertion into a
+bounded ordered map (the oldest dropped past ``keep``), nothing else on the
+request path. ``join`` runs in the admin handler: it pops the prediction a label
+is for, scores it (``strategies.feedback``) and adds the verdict to the
+variant's ``AccuracyWindow``, a ring of time buckets over ``feedback.window``, so
+memory stays fixed however many labels arrive. A request id that is not (or no
+longer) remembered is counted as ``unknown_request``, never refused.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from router.telemetry.metrics import Metrics
+from strategies.feedback import FeedbackItem, FeedbackSpec, Prediction, Tally, score
+
+__all__ = ["AccuracyWindow", "GroundTruth", "JoinResult", "PredictionStore"]
+
+_BUCKETS = 60
+_NO_ROUTE = "none"
+
+
+class PredictionStore:
+    """The last ``keep`` predictions of one route: request id -> (variant, backend, value, time)."""
+
+    __slots__ = ("_rows", "keep")
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self._rows: collections.OrderedDict[str, tuple[str, str, Prediction, float]] = (
+            collections.OrderedDict()
+        )
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(
+        self, request_id: str, variant: str, backend: str, value: Prediction, at: float
+    ) -> None:
+        """Remember one prediction; a repeated id keeps only its newest prediction."""
+        rows = self._rows
+        if request_id in rows:
+            del rows[request_id]
+        elif len(rows) >= self.keep:
+            rows.popitem(last=False)
+        rows[request_id] = (variant, backend, value, at)
+
+    def pop(self, request_id: str) -> tuple[str, str, Prediction, float] | None:
+        """The prediction for ``request_id``, forgotten (a label joins once); None if unknown."""
+        return self._rows.pop(request_id, None)
+
+    def resized(self, keep: int) -> PredictionStore:
+        """A store of capacity ``keep`` holding the newest of these predictions."""
+        fresh = PredictionStore(keep)
+        items = list(self._rows.items())[-keep:]
+        fresh._rows.update(items)
+        return fresh
+
+
+class AccuracyWindow:
+    """One variant's scored labels over the trailing ``window_s``, in 60 time buckets."""
+
+    __slots__ = ("_stamps", "_tallies", "width", "window_s")
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self.width = window_s / _BUCKETS
+        self._stamps = [-1] * _BUCKETS
+        self._tallies = [Tally()] * _BUCKETS
+
+    def add(self, now: float, tally: Tally) -> None:
+        """Count ``tally`` as received at ``now``."""
+        index = int(now // self.width)
+        slot = index % _BUCKETS
+        if self._stamps[slot] != index:
+            self._stamps[slot] = index
+            self._tallies[slot] = tally
+        else:
+            self._tallies[slot] = self._tallies[slot].plus(tally)
+
+    def total(self, now: float) -> Tally:
+        """Everything received in the trailing window (to the precision of one bucket)."""
+        newest = int(now // self.width)
+        total = Tally()
+        for stamp, tally in zip(self._stamps, self._tallies, strict=True):
+            if newest - _BUCKETS < stamp <= newest:
+                total = total.plus(tally)
+        return total
+
+
+class _RouteTruth:
+    """One route's remembered predictions and per-variant accuracy windows."""
+
+    __slots__ = ("spec", "store", "unknown", "windows")
+
+    def __init__(self, spec: FeedbackSpec) -> None:
+        self.spec = spec
+        self.store = PredictionStore(spec.keep)
+        self.windows: dict[str, AccuracyWindow] = {}
+
+    def window(self, variant: str) -> AccuracyWindow:
+        found = self.windows.get(variant)
+        if found is None:
+            found = self.windows[variant] = AccuracyWindow(self.spec.window)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class JoinResult:
+    """What a feedback batch did: labels joined to a prediction, and ids not remembered."""
+
+    joined: int
+    unknown: int
+
+
+class GroundTruth:
+    """Every route's ground truth (routes without ``feedback:`` remember nothing)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._routes: dict[str, _RouteTruth] = {}
+
+    def configure(self, specs: Mapping[str, FeedbackSpec]) -> None:
+        """Follow a new config: keep what still applies, resize, forget removed routes."""
+        routes: dict[str, _RouteTruth] = {}
+        for name, spec in specs.items():
+            old = self._routes.get(name)
+            if old is not None and old.spec == spec:
+                routes[name] = old
+                continue
+            fresh = _RouteTruth(spec)
+            if old is not None:
+                fresh.store = old.store.resized(spec.keep)
+                if old.spec.window == spec.window:
+                    fresh.windows = old.windows
+            routes[name] = fresh
+        self._routes = routes
+
+    def remember(
+        self, route: str, request_id: str, variant: str, backend: str, value: Prediction,
+        at: float,
+    ) -> None:
+        """Keep the prediction answered to ``request_id`` (hot path: one bounded insertion)."""
+        found = self._routes.get(route)
+        if found is not None:
+            found.store.add(request_id, variant, backend, value, at)
+
+    def join(self, items: Iterable[FeedbackItem], now: float) -> JoinResult:
+        """Score each label against the prediction it is for; count unknown ids."""
+        joined = unknown = 0
+        for item in items:
+            found = self._pop(item.request_id)
+            if found is None:
+                unknown += 1
+                self.metrics.feedback.labels(_NO_ROUTE, _NO_ROUTE, "unknown_request").inc()
+                continue
+            name, truth, (variant, _backend, value, _at) = found
+            verdict, error = score(value, item.label)
+            tally = Tally(
+                correct=int(verdict == "correct"), wrong=int(verdict == "wrong"),
+                scored=int(verdict == "scored"), abs_error=error if verdict == "scored" else 0.0,
+            )
+            truth.window(variant).add(now, tally)
+            self.metrics.feedback.labels(name, variant, verdict).inc()
+            joined += 1
+        return JoinResult(joined, unknown)
+
+    def _pop(
+        self, request_id: str
+    ) -> tuple[str, _RouteTruth, tuple[str, str, Prediction, float]] | None:
+        for name, truth in self._routes.items():
+            found = truth.store.pop(request_id)
+            if found is not None:
+                return name, truth, found
+        return None
+
+    def tallies(self, route: str, now: float) -> dict[str, Tally]:
+        """Per variant of ``route``: the labels received over its feedback window."""
+        found = self._routes.get(route)
+        if found is None:
+            return {}
+        return {variant: w.total(now) for variant, w in found.windows.items()}
+
+    def summary(self, route: str, now: float) -> dict[str, Any] | None:
+        """The route's ``feedback`` in the status; None when the route keeps no feedback."""
+        found = self._routes.get(route)
+        if found is None:
+            return None
+        return {
+            "window_s": found.spec.window,
+            "keep": found.spec.keep,
+            "remembered": len(found.store),
+            "variants": {v: t.render() for v, t in sorted(self.tallies(route, now).items())},
+        }

@@ -1,0 +1,59 @@
+"""Scoring a true label against a prediction, feedback parsing, tallies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from strategies.feedback import FeedbackError, Tally, parse_feedback, score
+
+
+@pytest.mark.parametrize(
+    ("prediction", "label", "verdict", "error"),
+    [
+        ("1", 1, "correct", 0.0),
+        ("1", 1.0, "correct", 0.0),
+        ("1", "1", "correct", 0.0),
+        ("1", 2, "wrong", 1.0),
+        ("1", 1.5, "wrong", 1.0),
+        ("setosa", "setosa", "correct", 0.0),
+        ("true", True, "correct", 0.0),
+        ("false", True, "wrong", 1.0),
+        (12.5, 10, "scored", 2.5),
+        (12.5, 13.0, "scored", 0.5),
+        (12.5, "twelve", "wrong", 1.0),
+    ],
+)
+def test_score(prediction: Any, label: Any, verdict: str, error: float) -> None:
+    assert score(prediction, label) == (verdict, pytest.approx(error))
+
+
+def test_parse_feedback_takes_an_object_or_a_list() -> None:
+    one = parse_feedback({"request_id": "a", "label": 1})
+    assert [(i.request_id, i.label) for i in one] == [("a", 1)]
+    two = parse_feedback([{"request_id": "a", "label": "x"}, {"request_id": "b", "label": 0.5}])
+    assert [i.request_id for i in two] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [
+        ("text", "body: must be an object or a list of objects"),
+        ([], "body: the list is empty"),
+        ([1], "[0].: must be an object"),
+        ({"request_id": "", "label": 1}, "request_id: must be a non-empty string"),
+        ({"request_id": "x" * 201, "label": 1}, "request_id: longer than 200"),
+        ({"request_id": "a", "label": None}, "label: must be a string, number or boolean"),
+        ({"request_id": "a", "label": float("nan")}, "label: must be a finite number"),
+    ],
+)
+def test_parse_feedback_names_what_is_wrong(doc: Any, reason: str) -> None:
+    with pytest.raises(FeedbackError, match=reason.replace("[", r"\[").replace("]", r"\]")):
+        parse_feedback(doc)
+
+
+def test_tally_accuracy_and_mae() -> None:
+    tally = Tally(correct=3, wrong=1).plus(Tally(scored=2, abs_error=3.0))
+    assert (tally.labels, tally.accuracy, tally.mae) == (6, 0.75, 1.5)
+    assert Tally().accuracy is None and Tally().mae is None
