@@ -74,19 +74,39 @@ class StrategySpec(BaseModel):
 
     type: str
 
+    def reads_body(self) -> bool:
+        """Whether the picker needs the request's JSON body (``RequestView.body``)."""
+        return False
+
 
 @dataclass(frozen=True, slots=True)
 class RequestView:
-    """What a strategy may look at in a request: never the body.
+    """What a strategy may look at in a request.
 
     ``headers`` maps lower-case names to the first value sent; ``route`` is the
-    name of the route that matched (a salt for sticky hashing).
+    name of the route that matched (a salt for sticky hashing). ``body`` holds
+    the fields of a JSON object body, only for a route whose spec ``reads_body``
+    and a body small enough to read before routing (otherwise ``None``).
     """
 
     method: str
     path: str
     headers: Mapping[str, str]
     route: str = ""
+    body: Mapping[str, Any] | None = None
+
+    def body_field(self, path: str) -> str | None:
+        """The string or number at dotted ``path`` (``metadata.user_id``) of the body, if any."""
+        value: Any = self.body
+        for part in path.split("."):
+            if not isinstance(value, Mapping):
+                return None
+            value = value.get(part)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return None
 
     def cookie(self, name: str) -> str | None:
         """Return the value of cookie ``name`` from the Cookie header, if sent."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import threading
 from collections.abc import Callable
@@ -40,11 +41,13 @@ def echo_app(recorder: Recorder | None = None, name: str = "echo") -> Callable[.
         if scope["type"] != "http":
             return
         size = 0
+        digest = hashlib.sha256()
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
             size += len(message.get("body", b""))
+            digest.update(message.get("body", b""))
             if not message.get("more_body"):
                 break
         info = {
@@ -54,6 +57,7 @@ def echo_app(recorder: Recorder | None = None, name: str = "echo") -> Callable[.
             "query": scope["query_string"].decode("latin-1"),
             "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
             "body_length": size,
+            "body_sha256": digest.hexdigest(),
         }
         if recorder is not None:
             recorder.requests.append(info)

@@ -158,6 +158,9 @@ class MatchSpec(_Strict):
     path_prefix: str = "/"
     headers: dict[str, str] = Field(default_factory=dict)
     methods: tuple[str, ...] = ()
+    # Top-level fields of a JSON request body, compared as strings; the body is read
+    # before routing (up to ``proxy.inspect_max_body``) only for routes that have these.
+    body: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("path_prefix")
     @classmethod

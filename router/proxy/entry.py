@@ -13,12 +13,17 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from router.config.model import ProxySpec
+from router.proxy.errors import ClientDisconnectedError
 from router.proxy.exchange import Exchange, pick_fallback
 from router.proxy.headers import build_upstream_headers, client_address
 from router.proxy.sinks import MirrorSink, RequestSink
+from router.routing.matching import body_fields
 from router.routing.snapshot import SnapshotHolder
 from router.telemetry.inspection import BodyInspector
 from router.telemetry.logs import access_log as shared_access_log
@@ -75,6 +80,22 @@ class ProxyApp:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
 
+    @staticmethod
+    async def _read_fields(
+        ctx: Exchange, receive: Receive, headers: Mapping[str, str], proxy: ProxySpec
+    ) -> Mapping[str, Any]:
+        """Read a small body before routing (kept for the forward) and return its JSON fields.
+
+        Bodies of unknown length or over ``inspect_max_body`` are not read: they stream
+        as usual and match no body rule.
+        """
+        length = headers.get("content-length", "")
+        cap = min(proxy.inspect_max_body, proxy.max_request_body)
+        if not length.isdigit() or not 0 < int(length) <= cap:
+            return body_fields(b"")
+        ctx.preread = await ctx.read_body(receive, proxy.max_request_body)
+        return body_fields(ctx.preread)
+
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         snapshot = self.holder.current
@@ -101,11 +122,22 @@ class ProxyApp:
         if not raw_path.startswith(b"/"):
             return await ctx.fail(send, 400, "bad_request", "request target must be a path")
         index = snapshot.index.match(method, path, headers)
+        fields: Mapping[str, Any] | None = None
+        if index is not None and snapshot.routes[index].reads_body:
+            try:
+                fields = await self._read_fields(ctx, receive, headers, proxy)
+            except ClientDisconnectedError:
+                ctx.status = 499
+                return ctx.finish(error="client_closed")
+            if snapshot.routes[index].rule.body:  # the body may rule this route out
+                index = snapshot.index.match(method, path, headers, fields)
         if index is None:
             return await ctx.fail(send, 404, "no_route", f"no route matches {method} {path}")
         route = snapshot.routes[index]
         ctx.route = route.name
-        decision = route.cell.picker(RequestView(method, path, headers, route.name), _rand())
+        decision = route.cell.picker(
+            RequestView(method, path, headers, route.name, fields), _rand()
+        )
         backend = snapshot.backends[decision.backend]
         ctx.variant, ctx.backend = decision.variant, backend.name
         if not backend.up:

@@ -99,6 +99,7 @@ class Exchange:
         "error_kind",
         "method",
         "path",
+        "preread",
         "request_id",
         "route",
         "scope",
@@ -125,6 +126,7 @@ class Exchange:
         self.bytes_out = 0
         self.error_kind: str | None = None
         self.client = ""
+        self.preread: bytes | None = None  # the body, when routing had to read it first
 
     async def fail(
         self, send: Any, status: int, code: str, detail: str, *, retry_after: bool = False
@@ -205,8 +207,12 @@ class Exchange:
         upstream_started = time.perf_counter()
         try:
             if has_body:
-                if content_length is not None and content_length <= SMALL_BODY:
-                    body = await self._read_small(receive, max_body)
+                if self.preread is not None or (
+                    content_length is not None and content_length <= SMALL_BODY
+                ):
+                    body = self.preread
+                    if body is None:
+                        body = await self.read_body(receive, max_body)
                     if copy is not None:
                         copy.add(body)
                 else:
@@ -341,7 +347,8 @@ class Exchange:
             raise BodyTooLargeError()
         return chunk, message.get("more_body", False)
 
-    async def _read_small(self, receive: Any, max_body: int) -> bytes:
+    async def read_body(self, receive: Any, max_body: int) -> bytes:
+        """The client's whole body (callers know it is small), counted and capped."""
         chunks: list[bytes] = []
         more = True
         while more:

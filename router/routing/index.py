@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from router.routing.matching import MatchRule
 
@@ -67,15 +68,21 @@ class RouteIndex:
                     return group
         return None
 
-    def match(self, method: str, path: str, headers: Mapping[str, str]) -> int | None:
-        """Position in file order of the first rule that matches, or ``None``."""
+    def match(
+        self, method: str, path: str, headers: Mapping[str, str],
+        fields: Mapping[str, Any] | None = None,
+    ) -> int | None:
+        """Position in file order of the first rule that matches, or ``None``.
+
+        ``fields`` is the JSON body's, once read; ``None`` assumes body rules hold.
+        """
         group = self._longest(path)
         best: int | None = None
         while group is not None:
             for position, rule in group.candidates:
                 if best is not None and position >= best:
                     break
-                if rule.accepts(method, headers):
+                if rule.accepts(method, headers, fields):
                     best = position
                     break
             group = group.parent

@@ -8,30 +8,45 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["MatchRule", "match_route"]
+import orjson
+
+__all__ = ["MatchRule", "body_fields", "match_route"]
 
 
 @dataclass(frozen=True, slots=True)
 class MatchRule:
-    """A route's compiled match: path prefix, required headers, allowed methods.
+    """A route's compiled match: path prefix, required headers, allowed methods, body fields.
 
     ``prefix`` is matched against the raw request path (not percent-decoded),
-    the same bytes that are forwarded upstream.
+    the same bytes that are forwarded upstream. ``body`` lists top-level JSON
+    fields and the string each must equal; it is checked only when the caller
+    passes the body's ``fields`` (``None``: not read yet, assume they hold).
     """
 
     prefix: str
     headers: tuple[tuple[str, str], ...] = ()
     methods: frozenset[str] = frozenset()
+    body: tuple[tuple[str, str], ...] = ()
 
-    def matches(self, method: str, path: str, headers: Mapping[str, str]) -> bool:
+    def matches(
+        self, method: str, path: str, headers: Mapping[str, str],
+        fields: Mapping[str, Any] | None = None,
+    ) -> bool:
         """Whether a request with this method, raw path and headers belongs to the route."""
-        return path.startswith(self.prefix) and self.accepts(method, headers)
+        return path.startswith(self.prefix) and self.accepts(method, headers, fields)
 
-    def accepts(self, method: str, headers: Mapping[str, str]) -> bool:
+    def accepts(
+        self, method: str, headers: Mapping[str, str], fields: Mapping[str, Any] | None = None
+    ) -> bool:
         """Whether every condition other than the path prefix holds."""
         if self.methods and method not in self.methods:
             return False
+        if fields is not None and self.body:
+            for name, value in self.body:
+                if fields.get(name) != value:
+                    return False
         return all(headers.get(name) == value for name, value in self.headers)
 
     @property
@@ -45,10 +60,23 @@ class MatchRule:
 
 
 def match_route(
-    rules: Sequence[MatchRule], method: str, path: str, headers: Mapping[str, str]
+    rules: Sequence[MatchRule], method: str, path: str, headers: Mapping[str, str],
+    fields: Mapping[str, Any] | None = None,
 ) -> int | None:
     """Index of the first rule that matches, or ``None``."""
     for index, rule in enumerate(rules):
-        if rule.matches(method, path, headers):
+        if rule.matches(method, path, headers, fields):
             return index
     return None
+
+
+_NO_FIELDS: Mapping[str, Any] = {}
+
+
+def body_fields(body: bytes) -> Mapping[str, Any]:
+    """The fields of a JSON object body; empty for anything else (no body rule matches it)."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _NO_FIELDS
+    return parsed if isinstance(parsed, dict) else _NO_FIELDS

@@ -44,6 +44,11 @@ class CompiledRoute:
     spec: StrategySpec
     cell: RouteCell
     header: tuple[bytes, bytes]  # (b"x-router-route", name), encoded once at load
+    # Match or stickiness needs the JSON body: read it before routing (small bodies only).
+    reads_body: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reads_body", bool(self.rule.body) or self.spec.reads_body())
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,7 @@ def build_rules(config: Config) -> tuple[MatchRule, ...]:
             prefix=route.match.path_prefix,
             headers=tuple(sorted(route.match.headers.items())),
             methods=frozenset(route.match.methods),
+            body=tuple(sorted(route.match.body.items())),
         )
         for route in config.routes
     )

@@ -31,17 +31,22 @@ class StepSpec(BaseModel):
 
 
 class StickySpec(BaseModel):
-    """Where the sticky key comes from: a header or a cookie (exactly one)."""
+    """Where the sticky key comes from: a header, a cookie or a JSON body field (exactly one).
+
+    ``body_field`` is a top-level field or a dotted path (``metadata.user_id``).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     header: str | None = None
     cookie: str | None = None
+    body_field: Annotated[str, Field(min_length=1)] | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> StickySpec:
-        if (self.header is None) == (self.cookie is None):
-            raise ValueError("give exactly one of header or cookie")
+        given = [name for name in ("header", "cookie", "body_field") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of header, cookie or body_field")
         return self
 
 
@@ -58,6 +63,10 @@ class CanarySpec(StrategySpec):
     fallback_to_stable: bool = False
     analysis: AnalysisSpec | None = None
     on_failure: Literal["rollback", "pause"] = "rollback"
+
+    def reads_body(self) -> bool:
+        """A sticky ``body_field`` keys users on the request's JSON body."""
+        return self.sticky is not None and self.sticky.body_field is not None
 
     @model_validator(mode="after")
     def _weight_or_steps(self) -> CanarySpec:

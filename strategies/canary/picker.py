@@ -52,6 +52,7 @@ def build_picker(spec: CanarySpec, state: CanaryState) -> Picker:
     force = spec.force_header.lower() if spec.force_header else None
     header = spec.sticky.header.lower() if spec.sticky and spec.sticky.header else None
     cookie = spec.sticky.cookie if spec.sticky else None
+    body_field = spec.sticky.body_field if spec.sticky else None
 
     def pick(request: RequestView, rand: float) -> Decision:
         if force is not None:
@@ -66,7 +67,12 @@ def build_picker(spec: CanarySpec, state: CanaryState) -> Picker:
             return split[0]
         if weight >= 100:
             return split[1]
-        key = request.headers.get(header) if header else request.cookie(cookie) if cookie else None
+        if header:
+            key = request.headers.get(header)
+        elif cookie:
+            key = request.cookie(cookie)
+        else:
+            key = request.body_field(body_field) if body_field else None
         if key is not None:
             bucket = bucket_of(key, sticky_salt(request.route, spec))
             return sticky[1] if in_candidate(bucket, weight) else sticky[0]

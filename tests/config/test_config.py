@@ -240,7 +240,7 @@ ERROR_CASES: list[tuple[str, str, list[str]]] = [
     ("rate-range", doc(CANARY + ", analysis: {max_error_rate: 2}}"),
      ["routes[0].strategy.analysis.max_error_rate: must be between 0 and 1 (got 2)"]),
     ("sticky-both", doc(CANARY + ", sticky: {header: a, cookie: b}}"),
-     ["routes[0].strategy.sticky: give exactly one of header or cookie"]),
+     ["routes[0].strategy.sticky: give exactly one of header, cookie or body_field"]),
     ("bad-listen", doc(DIRECT, head="listen: nowhere\n"),
      ["listen: expected HOST:PORT (got 'nowhere')"]),
     ("bad-cidr", doc(DIRECT, head="proxy: {trusted_proxies: [10.0.0.0/33]}\n"),

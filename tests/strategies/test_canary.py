@@ -120,15 +120,23 @@ def test_rolled_back_sends_everything_to_stable() -> None:
         assert (decision.variant, decision.backend) == ("stable", "iris-v1")
 
 
+def _with_body(body: dict[str, Any]) -> RequestView:
+    return RequestView("POST", "/v1/chat/completions", {}, "", body)
+
+
 @pytest.mark.parametrize(
-    ("sticky", "headers"),
+    ("sticky", "request_of"),
     [
-        ({"header": "X-User-Id"}, lambda k: {"x_user_id": k}),
-        ({"cookie": "session_id"}, lambda k: {"cookie": f"theme=dark; session_id={k}; a=b"}),
+        ({"header": "X-User-Id"}, lambda k: req(x_user_id=k)),
+        ({"cookie": "session_id"}, lambda k: req(cookie=f"theme=dark; session_id={k}; a=b")),
+        ({"body_field": "user"}, lambda k: _with_body({"model": "m", "user": k})),
+        ({"body_field": "metadata.user_id"}, lambda k: _with_body({"metadata": {"user_id": k}})),
     ],
-    ids=["header", "cookie"],
+    ids=["header", "cookie", "body-field", "dotted-body-field"],
 )
-def test_sticky_key_picks_by_bucket_whatever_the_draw(sticky: dict[str, str], headers: Any) -> None:
+def test_sticky_key_picks_by_bucket_whatever_the_draw(
+    sticky: dict[str, str], request_of: Any
+) -> None:
     sp = fixed(30, sticky=sticky)
     st = state(Phase.STEADY)
     pick = S.picker(sp, st)
@@ -136,9 +144,29 @@ def test_sticky_key_picks_by_bucket_whatever_the_draw(sticky: dict[str, str], he
     for i in range(300):
         key = f"user-{i}"
         expected = "candidate" if in_candidate(bucket_of(key, salt), 30) else "stable"
-        variants = {pick(req(**headers(key)), r).variant for r in (0.0, 0.42, 0.999)}
+        variants = {pick(request_of(key), r).variant for r in (0.0, 0.42, 0.999)}
         assert variants == {expected}
-        assert pick(req(**headers(key)), 0.0).reason == "sticky"
+        assert pick(request_of(key), 0.0).reason == "sticky"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [None, {}, {"user": None}, {"user": {"id": 1}}, {"user": True}, {"metadata": "x"}],
+    ids=["not-read", "empty", "null", "object", "bool", "not-an-object"],
+)
+def test_a_body_without_a_usable_sticky_field_is_assigned_per_request(body: Any) -> None:
+    for path in ("user", "metadata.user_id"):
+        pick = S.picker(fixed(30, sticky={"body_field": path}), state(Phase.STEADY))
+        request = _with_body(body) if body is not None else req()
+        assert pick(request, 0.1).variant == "candidate"
+        assert pick(request, 0.9).variant == "stable"
+        assert pick(request, 0.1).reason == "weight"
+
+
+def test_a_numeric_body_field_is_a_key_like_its_text() -> None:
+    assert _with_body({"user": 42}).body_field("user") == "42"
+    assert fixed(30, sticky={"body_field": "user"}).reads_body()
+    assert not fixed(30, sticky={"header": "x-user"}).reads_body()
 
 
 def test_sticky_without_key_falls_back_to_the_draw() -> None:
