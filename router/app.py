@@ -17,17 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from router.config.loader import ConfigError, parse_config
 from router.config.model import Config, ProxySpec
 from router.control.health import HealthChecker, probe
 from router.control.rollouts import Rollouts
-from router.control.store import (
-    FileStateStore,
-    StateStoreError,
-    build_state_store,
-)
-from router.control.store_health import WatchedStore
+from router.control.store import StateStoreError
+from router.control.store_health import WatchedStore, open_store
 from router.control.watcher import ConfigWatcher, read_stable_async
 from router.notify.sender import Notifier
 from router.proxy.entry import ProxyApp
@@ -78,6 +75,8 @@ def _register_secrets(config: Config) -> None:
     """Keep the admin token and webhook secrets out of every log line."""
     if config.admin.token is not None:
         register_secret(config.admin.token.get_secret_value())
+    if config.state.url is not None and (password := urlsplit(config.state.url).password):
+        register_secret(password)
     for hook in config.notifications:
         if hook.secret is not None:
             register_secret(hook.secret.get_secret_value())
@@ -138,16 +137,7 @@ class RouterApp:
         if config is None:
             config = self.read_config(self.config_path, raw)
         _register_secrets(config)
-        inner = build_state_store(config.state.store, Path(config.state.path), config.state.url)
-        if isinstance(inner, FileStateStore):
-            await inner.load_all()
-            if inner.recovered_from is not None:
-                self.events.emit(
-                    "state_recovered", route=None,
-                    reason=inner.recovery_reason or "state file unreadable",
-                    moved_to=str(inner.recovered_from),
-                )
-        self.store = WatchedStore(inner, config.state.store, self.metrics)
+        self.store = await open_store(config.state, self.metrics, self.events)
         self.metrics.leader.set(1.0)  # one process decides for its own state
         self.rollouts = Rollouts(
             self.store, self.metrics, self.events, check_runner=self._run_check

@@ -10,7 +10,7 @@ them all::
     ConfigError(Exception)       every problem in the file
       .issues: ConfigIssue(place, message), e.g. "routes[1].strategy.candidate: unknown backend"
 
-Relative ``state.path`` and shadow ``mismatch_log`` are made absolute against the
+Relative ``state.path``, ``state.cache`` and shadow ``mismatch_log`` are made absolute against the
 config file's directory. A file over ``MAX_CONFIG_BYTES`` is refused unread.
 """
 
@@ -242,7 +242,10 @@ def _with_absolute_paths(config: Config, base_dir: Path) -> Config:
             spec = spec.model_copy(update={"mismatch_log": _absolute(spec.mismatch_log, base_dir)})
             route = route.model_copy(update={"strategy": spec})
         routes.append(route)
-    state = config.state.model_copy(update={"path": _absolute(config.state.path, base_dir)})
+    state = config.state.model_copy(update={
+        "path": _absolute(config.state.path, base_dir),
+        "cache": _absolute(config.state.cache, base_dir),
+    })
     return config.model_copy(update={"state": state, "routes": tuple(routes)})
 
 

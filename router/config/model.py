@@ -71,11 +71,37 @@ class AdminSpec(_Strict):
 
 
 class StateSpec(_Strict):
-    """``state``: where runtime rollout state is kept."""
+    """``state``: where runtime rollout state is kept (``redis``: shared by replicas)."""
 
     store: Literal["file", "memory", "redis"] = "file"
     path: str = ".traffic-router/state.json"
     url: str | None = None
+    key_prefix: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")] = (
+        "traffic-router"
+    )
+    lease: Annotated[Duration, Field(gt=0)] = 5.0
+    # The last state read from redis, to start from while redis is down.
+    cache: str = ".traffic-router/state-cache.json"
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError("must be a redis:// or rediss:// URL")
+        if not parts.hostname:
+            raise ValueError("has no host")
+        try:
+            parts.port  # noqa: B018 (raises for a port out of range)
+        except ValueError as exc:
+            raise ValueError(f"has a bad port: {exc}") from None
+        db = parts.path.strip("/")
+        if db and not db.isdigit():
+            raise ValueError(f"database must be a number (got {db!r})")
+        return value
+
 
 
 class ProxySpec(_Strict):

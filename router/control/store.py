@@ -43,6 +43,7 @@ __all__ = [
     "StateStoreError",
     "StoredState",
     "build_state_store",
+    "copy_json",
 ]
 
 FILE_FORMAT = 1
@@ -96,7 +97,7 @@ class StateStore(Protocol):
         """Release resources; later calls raise StateStoreError."""
 
 
-def _copy_json(data: Mapping[str, Any]) -> dict[str, Any]:
+def copy_json(data: Mapping[str, Any]) -> dict[str, Any]:
     """A deep copy through JSON, so both stores accept and return exactly the same things."""
     try:
         copied = json.loads(json.dumps(data, allow_nan=False))
@@ -108,7 +109,7 @@ def _copy_json(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _copied(state: StoredState) -> StoredState:
-    return StoredState(_copy_json(state.data), state.version)
+    return StoredState(copy_json(state.data), state.version)
 
 
 def _apply_put(
@@ -151,7 +152,7 @@ class MemoryStateStore:
     ) -> StoredState:
         """Compare-and-set the route's state; see ``StateStore.put``."""
         self._check_open()
-        return _copied(_apply_put(self._routes, route, _copy_json(data), expected_version))
+        return _copied(_apply_put(self._routes, route, copy_json(data), expected_version))
 
     async def delete(self, route: str) -> None:
         """Forget the route's state."""
@@ -227,7 +228,7 @@ class FileStateStore:
         self, route: str, data: Mapping[str, Any], expected_version: int | None
     ) -> StoredState:
         """Compare-and-set against the file's current content, then rewrite it atomically."""
-        payload = _copy_json(data)
+        payload = copy_json(data)
 
         def put_locked() -> StoredState:
             routes = dict(self._read())
@@ -341,8 +342,10 @@ class FileStateStore:
         self._cache_key, self._cache = _stat_key(os.stat(self.path)), routes
 
 
-def build_state_store(kind: str, path: Path | None, url: str | None) -> StateStore:
-    """The store named by ``state.store`` in the config: ``memory`` or ``file`` (needs a path)."""
+def build_state_store(
+    kind: str, path: Path | None, url: str | None, key_prefix: str = "traffic-router"
+) -> StateStore:
+    """The store named by ``state.store``: ``memory``, ``file`` (a path) or ``redis`` (a url)."""
     if kind == "memory":
         return MemoryStateStore()
     if kind == "file":
@@ -350,5 +353,9 @@ def build_state_store(kind: str, path: Path | None, url: str | None) -> StateSto
             raise StateStoreError("the file state store needs a path")
         return FileStateStore(path)
     if kind == "redis":
-        raise StateStoreError("redis store not available in this build")
+        if not url:
+            raise StateStoreError("the redis state store needs state.url")
+        from router.control.redis_store import RedisStateStore  # the client only when used
+
+        return RedisStateStore(url, key_prefix)
     raise StateStoreError(f"unknown state store {kind!r} (known: file, memory, redis)")

@@ -12,13 +12,23 @@ answer from the store, so it counts as healthy.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
-from router.control.store import StaleWriteError, StateStore, StateStoreError, StoredState
+from router.config.model import StateSpec
+from router.control.store import (
+    FileStateStore,
+    StaleWriteError,
+    StateStore,
+    StateStoreError,
+    StoredState,
+    build_state_store,
+)
+from router.telemetry.events import EventLog
 from router.telemetry.logs import get_logger
 from router.telemetry.metrics import Metrics
 
-__all__ = ["WatchedStore"]
+__all__ = ["WatchedStore", "open_store"]
 
 _T = TypeVar("_T")
 
@@ -88,3 +98,20 @@ class WatchedStore:
     async def aclose(self) -> None:
         """Close the inner store."""
         await self.inner.aclose()
+
+
+async def open_store(spec: StateSpec, metrics: Metrics, events: EventLog) -> WatchedStore:
+    """The store ``spec`` names, opened and checked; StateStoreError if it cannot be used."""
+    inner = build_state_store(spec.store, Path(spec.path), spec.url, spec.key_prefix)
+    if isinstance(inner, FileStateStore):
+        await inner.load_all()
+        if inner.recovered_from is not None:
+            events.emit(
+                "state_recovered", route=None,
+                reason=inner.recovery_reason or "state file unreadable",
+                moved_to=str(inner.recovered_from),
+            )
+    check = getattr(inner, "check", None)
+    if check is not None:
+        await check()
+    return WatchedStore(inner, spec.store, metrics)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from router.control.redis_store import RedisStateStore
 from router.control.store import (
     FileStateStore,
     MemoryStateStore,
@@ -28,12 +29,16 @@ ROOT = Path(__file__).resolve().parents[2]
 STATE = {"phase": "progressing", "step": 1, "since": 1764417600.5, "overrides": {"paused": False}}
 
 
-@pytest.fixture(params=["memory", "file"])
+@pytest.fixture(params=["memory", "file", "redis"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateStore]:
-    """Each contract test runs against both stores."""
-    made: StateStore = (
-        MemoryStateStore() if request.param == "memory" else FileStateStore(tmp_path / "state.json")
-    )
+    """Each contract test runs against every store (redis: a real redis-server)."""
+    made: StateStore
+    if request.param == "memory":
+        made = MemoryStateStore()
+    elif request.param == "file":
+        made = FileStateStore(tmp_path / "state.json")
+    else:
+        made = RedisStateStore(request.getfixturevalue("redis_server").url)
     yield made
     await made.aclose()
 
@@ -288,10 +293,10 @@ async def test_concurrent_processes_lose_no_increment(tmp_path: Path) -> None:
         ("memory", False, MemoryStateStore),
         ("file", True, FileStateStore),
         ("file", False, "needs a path"),
-        ("redis", False, "redis store not available in this build"),
+        ("redis", False, "needs state.url"),
         ("etcd", False, "unknown state store 'etcd'"),
     ],
-    ids=["memory", "file", "file-without-path", "redis", "unknown"],
+    ids=["memory", "file", "file-without-path", "redis-without-url", "unknown"],
 )
 def test_build_state_store(
     tmp_path: Path, kind: str, with_path: bool, expected: type[Any] | str

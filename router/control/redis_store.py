@@ -1,0 +1,221 @@
+"""The Redis state store (``state.store: redis``): one rollout shared by many routers.
+
+Keys, under ``key_prefix`` (default ``traffic-router``)::
+
+    {prefix}:versions   hash  route -> version (int, +1 on every write)
+    {prefix}:state      hash  route -> the route's data as JSON
+    {prefix}:serial     int   +1 on every write or delete of any route (the poll's cheap check)
+    {prefix}:changes    pub/sub channel: the name of each route written or deleted
+
+Every write is a compare-and-set in one Lua script (atomic on the server), which
+also bumps ``serial`` and publishes the route's name, so other replicas learn of
+it at once (pub/sub) or at their next poll of ``serial`` (pub/sub messages are
+lost while a subscriber reconnects). A write made by the fleet's controller may
+carry a fencing token: the script refuses it unless the token is the current
+leader's (``{prefix}:leader:token``), so a leader that was paused past its lease
+cannot overwrite what the new leader decided.
+
+Connection failures and timeouts raise ``StateStoreError``, like the file
+store's I/O errors; the client retries once (a pooled connection may be stale
+after a Redis restart), with short timeouts so a hung Redis never holds a caller
+for long.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AuthenticationError,
+    RedisError,
+    ResponseError,
+)
+
+from router.control.store import StaleWriteError, StateStoreError, StoredState, copy_json
+
+__all__ = ["FencedWriteError", "RedisStateStore", "describe_url"]
+
+SOCKET_TIMEOUT_S = 1.0
+
+# KEYS: versions, state, serial, changes, token; ARGV: route, expected ('' = absent), data, fence
+_PUT = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[4] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[4] then
+  return {-1, current or ''}
+end
+if (current or '') ~= ARGV[2] then
+  return {0, current or ''}
+end
+local version = (tonumber(current) or 0) + 1
+redis.call('HSET', KEYS[1], ARGV[1], version)
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('INCR', KEYS[3])
+redis.call('PUBLISH', KEYS[4], ARGV[1])
+return {1, version}
+"""
+
+# KEYS: versions, state, serial, changes; ARGV: route
+_DELETE = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('INCR', KEYS[3])
+  redis.call('PUBLISH', KEYS[4], ARGV[1])
+end
+return 1
+"""
+
+
+class FencedWriteError(StaleWriteError):
+    """A controller write carried a fencing token that is no longer the leader's."""
+
+
+def describe_url(url: str) -> str:
+    """``redis://host:port/db`` without user or password, for messages and logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class RedisStateStore:
+    """Rollout state in Redis, shared by every replica with the same ``key_prefix``."""
+
+    def __init__(self, url: str, key_prefix: str = "traffic-router") -> None:
+        self.url = url
+        self.where = describe_url(url)
+        self.prefix = key_prefix
+        self.client: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            socket_connect_timeout=SOCKET_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 1),
+            health_check_interval=10,
+        )
+        self.keys = {
+            name: f"{key_prefix}:{name}"
+            for name in ("versions", "state", "serial", "changes", "leader", "leader:token")
+        }
+        self._put = self.client.register_script(_PUT)
+        self._delete = self.client.register_script(_DELETE)
+        self._closed = False
+
+    def key(self, name: str) -> str:
+        """``{prefix}:{name}``."""
+        return f"{self.prefix}:{name}"
+
+    def error(self, exc: BaseException) -> StateStoreError:
+        """One line naming the Redis and what went wrong."""
+        if "NOAUTH" in str(exc) or "authenticated" in str(exc):
+            return StateStoreError(
+                f"redis at {self.where} needs a password (redis://:PASSWORD@host:port in state.url)"
+            )
+        if isinstance(exc, AuthenticationError):
+            return StateStoreError(f"redis at {self.where} refused the password: {exc}")
+        reason = str(exc) or type(exc).__name__
+        return StateStoreError(f"redis at {self.where}: {reason}")
+
+    async def check(self) -> None:
+        """Reach Redis once (PING); StateStoreError naming the problem if it cannot be used."""
+        try:
+            await self.client.ping()
+        except ResponseError as exc:  # NOAUTH, WRONGPASS, a database out of range
+            raise self.error(exc) from exc
+        except RedisError as exc:
+            raise self.error(exc) from exc
+
+    def _open(self) -> None:
+        if self._closed:
+            raise StateStoreError("state store is closed")
+
+    async def load_all(self) -> dict[str, StoredState]:
+        """Every stored route, read in one transaction."""
+        self._open()
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hgetall(self.keys["versions"])
+                pipe.hgetall(self.keys["state"])
+                versions, states = await pipe.execute()
+        except RedisError as exc:
+            raise self.error(exc) from exc
+        routes: dict[str, StoredState] = {}
+        for raw_name, raw_version in versions.items():
+            raw = states.get(raw_name)
+            if raw is not None:
+                routes[raw_name.decode()] = _stored(raw, raw_version)
+        return routes
+
+    async def get(self, route: str) -> StoredState | None:
+        """The route's state, or None."""
+        self._open()
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hget(self.keys["versions"], route)
+                pipe.hget(self.keys["state"], route)
+                version, raw = await pipe.execute()
+        except RedisError as exc:
+            raise self.error(exc) from exc
+        return None if version is None or raw is None else _stored(raw, version)
+
+    async def put(
+        self,
+        route: str,
+        data: Mapping[str, Any],
+        expected_version: int | None,
+        *,
+        fence: int | None = None,
+    ) -> StoredState:
+        """Compare-and-set the route's state; with ``fence``, only while that token leads."""
+        self._open()
+        payload = copy_json(data)
+        keys = [self.keys[k] for k in ("versions", "state", "serial", "changes", "leader:token")]
+        expected = "" if expected_version is None else str(expected_version)
+        args = [route, expected, json.dumps(payload), "" if fence is None else str(fence)]
+        try:
+            outcome, found = await self._put(keys=keys, args=args)
+        except RedisError as exc:
+            raise self.error(exc) from exc
+        actual = int(found) if found not in (b"", "", None) else None
+        if outcome == -1:
+            raise FencedWriteError(route, expected_version, actual)
+        if outcome == 0:
+            raise StaleWriteError(route, expected_version, actual)
+        return StoredState(payload, int(found))
+
+    async def delete(self, route: str) -> None:
+        """Forget the route's state."""
+        self._open()
+        keys = [self.keys[k] for k in ("versions", "state", "serial", "changes")]
+        try:
+            await self._delete(keys=keys, args=[route])
+        except RedisError as exc:
+            raise self.error(exc) from exc
+
+    async def serial(self) -> int:
+        """The fleet-wide write counter: a change since the last read means re-read the state."""
+        self._open()
+        try:
+            value = await self.client.get(self.keys["serial"])
+        except RedisError as exc:
+            raise self.error(exc) from exc
+        return int(value or 0)
+
+    async def aclose(self) -> None:
+        """Close the connections; later calls raise StateStoreError."""
+        self._closed = True
+        await self.client.aclose()
+
+
+def _stored(raw: bytes, version: bytes) -> StoredState:
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise StateStoreError(f"stored state is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise StateStoreError("stored state is not a JSON object")
+    return StoredState(data, int(version))
