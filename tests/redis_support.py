@@ -76,21 +76,18 @@ class RedisServer:
 
     def kill(self) -> None:
         """SIGKILL, and reap it: every key is gone (no persistence)."""
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        self.proc = None
+        self._end(signal.SIGKILL)
 
     def stop(self) -> None:
         """SIGTERM by PID (SIGKILL if it does not exit)."""
+        self._end(signal.SIGTERM)
+
+    def _end(self, sig: int) -> None:
         if self.proc is None:
             return
         with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
+            self.proc.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
+            self.proc.send_signal(sig)
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
