@@ -331,6 +331,10 @@ class RouterApp:
                 for variant in route.strategy.variants
             },
             backend_up={name: backend.up for name, backend in backends.items()},
+            totals={
+                variant: self.windows.tally(route.name, variant)
+                for variant in route.strategy.variants
+            },
         )
 
     async def _controller(self) -> None:

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
+    "LATENCY_BOUNDS",
     "ActionRejectedError",
     "CheckRequest",
     "ChecksBeforeTransition",
@@ -37,9 +38,11 @@ __all__ = [
     "Observation",
     "Phase",
     "Picker",
+    "Quality",
     "RequestView",
     "Strategy",
     "StrategySpec",
+    "Tally",
     "Transition",
     "VariantStats",
     "dump_dataclass",
@@ -173,13 +176,70 @@ class VariantStats:
         return self.errors / self.requests if self.requests else None
 
 
+# Latency histogram buckets, 1 ms .. 60 s about 12 % apart (upper bounds; one more
+# bucket above the last). Shared by the router's windows and the latency rank test.
+LATENCY_BOUNDS: tuple[float, ...] = tuple(0.001 * (1.12**i) for i in range(98))
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """One variant's running totals since counting began (they only grow).
+
+    ``latency`` counts requests per bucket of ``LATENCY_BOUNDS`` (one more
+    bucket above the last bound); empty when nothing was counted. Sequential
+    tests read the difference of two tallies: the evidence since a mark.
+    """
+
+    requests: int = 0
+    errors: int = 0
+    latency: tuple[int, ...] = ()
+
+    def since(self, mark: Tally) -> Tally | None:
+        """The counts added since ``mark``; ``None`` if any went backwards (a restart)."""
+        if self.requests < mark.requests or self.errors < mark.errors:
+            return None
+        latency = self.latency
+        if mark.latency:
+            if len(self.latency) != len(mark.latency):
+                return None
+            latency = tuple(a - b for a, b in zip(self.latency, mark.latency, strict=True))
+            if any(n < 0 for n in latency):
+                return None
+        return Tally(self.requests - mark.requests, self.errors - mark.errors, latency)
+
+
+@dataclass(frozen=True, slots=True)
+class Quality:
+    """What one variant's answers said over the analysis window (model-quality gates).
+
+    ``answers`` counts responses whose predictions were read, ``null_outputs``
+    the null, empty or NaN predictions among them, ``labels`` the predicted
+    classes and ``values`` a bounded sample of numeric predictions (regressors).
+    """
+
+    answers: int = 0
+    null_outputs: int = 0
+    labels: Mapping[str, int] = field(default_factory=dict)
+    values: tuple[float, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """What the controller saw for a route: per-variant stats and backend health."""
+    """What the controller saw for a route.
+
+    ``variants``: per-variant stats over the analysis window; ``backend_up``:
+    health by backend name; ``totals``: per-variant running tallies (the
+    sequential judge's evidence); ``quality``: per-variant answers over the
+    window; ``metrics``: the latest readings of the route's Prometheus checks
+    by check name (a number, or the reason there is none).
+    """
 
     window_s: float
     variants: Mapping[str, VariantStats] = field(default_factory=dict)
     backend_up: Mapping[str, bool] = field(default_factory=dict)
+    totals: Mapping[str, Tally] = field(default_factory=dict)
+    quality: Mapping[str, Quality] = field(default_factory=dict)
+    metrics: Mapping[str, float | str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,7 @@ def notable(events: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 
 def event_line(event: Mapping[str, Any]) -> str:
-    """``14:00:21  iris  rollback  error rate 0.480 > max 0.05``."""
+    """``14:00:21  iris  rollback  error_rate 0.480 > 0.05 (48 of 100 requests)``."""
     at = str(event.get("at", ""))
     clock = at[11:19] if len(at) >= 19 else at
     parts = [clock, str(event.get("route") or "-"), str(event.get("event", "?"))]

@@ -3,7 +3,9 @@
 One-second slots in a ring covering 15 minutes; each slot holds a request
 count, an error count and a fixed-bucket latency histogram. A check sums the
 slots of its window and reads quantiles off the summed histogram (no lists of
-samples). The same ring feeds the dashboard's sparklines.
+samples). The same ring feeds the dashboard's sparklines. Running totals (a
+``Tally``: requests, errors, latency histogram since start) feed the sequential
+judge, which reads them since the mark where its evidence began.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ import math
 from collections.abc import Iterable
 
 from strategies import VariantStats
+from strategies.base import LATENCY_BOUNDS, Tally
 
 __all__ = ["LATENCY_BOUNDS", "VariantWindow", "WindowSet"]
 
 # 1 ms .. 60 s, about 12 % apart: quantiles are read with that precision.
-LATENCY_BOUNDS: tuple[float, ...] = tuple(0.001 * (1.12**i) for i in range(98))
 _NBUCKETS = len(LATENCY_BOUNDS) + 1
 SPAN_S = 900
 
@@ -25,13 +27,16 @@ SPAN_S = 900
 class VariantWindow:
     """The ring of one-second slots of one variant."""
 
-    __slots__ = ("_counts", "_errors", "_hists", "_stamps")
+    __slots__ = ("_counts", "_errors", "_hists", "_stamps", "_total", "_total_errors",
+                 "_total_hist")
 
     def __init__(self) -> None:
         self._stamps = [-1] * SPAN_S
         self._counts = [0] * SPAN_S
         self._errors = [0] * SPAN_S
         self._hists: list[list[int] | None] = [None] * SPAN_S
+        self._total = self._total_errors = 0
+        self._total_hist = [0] * _NBUCKETS
 
     def record(self, now: float, latency_s: float, error: bool) -> None:
         """Count one request finished at ``now`` (epoch seconds)."""
@@ -50,9 +55,17 @@ class VariantWindow:
             hist = self._hists[slot]
             assert hist is not None
         self._counts[slot] += 1
+        self._total += 1
         if error:
             self._errors[slot] += 1
-        hist[bisect.bisect_left(LATENCY_BOUNDS, latency_s)] += 1
+            self._total_errors += 1
+        bucket = bisect.bisect_left(LATENCY_BOUNDS, latency_s)
+        hist[bucket] += 1
+        self._total_hist[bucket] += 1
+
+    def tally(self) -> Tally:
+        """Requests, errors and the latency histogram since this window was created."""
+        return Tally(self._total, self._total_errors, tuple(self._total_hist))
 
     def _slots(self, now: float, window_s: float) -> Iterable[int]:
         newest = int(now)
@@ -127,6 +140,11 @@ class WindowSet:
         """The numbers of (route, variant) over the trailing window."""
         found = self._windows.get((route, variant))
         return found.stats(now, window_s) if found is not None else VariantStats()
+
+    def tally(self, route: str, variant: str) -> Tally:
+        """The running totals of (route, variant); empty before its first request."""
+        found = self._windows.get((route, variant))
+        return found.tally() if found is not None else Tally()
 
     def forget(self, route: str) -> None:
         """Drop a removed route's windows."""

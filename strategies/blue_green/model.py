@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from strategies.analysis import (
     AnalysisSpec,
+    Mark,
     Verdict,
 )
 from strategies.base import (
@@ -69,5 +70,6 @@ class BlueGreenState:
     last_check_at: float | None = None
     last_verdict: Verdict | None = None
     consecutive_failures: int = 0
+    mark: Mark | None = None  # the sequential judge's evidence starts here
     pending_switch: str | None = None
     refused_reason: str | None = None

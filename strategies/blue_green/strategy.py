@@ -11,8 +11,11 @@ from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
 
 from strategies.analysis import (
+    begin_mark,
     check_due,
     format_instant,
+    mark_from_dict,
+    mark_to_dict,
     render_analysis,
     verdict_from_dict,
     verdict_to_dict,
@@ -147,7 +150,11 @@ class BlueGreenStrategy:
         if now > state.watch_until:
             return Transition(replace(state, watch_until=None))
         started = state.last_switch_at if state.last_switch_at is not None else state.since
-        if observation is None or not check_due(analysis, state.last_check_at, started, now):
+        if observation is None:
+            return Transition(state)
+        if state.mark is None and analysis.judge == "sequential":
+            state = replace(state, mark=begin_mark(analysis, observation))
+        if not check_due(analysis, state.last_check_at, started, now):
             return Transition(state)
         return assess_switch(spec, analysis, state, observation, now)
 
@@ -206,6 +213,7 @@ class BlueGreenStrategy:
         """JSON-able state."""
         data = dump_dataclass(state)
         data["last_verdict"] = verdict_to_dict(state.last_verdict)
+        data["mark"] = mark_to_dict(state.mark)
         return data
 
     def load_state(self, data: Mapping[str, Any]) -> BlueGreenState:
@@ -222,6 +230,7 @@ class BlueGreenStrategy:
                 last_check_at=_opt(float, data.get("last_check_at")),
                 last_verdict=verdict_from_dict(data.get("last_verdict")),
                 consecutive_failures=int(data.get("consecutive_failures", 0)),
+                mark=mark_from_dict(data.get("mark")),
                 pending_switch=_opt(str, data.get("pending_switch")),
                 refused_reason=_opt(str, data.get("refused_reason")),
             )

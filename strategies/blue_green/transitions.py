@@ -14,10 +14,12 @@ from typing import Any
 
 from strategies.analysis import (
     AnalysisSpec,
+    Roles,
     analysis_event,
-    assess,
     count_failures,
     failure_trigger,
+    judge,
+    should_act,
 )
 from strategies.base import (
     ActionRejectedError,
@@ -26,7 +28,6 @@ from strategies.base import (
     Observation,
     Phase,
     Transition,
-    VariantStats,
 )
 from strategies.blue_green.model import BlueGreenSpec, BlueGreenState
 
@@ -93,6 +94,7 @@ def _switched(
         last_check_at=None,
         last_verdict=None,
         consecutive_failures=0,
+        mark=None,
         pending_switch=None,
         refused_reason=None,
     )
@@ -194,17 +196,13 @@ def assess_switch(
 ) -> Transition[BlueGreenState]:
     """Assess the new colour against the previous one; switch back on repeated failure."""
     previous = state.previous
-    verdict = assess(
-        analysis,
-        obs.variants.get(state.active, VariantStats()),
-        obs.variants.get(previous) if previous else None,
-        candidate_up=obs.backend_up.get(backend_of(spec, state.active), True),
-        now=now,
-    )
+    roles = Roles(state.active, previous, backend_of(spec, state.active))
+    verdict, mark = judge(analysis, obs, roles, state.mark, now)
     failures = count_failures(verdict, state.consecutive_failures)
-    checked = replace(state, last_check_at=now, last_verdict=verdict, consecutive_failures=failures)
+    checked = replace(state, last_check_at=now, last_verdict=verdict, consecutive_failures=failures,
+                      mark=mark)
     events = [analysis_event(verdict, failures)]
-    if failures >= analysis.failures_to_act and previous is not None:
+    if should_act(analysis, verdict, failures) and previous is not None:
         back = replace(
             _switched(spec, checked, previous, now, Phase.ROLLED_BACK),
             last_verdict=verdict,
@@ -213,7 +211,7 @@ def assess_switch(
         events.append(
             _switch_event(
                 "rollback",
-                "; ".join(verdict.reasons),
+                "; ".join(c.explanation for c in verdict.checks if c.outcome == "fail"),
                 spec,
                 state.active,
                 previous,

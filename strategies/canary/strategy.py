@@ -13,13 +13,18 @@ from typing import Any, ClassVar
 
 from strategies.analysis import (
     AnalysisSpec,
+    Roles,
     analysis_event,
-    assess,
+    begin_mark,
     check_due,
     count_failures,
     failure_trigger,
     format_instant,
+    judge,
+    mark_from_dict,
+    mark_to_dict,
     render_analysis,
+    should_act,
     verdict_from_dict,
     verdict_to_dict,
 )
@@ -32,7 +37,6 @@ from strategies.base import (
     Picker,
     StrategySpec,
     Transition,
-    VariantStats,
     dump_dataclass,
 )
 from strategies.canary.model import CanarySpec, CanaryState, StepSpec, StickySpec
@@ -126,7 +130,8 @@ def _noop(spec: CanarySpec, state: CanaryState, now: float, reason: str) -> Tran
 def _rollback(
     spec: CanarySpec, state: CanaryState, now: float, reason: str
 ) -> Transition[CanaryState]:
-    new = replace(state, phase=Phase.ROLLED_BACK.value, since=now, paused_from=None, paused_at=None)
+    new = replace(state, phase=Phase.ROLLED_BACK.value, since=now, paused_from=None, paused_at=None,
+                  mark=None)
     return _changed("rollback", spec, state, new, reason or "manual", trigger="manual")
 
 
@@ -191,22 +196,18 @@ ACTIONS: dict[Phase, dict[Command, Handler | str]] = {
 def _check(
     spec: CanarySpec, analysis: AnalysisSpec, state: CanaryState, obs: Observation, now: float
 ) -> Transition[CanaryState]:
-    """Run one analysis check; act on ``failures_to_act`` consecutive failures."""
-    verdict = assess(
-        analysis,
-        obs.variants.get("candidate", VariantStats()),
-        obs.variants.get("stable"),
-        candidate_up=obs.backend_up.get(spec.candidate, True),
-        now=now,
-    )
+    """Run one analysis check; act on failures (``should_act``)."""
+    roles = Roles("candidate", "stable", spec.candidate)
+    verdict, mark = judge(analysis, obs, roles, state.mark, now)
     failures = count_failures(verdict, state.consecutive_failures)
-    checked = replace(state, last_check_at=now, last_verdict=verdict, consecutive_failures=failures)
+    checked = replace(state, last_check_at=now, last_verdict=verdict, consecutive_failures=failures,
+                      mark=mark)
     events = [analysis_event(verdict, failures)]
-    if failures >= analysis.failures_to_act:
-        reason = "; ".join(verdict.reasons)
+    if should_act(analysis, verdict, failures):
+        reason = "; ".join(c.explanation for c in verdict.checks if c.outcome == "fail")
         trigger = failure_trigger(verdict)
         if spec.on_failure == "rollback":
-            new = replace(checked, phase=Phase.ROLLED_BACK.value, since=now)
+            new = replace(checked, phase=Phase.ROLLED_BACK.value, since=now, mark=None)
             events.append(_event("rollback", reason, spec, state, new, trigger=trigger))
         else:
             new = replace(checked, phase=Phase.PAUSED.value, paused_from=state.phase, paused_at=now)
@@ -326,12 +327,11 @@ class CanaryStrategy:
         """Run a due analysis check (acting on failures), then take a due ramp step."""
         events: list[Event] = []
         analysis = spec.analysis
-        if (
-            analysis is not None
-            and observation is not None
-            and state.phase in _ANALYSED
-            and check_due(analysis, state.last_check_at, state.since, now)
-        ):
+        if analysis is None or observation is None or state.phase not in _ANALYSED:
+            return _walk(spec, state, now)
+        if state.mark is None:
+            state = replace(state, mark=begin_mark(analysis, observation))
+        if check_due(analysis, state.last_check_at, state.since, now):
             checked = _check(spec, analysis, state, observation, now)
             state, events = checked.state, list(checked.events)
         walked = _walk(spec, state, now)
@@ -363,6 +363,7 @@ class CanaryStrategy:
         """JSON-able state."""
         data = dump_dataclass(state)
         data["last_verdict"] = verdict_to_dict(state.last_verdict)
+        data["mark"] = mark_to_dict(state.mark)
         return data
 
     def load_state(self, data: Mapping[str, Any]) -> CanaryState:
@@ -386,6 +387,7 @@ class CanaryStrategy:
                 last_check_at=_opt_float(data.get("last_check_at")),
                 last_verdict=verdict_from_dict(data.get("last_verdict")),
                 consecutive_failures=int(data.get("consecutive_failures", 0)),
+                mark=mark_from_dict(data.get("mark")),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"bad canary state: {exc!r}") from exc

@@ -212,7 +212,7 @@ def test_new_colour_failing_after_the_switch_is_switched_back_by_analysis(
     assert status["analysis"]["last"]["ok"] is False
     rollbacks = stack.events("watched", "rollback")
     assert len(rollbacks) == 1 and rollbacks[0]["trigger"] == "analysis"
-    assert "error rate" in rollbacks[0]["reason"]
+    assert "error_rate" in rollbacks[0]["reason"]
     admin = stack.live.admin_url
     assert metric(admin, "router_rollbacks_total", route="watched", trigger="analysis") == 1
     assert metric(admin, "router_traffic_weight_percent", route="watched", variant="blue") == 100

@@ -381,10 +381,10 @@ def test_failing_candidate_is_rolled_back_and_stays_rolled_back(
     status = stack.route_status("iris")
     assert status["weights"] == {"stable": 100, "candidate": 0}
     last = status["analysis"]["last"]
-    assert last["ok"] is False and any("error rate" in r for r in last["reasons"])
+    assert last["ok"] is False and any("error_rate" in r for r in last["reasons"])
     rollbacks = stack.events("iris", "rollback")
     assert len(rollbacks) == 1 and rollbacks[0]["trigger"] == "analysis"
-    assert "error rate" in rollbacks[0]["reason"]
+    assert "error_rate" in rollbacks[0]["reason"]
     assert stack.log_events("iris", "rollback"), "no rollback line in the log"
     verdicts = stack.log_events("iris", "analysis")
     assert {"pass", "fail"} <= {v["outcome"] for v in verdicts}, "every verdict is logged"

@@ -235,6 +235,6 @@ def test_events_shown_are_decisions_and_failed_checks() -> None:
         {"event": "analysis", "outcome": "pass"},
         {"event": "analysis", "outcome": "fail"},
         {"event": "rollback"},
-        {"event": "analysis", "outcome": "no_data"},
+        {"event": "analysis", "outcome": "hold"},
     ]
     assert notable(events) == [events[1], events[2]]

@@ -10,6 +10,7 @@ import pytest
 from strategies.analysis import (
     HEALTH_DOWN_REASON,
     AnalysisSpec,
+    Evidence,
     Verdict,
     assess,
     check_due,
@@ -31,18 +32,18 @@ def stats(requests: int, errors: int = 0, p99: float | None = 0.1) -> VariantSta
 
 CASES: list[tuple[str, dict[str, Any], VariantStats, VariantStats | None, bool, str, list[str]]] = [
     ("thin_data", {"interval": "30s"}, stats(12), stats(500), True,
-     "no_data", ["12 candidate requests in 30s window, need 50"]),
+     "hold", ["12 candidate requests in 30s window, need 50"]),
     ("no_requests_at_all", {"window": "2m"}, VariantStats(), None, True,
-     "no_data", ["0 candidate requests in 120s window, need 50"]),
+     "hold", ["0 candidate requests in 120s window, need 50"]),
     ("health_down_wins_over_thin_data", {}, stats(3), stats(100), False,
-     "fail", [HEALTH_DOWN_REASON]),
+     "fail", [HEALTH_DOWN_REASON, "3 candidate requests in 30s window, need 50"]),
     ("no_thresholds_pass", {}, stats(100, 50), stats(100), True, "pass", []),
     ("error_rate", {"min_requests": 10, "max_error_rate": 0.02}, stats(60, 5), None, True,
-     "fail", ["error rate 0.083 > max 0.02"]),
+     "fail", ["error_rate 0.083 > 0.02 (5 of 60 requests)"]),
     ("error_rate_at_limit_passes", {"max_error_rate": 0.02}, stats(100, 2), None, True,
      "pass", []),
     ("error_rate_increase", {"max_error_rate_increase": 0.01}, stats(100, 5), stats(100, 1),
-     True, "fail", ["error rate increase 0.040 > max 0.01"]),
+     True, "fail", ["error_rate_increase 0.040 > 0.01 (0.050 vs 0.010)"]),
     ("increase_within_limit", {"max_error_rate_increase": 0.05}, stats(100, 5), stats(100, 1),
      True, "pass", []),
     ("increase_without_baseline", {"max_error_rate_increase": 0.0}, stats(100, 5), None, True,
@@ -50,18 +51,20 @@ CASES: list[tuple[str, dict[str, Any], VariantStats, VariantStats | None, bool, 
     ("increase_with_idle_baseline", {"max_error_rate_increase": 0.0}, stats(100, 5),
      VariantStats(), True, "pass", []),
     ("p99", {"max_p99_latency": "500ms"}, stats(100, p99=0.734), None, True,
-     "fail", ["p99 latency 734ms > max 500ms"]),
+     "fail", ["p99_latency 734ms > 500ms (100 candidate requests)"]),
     ("p99_ok", {"max_p99_latency": "500ms"}, stats(100, p99=0.2), None, True, "pass", []),
     ("latency_ratio", {"max_latency_ratio": 1.5}, stats(100, p99=0.3), stats(100, p99=0.1),
-     True, "fail", ["p99 latency ratio 3.00 > max 1.5"]),
+     True, "fail", ["latency_ratio 3.00 > 1.5 (p99 300ms vs 100ms)"]),
     ("ratio_without_baseline_data", {"max_latency_ratio": 1.5}, stats(100, p99=0.3),
      VariantStats(), True, "pass", []),
     ("every_threshold_at_once",
      {"max_error_rate": 0.01, "max_error_rate_increase": 0.01, "max_p99_latency": 0.2,
       "max_latency_ratio": 2},
      stats(100, 10, p99=0.9), stats(100, 0, p99=0.1), True, "fail",
-     ["error rate 0.100 > max 0.01", "error rate increase 0.100 > max 0.01",
-      "p99 latency 900ms > max 200ms", "p99 latency ratio 9.00 > max 2"]),
+     ["error_rate 0.100 > 0.01 (10 of 100 requests)",
+      "error_rate_increase 0.100 > 0.01 (0.100 vs 0.000)",
+      "p99_latency 900ms > 200ms (100 candidate requests)",
+      "latency_ratio 9.00 > 2 (p99 900ms vs 100ms)"]),
 ]
 
 
@@ -79,7 +82,7 @@ def test_assess(
     reasons: list[str],
 ) -> None:
     spec = AnalysisSpec.model_validate(spec_args)
-    verdict = assess(spec, candidate, baseline, candidate_up=up, now=NOW)
+    verdict = assess(spec, Evidence(candidate, baseline, up), now=NOW)
     assert (verdict.outcome, list(verdict.reasons)) == (outcome, reasons)
     assert verdict.at == NOW
     assert verdict.window_s == spec.window_s
@@ -87,7 +90,7 @@ def test_assess(
 
 def test_assess_records_all_numbers() -> None:
     spec = AnalysisSpec(max_error_rate=0.5)
-    verdict = assess(spec, stats(100, 4, p99=0.3), stats(200, 2, p99=0.1), now=NOW)
+    verdict = assess(spec, Evidence(stats(100, 4, p99=0.3), stats(200, 2, p99=0.1)), now=NOW)
     numbers = dict(verdict.numbers)
     assert numbers["candidate_requests"] == 100
     assert numbers["candidate_error_rate"] == pytest.approx(0.04)
@@ -99,8 +102,8 @@ def test_assess_records_all_numbers() -> None:
 
 @pytest.mark.parametrize(
     ("outcome", "before", "after"),
-    [("fail", 0, 1), ("fail", 1, 2), ("pass", 3, 0), ("no_data", 1, 1), ("no_data", 0, 0)],
-    ids=["first_fail", "second_fail", "pass_resets", "no_data_holds", "no_data_at_zero"],
+    [("fail", 0, 1), ("fail", 1, 2), ("pass", 3, 0), ("hold", 1, 1), ("hold", 0, 0)],
+    ids=["first_fail", "second_fail", "pass_resets", "hold_keeps", "hold_at_zero"],
 )
 def test_count_failures(outcome: str, before: int, after: int) -> None:
     assert count_failures(Verdict(outcome), before) == after  # type: ignore[arg-type]
@@ -127,8 +130,8 @@ def test_format_instant() -> None:
 
 
 @pytest.mark.parametrize(
-    ("outcome", "ok"), [("pass", True), ("fail", False), ("no_data", None)],
-    ids=["pass", "fail", "no_data"],
+    ("outcome", "ok"), [("pass", True), ("fail", False), ("hold", None)],
+    ids=["pass", "fail", "hold"],
 )
 def test_render_analysis(outcome: str, ok: bool | None) -> None:
     verdict = Verdict(outcome, ("why",), {"candidate_requests": 3}, NOW, 30.0)  # type: ignore[arg-type]
@@ -141,9 +144,15 @@ def test_render_analysis(outcome: str, ok: bool | None) -> None:
 
 
 def test_verdict_round_trip() -> None:
-    verdict = assess(AnalysisSpec(max_error_rate=0.01), stats(100, 9), stats(100), now=NOW)
-    assert verdict_from_dict(verdict_to_dict(verdict)) == verdict
+    verdict = assess(AnalysisSpec(max_error_rate=0.01), Evidence(stats(100, 9), stats(100)),
+                     now=NOW)
+    assert verdict.checks and verdict_from_dict(verdict_to_dict(verdict)) == verdict
     assert verdict_from_dict(None) is None
+
+
+def test_verdict_written_before_named_checks_loads_as_hold() -> None:
+    loaded = verdict_from_dict({"outcome": "no_data", "at": NOW, "reasons": ["thin"]})
+    assert loaded is not None and loaded.outcome == "hold"
 
 
 @pytest.mark.parametrize(

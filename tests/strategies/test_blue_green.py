@@ -219,7 +219,7 @@ def test_thin_data_after_a_switch_holds() -> None:
     for t in (10, 20, 30):
         st = S.advance(sp, st, bg_obs(Stats(3, 3, 0.1, 0.1)), T0 + t).state
     assert (st.active, st.consecutive_failures, st.last_verdict and st.last_verdict.outcome) == (
-        "green", 0, "no_data")
+        "green", 0, "hold")
 
 
 def test_no_analysis_without_a_switch() -> None:

@@ -367,7 +367,7 @@ def test_analysis_gates_each_step() -> None:
 @pytest.mark.parametrize(
     ("observation", "why"),
     [(obs(THIN), "thin data"), (None, "no observation")],
-    ids=["no_data_holds", "missing_observation_holds"],
+    ids=["hold_on_thin_data", "missing_observation_holds"],
 )
 def test_no_verdict_means_hold(observation: Observation | None, why: str) -> None:
     sp = spec(analysis=ANALYSIS)
