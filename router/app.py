@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from router.config.loader import ConfigError, parse_config
 from router.config.model import Config, ProxySpec
+from router.control.fleet import Fleet
 from router.control.health import HealthChecker, probe
 from router.control.rollouts import Rollouts
 from router.control.store import StateStoreError
@@ -111,6 +112,7 @@ class RouterApp:
         self.store: WatchedStore | None = None
         self.health = HealthChecker(self.metrics, self.events, lambda: self.snapshot.backends)
         self.rollouts: Rollouts | None = None
+        self.fleet: Fleet | None = None
         # The pod name under Kubernetes; the pid tells apart the processes of --workers N.
         self.replica_id = f"{socket.gethostname()}-{os.getpid()}"
         self.ready = False
@@ -145,6 +147,9 @@ class RouterApp:
         await self._install(config, raw)
         self.last_reload = {"ok": True, "at": iso_time(time.time()), "error": None}
         self._tasks.append(asyncio.create_task(self._controller(), name="controller"))
+        if self.store.shared:
+            self.fleet = Fleet(self.store, self.rollouts)
+            self._tasks.append(asyncio.create_task(self.fleet.run(), name="fleet"))
         self._watcher = ConfigWatcher(self.config_path, self._on_file_change)
         self._tasks.append(asyncio.create_task(self._watcher.run(), name="watcher"))
         # An edit between the first read and the watch starting would go unseen.
@@ -222,7 +227,9 @@ class RouterApp:
         )
         old = self.holder.swap(snapshot)
         self.rollouts.install(routes)
-        await self.rollouts.drop_removed({route.name for route in routes})
+        if self.store is not None and not self.store.shared:
+            # A replica whose file lacks a route must not delete the fleet's state for it.
+            await self.rollouts.drop_removed({route.name for route in routes})
         for name in {r.name for r in old.routes} - {r.name for r in routes} if old else ():
             self.windows.forget(name)
             self.shadow.forget(name)

@@ -45,6 +45,11 @@ class WatchedStore:
         self._log = get_logger("router.control.store")
         metrics.state_store_up.set(1.0)
 
+    @property
+    def shared(self) -> bool:
+        """Whether other replicas use the same store (their state is not ours to delete)."""
+        return self.kind == "redis"
+
     def health(self) -> dict[str, Any]:
         """``{"kind", "ok", "error"}`` for ``/admin/status``."""
         return {"kind": self.kind, "ok": self.ok, "error": self.error}
@@ -65,7 +70,8 @@ class WatchedStore:
             self.ok, self.error = True, None
             self._metrics.state_store_up.set(1.0)
 
-    async def _watch(self, op: str, call: Awaitable[_T]) -> _T:
+    async def call(self, op: str, call: Awaitable[_T]) -> _T:
+        """Await ``call`` (an operation of ``inner``), recording how it went as ``op``."""
         try:
             result = await call
         except StaleWriteError:
@@ -79,21 +85,21 @@ class WatchedStore:
 
     async def load_all(self) -> dict[str, StoredState]:
         """Every stored route."""
-        return await self._watch("read", self.inner.load_all())
+        return await self.call("read", self.inner.load_all())
 
     async def get(self, route: str) -> StoredState | None:
         """The route's state, or None."""
-        return await self._watch("read", self.inner.get(route))
+        return await self.call("read", self.inner.get(route))
 
     async def put(
         self, route: str, data: Mapping[str, Any], expected_version: int | None
     ) -> StoredState:
         """Compare-and-set the route's state."""
-        return await self._watch("write", self.inner.put(route, data, expected_version))
+        return await self.call("write", self.inner.put(route, data, expected_version))
 
     async def delete(self, route: str) -> None:
         """Forget the route's state."""
-        await self._watch("delete", self.inner.delete(route))
+        await self.call("delete", self.inner.delete(route))
 
     async def aclose(self) -> None:
         """Close the inner store."""

@@ -1,0 +1,70 @@
+"""Replicas sharing one rollout through a real Redis (SPEC §11), end to end.
+
+Real router processes on one config file, one real ``redis-server``, real backends
+and real HTTP: an action through one replica is in effect on the others within a
+second (pub/sub), and also when the change message is lost (the serial poll).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+# The canary tests' backends (``stable``, ``candidate``) and helpers, for a module of its own.
+from tests.control.test_canary_e2e import (  # noqa: F401 (fixtures)
+    _healthy,
+    backends,
+    canary,
+    knobs,
+)
+from tests.fleet_support import replicas, use_redis
+from tests.redis_support import RedisServer
+from tests.rollout_support import Stack, burst, failures, running_stack
+from tests.support import ServerThread, wait_until
+
+
+@pytest.fixture
+def stack(
+    tmp_path: Path,
+    backends: dict[str, ServerThread],  # noqa: F811 (the imported fixture)
+    redis_server: RedisServer,
+) -> Iterator[Stack]:
+    """The fleet's config file (not started): the module's backends, state in ``redis_server``."""
+    with running_stack(tmp_path, backends, "redis", start=False) as own:
+        use_redis(own, redis_server)
+        yield own
+
+
+def test_an_action_on_one_replica_is_in_effect_on_the_other_within_a_second(
+    stack: Stack, redis_server: RedisServer
+) -> None:
+    stack.routes["iris"] = canary(weight=50)
+    with replicas(stack, 2) as (a, b):
+        assert a.status()["state_store"] == {"kind": "redis", "ok": True, "error": None}
+        assert {o.backend for o in burst(b.url("iris"), 200)} == {"stable", "candidate"}
+        raw = redis.Redis.from_url(redis_server.url)
+        steady = raw.hget("traffic-router:state", "iris")
+        assert steady is not None
+
+        answer = a.act("iris", "rollback")
+        assert answer.status_code == 200 and answer.json()["persisted"] is True
+        acted = time.monotonic()
+        wait_until(lambda: b.phase("iris") == "rolled_back", timeout=3, interval=0.01)
+        seen_after = time.monotonic() - acted
+        outcomes = burst(b.url("iris"), 200)
+        assert {o.backend for o in outcomes} == {"stable"} and not failures(outcomes)
+        print(f"rollback on A in effect on B after {seen_after * 1000:.0f} ms")
+
+        # A change whose message is lost (written without PUBLISH) is found by the poll.
+        version = int(raw.hget("traffic-router:versions", "iris") or 0)
+        with raw.pipeline(transaction=True) as pipe:
+            pipe.hset("traffic-router:versions", "iris", version + 1)
+            pipe.hset("traffic-router:state", "iris", steady)
+            pipe.incr("traffic-router:serial")
+            pipe.execute()
+        wait_until(lambda: a.phase("iris") == "steady" and b.phase("iris") == "steady", timeout=3)
+        raw.close()
