@@ -233,8 +233,8 @@ class RouterApp:
         for name in {r.name for r in old.routes} - {r.name for r in routes} if old else ():
             self.windows.forget(name)
             self.shadow.forget(name)
-            if self.proxy.inspector is not None:
-                self.proxy.inspector.forget(name)
+            if self.proxy.services.inspector is not None:
+                self.proxy.services.inspector.forget(name)
         self.truth.configure({r.name: r.feedback for r in config.routes if r.feedback})
         self._configure_inspector(config.proxy.inspect_max_body)
         self.notifier.configure(config.notifications)
@@ -245,13 +245,13 @@ class RouterApp:
         self.health.sync()
 
     def _configure_inspector(self, cap: int) -> None:
-        current = self.proxy.inspector
+        current = self.proxy.services.inspector
         if cap <= 0:
-            self.proxy.inspector = None
+            self.proxy.services.inspector = None
         elif current is None or current.cap != cap:
-            self.proxy.inspector = BodyInspector(self.metrics, cap=cap)
-        if self.proxy.inspector is not None:
-            self.proxy.inspector.truth = self.truth
+            self.proxy.services.inspector = BodyInspector(self.metrics, cap=cap)
+        if self.proxy.services.inspector is not None:
+            self.proxy.services.inspector.truth = self.truth
 
     async def _run_check(self, request: CheckRequest) -> tuple[bool, str]:
         backend = self.snapshot.backends.get(request.backend)
@@ -379,7 +379,7 @@ class RouterApp:
     def stats(self) -> dict[str, Any]:
         """``GET /admin/stats``: per-version rates, latency, health and sparklines."""
         routes = [(route.name, route.strategy.variants) for route in self.snapshot.routes]
-        return build_stats(self.windows, routes, time.time(), self.proxy.inspector)
+        return build_stats(self.windows, routes, time.time(), self.proxy.services.inspector)
 
     def status(self) -> dict[str, Any]:
         """``GET /admin/status`` (SPEC §8)."""

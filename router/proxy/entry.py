@@ -20,9 +20,9 @@ from starlette.types import Receive, Scope, Send
 
 from router.config.model import ProxySpec
 from router.proxy.errors import ClientDisconnectedError
-from router.proxy.exchange import Exchange, pick_fallback
+from router.proxy.exchange import Exchange
 from router.proxy.headers import build_upstream_headers, client_address
-from router.proxy.sinks import MirrorSink, RequestSink
+from router.proxy.sinks import MirrorSink, RequestSink, Services
 from router.routing.matching import body_fields
 from router.routing.snapshot import SnapshotHolder
 from router.telemetry.inspection import BodyInspector
@@ -58,13 +58,15 @@ class ProxyApp:
         access_log: bool = True,
     ) -> None:
         self.holder = holder
-        self.metrics = metrics
-        self.sink = sink
-        self.mirror = mirror
-        self.inspector = inspector
-        self.access_log = access_log
-        self.log = get_logger("router.proxy.entry")
         self.requests_log = shared_access_log()
+        self.services = Services(
+            metrics,
+            get_logger("router.proxy.entry"),
+            sink=sink,
+            mirror=mirror,
+            inspector=inspector,
+            access_log=self.requests_log if access_log else None,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -112,7 +114,7 @@ class ProxyApp:
         method: str = scope["method"]
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
         path = raw_path.decode("latin-1")
-        ctx = Exchange(self, scope, request_id, method, path, started)
+        ctx = Exchange(self.services, scope, request_id, method, path, started)
 
         if snapshot is None:
             return await ctx.fail(send, 503, "no_healthy_backend", "no configuration loaded")
@@ -141,14 +143,13 @@ class ProxyApp:
         backend = snapshot.backends[decision.backend]
         ctx.variant, ctx.backend = decision.variant, backend.name
         if not backend.up:
-            fallback = pick_fallback(snapshot.backends, decision)
+            fallback = ctx.fall_back(snapshot.backends, decision, backend)
             if fallback is None:
                 return await ctx.fail(
                     send, 503, "no_healthy_backend", f"backend {backend.name} is down",
                     retry_after=True,
                 )
             backend = fallback
-            ctx.variant, ctx.backend = decision.fallback_variant or "stable", backend.name
 
         content_length: int | None = None
         if "content-length" in headers:
@@ -163,14 +164,15 @@ class ProxyApp:
                     send, 413, "body_too_large",
                     f"request body of {content_length} bytes exceeds {proxy.max_request_body}",
                 )
-        has_body = (content_length is not None and content_length > 0) or (
+        ctx.content_length = content_length
+        ctx.has_body = (content_length is not None and content_length > 0) or (
             "transfer-encoding" in headers
         )
         client = scope.get("client")
         peer = client[0] if client else "unknown"
         ctx.client = client_address(peer, raw_headers, proxy.trusted_proxies)
         host = headers.get("host", "").encode("latin-1") if proxy.preserve_host else backend.host
-        upstream_headers = build_upstream_headers(
+        ctx.upstream_headers = build_upstream_headers(
             raw_headers,
             host=host or backend.host,
             client_ip=peer.encode("latin-1"),
@@ -179,9 +181,5 @@ class ProxyApp:
             has_connection_header="connection" in headers,
         )
         query: bytes = scope.get("query_string", b"")
-        target = raw_path + b"?" + query if query else raw_path
-        await ctx.forward(
-            send, receive, route, decision, backend, snapshot.backends, upstream_headers,
-            target, content_length, has_body, proxy.max_request_body,
-            proxy.expose_headers,
-        )
+        ctx.target = raw_path + b"?" + query if query else raw_path
+        await ctx.forward(send, receive, route, decision, backend, snapshot.backends, proxy)

@@ -3,46 +3,56 @@
 ``Exchange`` holds a request's bookkeeping (route, variant, backend, status,
 bytes) so that every way out — an answer, a router-made error, an upstream
 failure, a client that went away (499) — is counted and logged exactly once.
+``forward`` reads as its steps, one method each: read the client's body
+(whole when small, streamed otherwise), send it upstream (once more on the
+fallback when the first backend cannot be reached), relay the answer while
+capturing it for inspection and mirroring, hand the captures on; and, when a
+step fails, map the failure to the router's error answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from starlette.types import Scope
 
-from router.proxy.errors import BodyTooLargeError, ClientDisconnectedError, error_body
+from router.config.model import ProxySpec
+from router.proxy.errors import (
+    BodyTooLargeError,
+    ClientDisconnectedError,
+    RouterError,
+    error_body,
+)
 from router.proxy.headers import filter_response_headers
-from router.proxy.sinks import MirrorJob
+from router.proxy.sinks import MirrorJob, Services
 from router.routing.backends import Backend
 from router.routing.snapshot import CompiledRoute
 from router.server.cycle import BODY_FOLLOWS
 from router.server.protocol import DISCONNECT_KEY
 from router.telemetry.inspection import BodyInspector
-from router.upstream.errors import (
+from router.upstream import (
     PoolTimeoutError,
     UpstreamConnectError,
     UpstreamError,
     UpstreamReadTimeout,
+    UpstreamResponse,
 )
 from strategies import Decision, MirrorPlan
 
-if TYPE_CHECKING:
-    from router.proxy.entry import ProxyApp
-
-__all__ = ["Exchange", "pick_fallback"]
+__all__ = ["Exchange"]
 
 SMALL_BODY = 64 * 1024  # bodies up to this size are read whole (one write upstream)
 MAX_CAPTURE = 1024 * 1024  # the primary's answer kept for shadow comparison
 _JSON = b"application/json"
 _MODEL_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_Body = bytes | AsyncIterator[bytes] | None
 
 
-class _BodyCopy:
-    """The request body kept for the mirrors while it streams, up to their ``max_body``."""
+class _Capture:
+    """A body kept while it streams past, up to ``cap`` bytes (beyond that, nothing)."""
 
     __slots__ = ("cap", "over", "parts", "size")
 
@@ -64,8 +74,17 @@ class _BodyCopy:
             self.parts.append(chunk)
 
     def body(self) -> bytes | None:
-        """The whole body, or None when it was larger than the cap (the mirror is skipped)."""
+        """The whole body, or None when it was larger than the cap."""
         return None if self.over else b"".join(self.parts)
+
+
+def _answer_capture(plan: MirrorPlan | None, inspector: BodyInspector | None) -> _Capture | None:
+    """The capture of the answer that the mirror (all of it) or the inspector (its cap) wants."""
+    if plan is not None:
+        return _Capture(MAX_CAPTURE)
+    if inspector is not None and inspector.cap:
+        return _Capture(inspector.cap)
+    return None
 
 
 _variant_headers: dict[str, tuple[bytes, bytes]] = {}
@@ -79,40 +98,54 @@ def _variant_header(variant: str) -> tuple[bytes, bytes]:
     return header
 
 
-def pick_fallback(backends: Any, decision: Decision) -> Backend | None:
-    """The decision's fallback backend, if it has one and it is up."""
-    if decision.fallback_backend is None:
-        return None
-    fallback: Backend | None = backends.get(decision.fallback_backend)
-    return fallback if fallback is not None and fallback.up else None
+def _upstream_failure(exc: UpstreamError, backend: str) -> tuple[int, str, str]:
+    """The (status, code, detail) of the answer to a failure before the upstream answered."""
+    if isinstance(exc, PoolTimeoutError):
+        return 503, "no_healthy_backend", f"all connections to {backend} are busy"
+    if exc.kind == "timeout" or isinstance(exc, UpstreamReadTimeout):
+        return 504, "upstream_timeout", f"{backend} timed out"
+    return 502, "upstream_unavailable", f"{backend}: {exc.kind} error"
 
 
 class Exchange:
-    """One request's bookkeeping: what to log and count, however it ends."""
+    """One request's bookkeeping: what to log and count, however it ends.
+
+    The proxy fills in the outgoing request (``target``, ``upstream_headers``,
+    ``content_length``, ``has_body``) before it calls ``forward``.
+    """
 
     __slots__ = (
-        "app",
         "backend",
         "bytes_in",
         "bytes_out",
         "client",
+        "content_length",
         "error_kind",
+        "has_body",
         "method",
         "path",
         "preread",
         "request_id",
         "route",
         "scope",
+        "services",
         "started",
         "status",
+        "target",
+        "upstream_headers",
         "variant",
     )
 
+    target: bytes
+    upstream_headers: list[tuple[bytes, bytes]]
+    content_length: int | None
+    has_body: bool
+
     def __init__(
-        self, app: ProxyApp, scope: Scope, request_id: str, method: str, path: str,
+        self, services: Services, scope: Scope, request_id: str, method: str, path: str,
         started: float,
     ) -> None:
-        self.app = app
+        self.services = services
         self.scope = scope
         self.request_id = request_id
         self.method = method
@@ -127,6 +160,27 @@ class Exchange:
         self.error_kind: str | None = None
         self.client = ""
         self.preread: bytes | None = None  # the body, when routing had to read it first
+
+    def fall_back(
+        self, backends: Mapping[str, Backend], decision: Decision, failed: Backend,
+        cause: UpstreamError | None = None,
+    ) -> Backend | None:
+        """Switch to the decision's fallback in place of ``failed``; None when there is none.
+
+        The one place the router falls back: for a backend marked down before
+        the request is sent, and for one that could not be reached (``cause``,
+        counted against it) when it was.
+        """
+        name = decision.fallback_backend
+        fallback = backends.get(name) if name is not None else None
+        if fallback is None or not fallback.up or fallback is failed:
+            return None
+        if cause is not None:
+            self._count_upstream_error(cause)
+            self.error_kind = None  # the retry on the fallback starts clean
+        self.variant = decision.fallback_variant or "stable"
+        self.backend = fallback.name
+        return fallback
 
     async def fail(
         self, send: Any, status: int, code: str, detail: str, *, retry_after: bool = False
@@ -152,20 +206,20 @@ class Exchange:
 
     def finish(self, error: str | None = None) -> None:
         """Count and log the request once."""
-        app = self.app
+        services = self.services
         duration = time.perf_counter() - self.started
         if self.route:
-            app.metrics.recorder(self.route, self.variant or "none", self.backend or "none").record(
-                self.status, duration
-            )
-            if app.sink is not None and self.variant:
+            services.metrics.recorder(
+                self.route, self.variant or "none", self.backend or "none"
+            ).record(self.status, duration)
+            if services.sink is not None and self.variant:
                 failed = self.status >= 500 or self.error_kind is not None
-                app.sink.observe(
+                services.sink.observe(
                     self.route, self.variant, self.backend, self.status, duration,
                     failed and self.status != 499,
                 )
-        if app.access_log:
-            app.requests_log.request(
+        if services.access_log is not None:
+            services.access_log.request(
                 request_id=self.request_id,
                 route=self.route or None,
                 variant=self.variant or None,
@@ -182,137 +236,157 @@ class Exchange:
             )
 
     async def forward(
-        self,
-        send: Any,
-        receive: Any,
-        route: CompiledRoute,
-        decision: Decision,
-        backend: Backend,
-        backends: Any,
-        upstream_headers: list[tuple[bytes, bytes]],
-        target: bytes,
-        content_length: int | None,
-        has_body: bool,
-        max_body: int,
-        expose_headers: bool,
+        self, send: Any, receive: Any, route: CompiledRoute, decision: Decision,
+        backend: Backend, backends: Mapping[str, Backend], proxy: ProxySpec,
     ) -> None:
-        """Send the request upstream and stream the answer back, mapping failures."""
-        mirror = self.app.mirror
-        plan = decision.mirror if mirror is not None else None
-        if plan is not None and mirror is not None and not mirror.admits(route.name, plan):
-            mirror.drop(route.name, plan)
-            plan = None
-        copy = _BodyCopy(plan.max_body) if plan is not None else None
-        body: bytes | AsyncIterator[bytes] | None = None
-        upstream_started = time.perf_counter()
+        """Send the request upstream and stream the answer back; a failure becomes an answer."""
+        plan = self._admit_mirror(route.name, decision.mirror)
+        copy = _Capture(plan.max_body) if plan is not None else None
+        started = time.perf_counter()
         try:
-            if has_body:
-                if self.preread is not None or (
-                    content_length is not None and content_length <= SMALL_BODY
-                ):
-                    body = self.preread
-                    if body is None:
-                        body = await self.read_body(receive, max_body)
-                    if copy is not None:
-                        copy.add(body)
-                else:
-                    body = self._stream_body(receive, max_body, copy)
-            response = None
-            try:
-                response = await backend.pool.request(
-                    self.method.encode("latin-1"), target, upstream_headers, body, content_length
-                )
-            except (UpstreamConnectError, PoolTimeoutError) as exc:
-                fallback = pick_fallback(backends, decision)
-                if fallback is None or fallback is backend:
-                    raise
-                self._count_upstream_error(exc)
-                self.error_kind = None  # the retry on stable starts clean
-                self.variant = decision.fallback_variant or "stable"
-                self.backend = fallback.name
-                backend = fallback
-                response = await backend.pool.request(
-                    self.method.encode("latin-1"), target, upstream_headers, body, content_length
-                )
-            self.status = response.status
-            # Byte for byte as the client sent it (SPEC §15): the id was decoded as latin-1.
-            request_id = self.request_id.encode("latin-1")
-            extra: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id)]
-            if expose_headers:
-                extra += (route.header, _variant_header(self.variant), backend.header)
+            body = (
+                await self._read_body(receive, proxy.max_request_body, copy)
+                if self.has_body else None
+            )
+            response, backend = await self._send(backend, backends, decision, body)
             # Model calls carry a body (POST/PUT/PATCH); a GET answers metadata or health,
             # whose inspection would cost the hot path and tell nothing about predictions.
-            inspector = self.app.inspector if self.method in _MODEL_METHODS else None
-            capture_cap = MAX_CAPTURE if plan is not None else (inspector.cap if inspector else 0)
-            captured: list[bytes] | None = [] if capture_cap else None
-            captured_len = 0
-            try:
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": response.status,
-                        "headers": filter_response_headers(response.headers, extra),
-                        # The body is already here: it goes out with the head, in one write.
-                        BODY_FOLLOWS: response.body_ready,
-                    }
-                )
-                last = False
-                async for chunk in response:
-                    self.bytes_out += len(chunk)
-                    if captured is not None:
-                        captured_len += len(chunk)
-                        if captured_len <= capture_cap:
-                            captured.append(chunk)
-                        else:
-                            captured = None
-                    # The usual small answer arrives whole: end it in the same message.
-                    last = response.finished
-                    await send({"type": "http.response.body", "body": chunk, "more_body": not last})
-                    if last:
-                        break
-                if not last:
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-            finally:
-                await response.aclose()
+            inspector = self.services.inspector if self.method in _MODEL_METHODS else None
+            answer = await self._relay(
+                send, response, self._response_extra(route, backend, proxy.expose_headers),
+                _answer_capture(plan, inspector),
+            )
             self.finish()
-            answer = b"".join(captured) if captured is not None else None
             if inspector is not None:
                 self._inspect(inspector, body, response.status, answer)
             if plan is not None and copy is not None:
-                self._dispatch_mirror(
-                    route.name, plan, upstream_headers, target, copy.body(), response.status,
-                    answer, time.perf_counter() - upstream_started,
-                )
-        except BodyTooLargeError:
-            await self.fail(send, 413, "body_too_large", f"request body exceeds {max_body} bytes")
-        except ClientDisconnectedError:
-            self.status = 499
-            self.finish(error="client_closed")
+                self._mirror(route.name, plan, copy.body(), answer, time.perf_counter() - started)
+        except (RouterError, UpstreamError) as exc:
+            await self._answer_failure(send, exc, proxy.max_request_body)
         except asyncio.CancelledError:
             if not self.scope.get(DISCONNECT_KEY):
                 raise
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            self.status = 499
-            self.finish(error="client_closed")
-        except UpstreamError as exc:
+            self._client_gone()
+
+    # -- the steps ---------------------------------------------------------
+
+    def _admit_mirror(self, route: str, plan: MirrorPlan | None) -> MirrorPlan | None:
+        """The decision's mirror plan if the dispatcher can take one now (else counted dropped)."""
+        mirror = self.services.mirror
+        if plan is None or mirror is None:
+            return None
+        if not mirror.admits(route, plan):
+            mirror.drop(route, plan)
+            return None
+        return plan
+
+    async def _read_body(self, receive: Any, max_body: int, copy: _Capture | None) -> _Body:
+        """The client's body: read whole when small and announced, else streamed as it comes."""
+        body = self.preread
+        if body is None:
+            if self.content_length is None or self.content_length > SMALL_BODY:
+                return self._stream_body(receive, max_body, copy)
+            body = await self.read_body(receive, max_body)
+        if copy is not None:
+            copy.add(body)
+        return body
+
+    async def read_body(self, receive: Any, max_body: int) -> bytes:
+        """The client's whole body (callers know it is small), counted and capped."""
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            chunk, more = await self._receive_chunk(receive, max_body)
+            if chunk:
+                chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _send(
+        self, backend: Backend, backends: Mapping[str, Backend], decision: Decision, body: _Body
+    ) -> tuple[UpstreamResponse, Backend]:
+        """The upstream's answer and who gave it: ``backend``, or the fallback if unreachable."""
+        method = self.method.encode("latin-1")
+        try:
+            response = await backend.pool.request(
+                method, self.target, self.upstream_headers, body, self.content_length
+            )
+        except (UpstreamConnectError, PoolTimeoutError) as exc:
+            fallback = self.fall_back(backends, decision, backend, exc)
+            if fallback is None:
+                raise
+            backend = fallback
+            response = await backend.pool.request(
+                method, self.target, self.upstream_headers, body, self.content_length
+            )
+        return response, backend
+
+    def _response_extra(
+        self, route: CompiledRoute, backend: Backend, expose: bool
+    ) -> list[tuple[bytes, bytes]]:
+        """The router's own response headers: the request id, and where it went if exposed."""
+        # Byte for byte as the client sent it: the id was decoded as latin-1.
+        extra: list[tuple[bytes, bytes]] = [(b"x-request-id", self.request_id.encode("latin-1"))]
+        if expose:
+            extra += (route.header, _variant_header(self.variant), backend.header)
+        return extra
+
+    async def _relay(
+        self, send: Any, response: UpstreamResponse, extra: list[tuple[bytes, bytes]],
+        capture: _Capture | None,
+    ) -> bytes | None:
+        """Stream the answer to the client as it arrives; the captured copy of it, if any."""
+        self.status = response.status
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status,
+                    "headers": filter_response_headers(response.headers, extra),
+                    # The body is already here: it goes out with the head, in one write.
+                    BODY_FOLLOWS: response.body_ready,
+                }
+            )
+            last = False
+            async for chunk in response:
+                self.bytes_out += len(chunk)
+                if capture is not None:
+                    capture.add(chunk)
+                # The usual small answer arrives whole: end it in the same message.
+                last = response.finished
+                await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+                if last:
+                    break
+            if not last:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await response.aclose()
+        return capture.body() if capture is not None else None
+
+    async def _answer_failure(
+        self, send: Any, exc: RouterError | UpstreamError, max_body: int
+    ) -> None:
+        """Answer, count and log a request that failed; re-raise when the answer had started."""
+        if isinstance(exc, BodyTooLargeError):
+            await self.fail(send, 413, "body_too_large", f"request body exceeds {max_body} bytes")
+        elif isinstance(exc, ClientDisconnectedError):
+            self._client_gone()
+        elif isinstance(exc, UpstreamError):
             self._count_upstream_error(exc)
             if self.status:
                 # The answer had started: all we can do is cut the client's connection short.
                 self.finish(error=f"upstream_{exc.kind}")
-                raise
-            if isinstance(exc, PoolTimeoutError):
-                await self.fail(
-                    send, 503, "no_healthy_backend",
-                    f"all connections to {self.backend} are busy", retry_after=True,
-                )
-            elif exc.kind == "timeout" or isinstance(exc, UpstreamReadTimeout):
-                await self.fail(send, 504, "upstream_timeout", f"{self.backend} timed out")
-            else:
-                await self.fail(
-                    send, 502, "upstream_unavailable", f"{self.backend}: {exc.kind} error"
-                )
+                raise exc
+            status, code, detail = _upstream_failure(exc, self.backend)
+            await self.fail(send, status, code, detail, retry_after=status == 503)
+
+    # -- helpers -----------------------------------------------------------
+
+    def _client_gone(self) -> None:
+        self.status = 499
+        self.finish(error="client_closed")
 
     def _inspect(
         self, inspector: BodyInspector, body: object, status: int, answer: bytes | None
@@ -325,16 +399,16 @@ class Exchange:
                 self.request_id, self.backend,
             )
         except Exception as exc:  # inspection must never fail a request
-            self.app.log.warning("inspect_error", route=self.route, reason=repr(exc))
+            self.services.log.warning("inspect_error", route=self.route, reason=repr(exc))
 
     def _count_upstream_error(self, exc: UpstreamError) -> None:
         self.error_kind = exc.kind
         kind = "connect" if exc.kind == "pool" else exc.kind
-        self.app.metrics.upstream_errors.labels(self.route, self.backend, kind).inc()
-        if self.app.sink is not None and self.status == 0:
+        self.services.metrics.upstream_errors.labels(self.route, self.backend, kind).inc()
+        if self.services.sink is not None and self.status == 0:
             # A candidate that failed before answering counts against it even
             # when the request was rescued by a fallback.
-            self.app.sink.observe(self.route, self.variant, self.backend, 502, 0.0, True)
+            self.services.sink.observe(self.route, self.variant, self.backend, 502, 0.0, True)
 
     async def _receive_chunk(self, receive: Any, max_body: int) -> tuple[bytes, bool]:
         """The next piece of the client's body and whether more follows; counts and caps it."""
@@ -347,18 +421,8 @@ class Exchange:
             raise BodyTooLargeError()
         return chunk, message.get("more_body", False)
 
-    async def read_body(self, receive: Any, max_body: int) -> bytes:
-        """The client's whole body (callers know it is small), counted and capped."""
-        chunks: list[bytes] = []
-        more = True
-        while more:
-            chunk, more = await self._receive_chunk(receive, max_body)
-            if chunk:
-                chunks.append(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
     async def _stream_body(
-        self, receive: Any, max_body: int, copy: _BodyCopy | None
+        self, receive: Any, max_body: int, copy: _Capture | None
     ) -> AsyncIterator[bytes]:
         more = True
         while more:
@@ -368,29 +432,25 @@ class Exchange:
                     copy.add(chunk)
                 yield chunk
 
-    def _dispatch_mirror(
-        self,
-        route: str,
-        plan: MirrorPlan,
-        headers: list[tuple[bytes, bytes]],
-        target: bytes,
-        body: bytes | None,
-        status: int,
-        answer: bytes | None,
+    def _mirror(
+        self, route: str, plan: MirrorPlan, body: bytes | None, answer: bytes | None,
         latency: float,
     ) -> None:
-        job = MirrorJob(
-            route=route,
-            plan=plan,
-            method=self.method.encode("latin-1"),
-            target=target,
-            headers=headers,
-            body=body,
-            path=self.path,
-            request_id=self.request_id,
-            primary_status=status,
-            primary_body=answer,
-            primary_latency_s=latency,
+        """Hand the finished exchange to the shadow dispatcher (it never waits)."""
+        mirror = self.services.mirror
+        assert mirror is not None  # a plan is only admitted when there is a mirror
+        mirror.dispatch(
+            MirrorJob(
+                route=route,
+                plan=plan,
+                method=self.method.encode("latin-1"),
+                target=self.target,
+                headers=self.upstream_headers,
+                body=body,
+                path=self.path,
+                request_id=self.request_id,
+                primary_status=self.status,
+                primary_body=answer,
+                primary_latency_s=latency,
+            )
         )
-        assert self.app.mirror is not None
-        self.app.mirror.dispatch(job)
