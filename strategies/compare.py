@@ -1,5 +1,7 @@
 """Comparing a shadow's answer with the primary's: OIP V2, V1 and plain JSON.
 
+(Mode ``openai``, LLM answers compared by text, is ``strategies.compare_openai``.)
+
 Pure and exception-free: ``Comparator.compare`` always returns a ``Comparison``.
 
 - Status first: a shadow 5xx is an ``error``; different statuses are a
@@ -23,17 +25,18 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from strategies.compare_openai import compare_openai
+from strategies.comparison import Comparison, Outcome
 
 if TYPE_CHECKING:
     from strategies.shadow.strategy import CompareSpec
 
 __all__ = ["Comparator", "Comparison", "Outcome", "parse_json"]
 
-Outcome = Literal["match", "mismatch", "error"]
 
 _V2_PATH = re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?/infer$")
 _V1_PATH = re.compile(r"/v1/models/[^/:]+(?:/versions/[^/:]+)?:predict$")
@@ -44,24 +47,6 @@ _NUMBERS = (int, float)
 _LABELS = (int, str, bool)
 _REPR_CHARS = 60
 _INF = math.inf
-
-
-@dataclass(frozen=True, slots=True)
-class Comparison:
-    """One shadow answer compared with the primary's.
-
-    ``first_difference`` is a path with both values, e.g.
-    ``outputs[name=probabilities].data[3]: primary=0.1 shadow=0.2``.
-    ``max_abs_diff`` is the largest ``|primary - shadow|`` over the numbers
-    compared (``None`` when none were).
-    """
-
-    outcome: Outcome
-    protocol: str
-    first_difference: str | None = None
-    max_abs_diff: float | None = None
-    label_flip: bool | None = None
-    detail: str = ""
 
 
 def parse_json(body: bytes) -> Any:
@@ -181,13 +166,14 @@ class _Diffs:
 class Comparator:
     """A ``CompareSpec`` compiled once; ``compare`` is called per mirrored answer."""
 
-    __slots__ = ("_abs", "_ignore", "_mode", "_rel")
+    __slots__ = ("_abs", "_ignore", "_min_similarity", "_mode", "_rel")
 
     def __init__(self, spec: CompareSpec) -> None:
         self._mode = spec.mode
         self._abs = float(spec.abs_tolerance)
         self._rel = float(spec.rel_tolerance)
         self._ignore = frozenset(spec.ignore)
+        self._min_similarity = float(spec.min_text_similarity)
 
     def compare(
         self,
@@ -227,6 +213,8 @@ class Comparator:
             return Comparison("match", "none", detail="statuses equal (mode none)")
         if not 200 <= p_status < 300:
             return Comparison("match", protocol, detail=f"both answered {p_status}")
+        if self._mode == "openai":
+            return compare_openai(primary, shadow, self._min_similarity)
         if primary == shadow:
             return Comparison("match", hint or _sniff(primary), None, 0.0, None, "identical bodies")
         try:

@@ -33,10 +33,12 @@ class CompareSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mode: Literal["auto", "v2", "v1", "json", "none"] = "auto"
+    mode: Literal["auto", "v2", "v1", "json", "openai", "none"] = "auto"
     abs_tolerance: Annotated[float, Field(ge=0)] = 1e-6
     rel_tolerance: Annotated[float, Field(ge=0)] = 1e-3
     ignore: tuple[str, ...] = ("id", "model_version", "parameters")
+    # openai: answers whose texts are at least this similar (normalised edit distance) match.
+    min_text_similarity: Annotated[float, Field(ge=0, le=1)] = 1.0
 
 
 class ShadowSpec(StrategySpec):
