@@ -89,6 +89,8 @@ async def _serve_one(args: argparse.Namespace, config: Config, raw: bytes) -> in
         sock=proxy_sock,
         header_timeout=config.proxy.header_timeout,
         max_header_bytes=config.proxy.max_header_bytes,
+        body_timeout=config.proxy.body_timeout,
+        send_timeout=config.proxy.send_timeout,
         lifespan="off",
         timeout_graceful_shutdown=DRAIN_S,
         date_header=False,  # the backend's Date passes through; two would be wrong
@@ -101,6 +103,8 @@ async def _serve_one(args: argparse.Namespace, config: Config, raw: bytes) -> in
         sock=admin_sock,
         header_timeout=config.proxy.header_timeout,
         max_header_bytes=config.proxy.max_header_bytes,
+        body_timeout=config.proxy.body_timeout,
+        send_timeout=config.proxy.send_timeout,
         loop="none",
         lifespan="off",
         timeout_graceful_shutdown=5,
@@ -114,6 +118,8 @@ async def _serve_one(args: argparse.Namespace, config: Config, raw: bytes) -> in
                 protocol_class.limits,
                 header_timeout=spec.header_timeout,
                 max_header_bytes=spec.max_header_bytes,
+                body_timeout=spec.body_timeout,
+                send_timeout=spec.send_timeout,
             )
 
     router.on_proxy_spec.append(apply_head_limits)

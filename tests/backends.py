@@ -205,3 +205,18 @@ def model_app(prediction: int | float) -> Callable[..., Any]:
             await send_json(send, body)
 
     return app
+
+
+def flood_app(total: int = 200 * 1024 * 1024, chunk: int = 64 * 1024) -> Callable[..., Any]:
+    """Streams ``total`` bytes of ``x`` (chunked) to any request, as fast as it is read."""
+    piece = b"x" * chunk
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(total // chunk):
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    return app

@@ -112,6 +112,10 @@ class ProxySpec(_Strict):
     preserve_host: bool = False
     header_timeout: Annotated[Duration, Field(gt=0)] = 10.0
     max_header_bytes: Annotated[ByteSize, Field(ge=1024)] = 64 * 1024
+    # Slow clients (SPEC §15): the longest pause while sending a body (408), and the longest a
+    # response may stay unread (connection closed). Neither holds a backend connection longer.
+    body_timeout: Annotated[Duration, Field(gt=0)] = 30.0
+    send_timeout: Annotated[Duration, Field(gt=0)] = 30.0
     trusted_proxies: tuple[IPNetwork, ...] = ()
     # Model input/output health reads bodies up to this size (0 turns it off).
     inspect_max_body: ByteSize = 64 * 1024

@@ -264,12 +264,13 @@ class Exchange:
         except (RouterError, UpstreamError) as exc:
             await self._answer_failure(send, exc, proxy.max_request_body)
         except asyncio.CancelledError:
-            if not self.scope.get(DISCONNECT_KEY):
+            why = self.scope.get(DISCONNECT_KEY)
+            if not why:
                 raise
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            self._client_gone()
+            self._client_gone(why)
 
     # -- the steps ---------------------------------------------------------
 
@@ -384,9 +385,10 @@ class Exchange:
 
     # -- helpers -----------------------------------------------------------
 
-    def _client_gone(self) -> None:
-        self.status = 499
-        self.finish(error="client_closed")
+    def _client_gone(self, why: object = True) -> None:
+        """The client left (499), or the server cut a stalled one off: ``body_timeout`` (408)."""
+        self.status = 408 if why == "body_timeout" else 499
+        self.finish(error=why if isinstance(why, str) else "client_closed")
 
     def _inspect(
         self, inspector: BodyInspector, body: object, status: int, answer: bytes | None

@@ -2,7 +2,8 @@
 
 The listener runs a raw ASGI app under uvicorn with uvloop and
 :class:`~router.server.protocol.HardenedHttpToolsProtocol`, which enforces SPEC §5's
-``proxy.header_timeout`` and ``proxy.max_header_bytes`` and refuses ambiguous framing.
+``proxy.header_timeout`` and ``proxy.max_header_bytes``, SPEC §15's ``proxy.body_timeout``
+and ``proxy.send_timeout``, and refuses ambiguous framing and bad ``Host`` headers.
 h11 is never used: it accepts bare LF, obs-fold and Content-Length with Transfer-Encoding
 (reliability.md finding 5). Forwarded headers are never trusted here (finding 7) and
 uvicorn's access log, which prints query strings, is off (finding 12).
@@ -41,6 +42,8 @@ def build_uvicorn_config(
     sock: socket.socket | None = None,
     header_timeout: float = 10.0,
     max_header_bytes: int = 65536,
+    body_timeout: float = 30.0,
+    send_timeout: float = 30.0,
     log_level: str = "warning",
     on_refusal: Callable[[str], None] | None = None,
     request_id_factory: Callable[[], str] | None = None,
@@ -59,6 +62,8 @@ def build_uvicorn_config(
         raise ValueError("give exactly one of port and sock")
     if header_timeout <= 0:
         raise ValueError(f"header_timeout must be positive, got {header_timeout!r}")
+    if min(body_timeout, send_timeout) <= 0:
+        raise ValueError("body_timeout and send_timeout must be positive")
     if max_header_bytes <= 0:
         raise ValueError(f"max_header_bytes must be positive, got {max_header_bytes!r}")
     pinned = sorted(_PINNED.intersection(extra))
@@ -67,7 +72,9 @@ def build_uvicorn_config(
     if sock is not None:
         port = sock.getsockname()[1]
     assert port is not None
-    limits = HeadLimits(header_timeout, max_header_bytes, on_refusal=on_refusal)
+    limits = HeadLimits(
+        header_timeout, max_header_bytes, body_timeout, send_timeout, on_refusal=on_refusal
+    )
     if request_id_factory is not None:
         limits = dataclasses.replace(limits, request_id_factory=request_id_factory)
     options: dict[str, Any] = {

@@ -7,8 +7,13 @@ uvicorn has no deadline for reading request headers and httptools no cap on thei
   byte of a request arrives, cancelled once that request's headers are complete. On expiry a
   connection that has begun a request gets a 408; one that has not is closed without a word.
   Idle keep-alive connections between requests are closed after ``timeout_keep_alive``.
-  Both deadlines are timestamps checked by a periodic sweep (``router.server.sweeper``), not
+  All deadlines are timestamps checked by a periodic sweep (``router.server.sweeper``), not
   a timer per request, so they fire up to a tenth of the shorter timeout late.
+- a body deadline (``body_timeout``): a client that pauses longer than this while sending a
+  request body gets a 408 and its request is cancelled (the upstream connection closes). A
+  pause the router causes (reading paused while the upstream is slow) does not count.
+- a send deadline (``send_timeout``): a client that leaves the response unread so long that
+  writes stay paused this long has its connection aborted and its request cancelled.
 - a header byte cap (``max_header_bytes``): bytes fed to the parser while a head is
   incomplete are counted, and past the cap the client gets a 431 and nothing more is parsed.
 - framing checks that do not depend on the parser's strictness: ``Content-Length`` together
@@ -34,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import re
 import sys
 import urllib.parse
 from typing import Any, ClassVar, cast
@@ -51,21 +55,23 @@ from uvicorn.protocols.http.httptools_impl import (
 from uvicorn.server import ServerState
 
 from router.server.cycle import ProxyCycle
-from router.server.refusals import HeadLimits, RequestRefusedError
+from router.server.refusals import HeadLimits, RequestRefusedError, check_head
 from router.server.sweeper import sweeper_for
 
+# Set in the scope of a request cancelled because its client went away: True, or the deadline
+# that cut it off ("body_timeout", "send_timeout").
 DISCONNECT_KEY = "router.client_disconnected"
 
-# RFC 3986 host (a reg-name of unreserved, sub-delims and %-escapes, or an [IP-literal]) and
-# an optional port: no spaces, slashes, "@" or control bytes.
-_VALID_HOST = re.compile(rb"(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 __all__ = ["HardenedHttpToolsProtocol", "HeadLimits", "RequestRefusedError"]
 
 
 def _sweep_period(config: Config, limits: HeadLimits) -> float:
     """How often deadlines are checked: a tenth of the shortest timeout, within 50 ms..0.5 s."""
-    shortest = min(limits.header_timeout, float(config.timeout_keep_alive))
+    shortest = min(
+        limits.header_timeout, limits.body_timeout, limits.send_timeout,
+        float(config.timeout_keep_alive),
+    )
     return min(0.5, max(0.05, shortest / 10))
 
 
@@ -93,6 +99,10 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self._header_timeout = self.limits.header_timeout
         self._max_header_bytes = self.limits.max_header_bytes
+        self._body_timeout = self.limits.body_timeout
+        self._send_timeout = self.limits.send_timeout
+        self._body_at: float | None = None  # loop time body bytes last came, body incomplete
+        self._stalled_since: float | None = None  # loop time writes paused (client not reading)
         self._deadline: float | None = None  # loop time by which the awaited head must be read
         self._idle_since: float | None = None  # loop time the connection went idle (keep-alive)
         self._sweeper = sweeper_for(self.loop, type(self), _sweep_period(config, self.limits))
@@ -126,12 +136,14 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         if isinstance(cycle, ProxyCycle) and not cycle.response_complete:
             task = cycle.task
             if task is not None and not task.done():
-                cast(dict[str, Any], cycle.scope)[DISCONNECT_KEY] = True
+                cast(dict[str, Any], cycle.scope).setdefault(DISCONNECT_KEY, True)
                 task.cancel()
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser, counting the bytes of an incomplete head against the cap."""
         if not self._awaiting_head:
+            if self._body_at is not None:
+                self._body_at = self.loop.time()
             super().data_received(data)
             return
         if self._refused:
@@ -169,9 +181,10 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             self._head_bytes > self._max_header_bytes or not self._head_fully_counted
         ) and self._head_size() > self._max_header_bytes:
             raise self._too_large()
-        self._check_framing()
+        check_head(self.headers, self.parser.get_http_version(), self.parser.should_upgrade())
         self._awaiting_head = False
         self._head_bytes = 0
+        self._body_at = self.loop.time()  # cleared by on_message_complete
         self._start_cycle()
 
     def _start_cycle(self) -> None:
@@ -231,6 +244,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         """The request is fully read: whatever comes next is the head of another request."""
         self._awaiting_head = True
+        self._body_at = None
         self._head_fully_counted = False  # the next head may begin in the rest of this chunk
         super().on_message_complete()
 
@@ -253,9 +267,29 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
 
     # internals
 
+    def pause_writing(self) -> None:
+        """The client reads slower than we write: the send deadline starts."""
+        super().pause_writing()
+        self._stalled_since = self.loop.time()
+
+    def resume_writing(self) -> None:
+        """The client read enough: the send deadline stops."""
+        super().resume_writing()
+        self._stalled_since = None
+
     def check_deadlines(self, now: float) -> None:
-        """Called by the server's sweeper: enforce the header deadline and keep-alive timeout."""
-        if self._deadline is not None and now >= self._deadline:
+        """Called by the server's sweeper: enforce every deadline of the connection."""
+        if self._body_at is not None:
+            if self.flow.read_paused:  # the router is not reading: not the client's pause
+                self._body_at = now
+            elif now - self._body_at >= self._body_timeout:
+                self._body_at = None
+                self._cut_off("body_timeout")
+                return
+        if self._stalled_since is not None and now - self._stalled_since >= self._send_timeout:
+            self._stalled_since = None
+            self._cut_off("send_timeout")
+        elif self._deadline is not None and now >= self._deadline:
             self._deadline = None
             self._on_deadline()
         elif self._idle_since is not None and now - self._idle_since >= self.timeout_keep_alive:
@@ -293,6 +327,22 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         else:
             self._refuse(None)
 
+    def _cut_off(self, reason: str) -> None:
+        """End a request whose client stalled past a deadline, cancelling it (SPEC §15)."""
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if isinstance(cycle, ProxyCycle) and not cycle.response_complete:
+            cast(dict[str, Any], cycle.scope)[DISCONNECT_KEY] = reason
+        if reason == "body_timeout":
+            detail = f"request body paused for more than {self._body_timeout:g}s"
+            self._refuse(RequestRefusedError(408, "request_timeout", detail))
+        else:  # nothing can be said to a client that does not read: drop the unsent bytes
+            hook = self.limits.on_refusal
+            if hook is not None:
+                hook(reason)
+            self.transport.abort()
+
     def _too_large(self) -> RequestRefusedError:
         detail = f"request headers exceed {self._max_header_bytes} bytes"
         return RequestRefusedError(431, "headers_too_large", detail)
@@ -303,45 +353,6 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         for name, value in self.headers:
             size += len(name) + len(value) + 4
         return size
-
-    def _check_framing(self) -> None:
-        transfer_encoding: bytes | None = None
-        content_length: bytes | None = None
-        host: bytes | None = None
-        for name, value in self.headers:
-            if name == b"host":
-                if host is not None:
-                    raise RequestRefusedError(400, "bad_request", "more than one Host header")
-                host = value
-            elif name == b"transfer-encoding":
-                if transfer_encoding is not None:
-                    raise RequestRefusedError(400, "bad_request", "repeated Transfer-Encoding")
-                transfer_encoding = value
-            elif name == b"content-length":
-                content_length = value
-        if host is None:
-            if self.parser.get_http_version() == "1.1":
-                raise RequestRefusedError(400, "bad_request", "an HTTP/1.1 request needs a Host")
-        elif not _VALID_HOST.fullmatch(host):
-            raise RequestRefusedError(400, "bad_request", "Host is not a valid host[:port]")
-        if transfer_encoding is not None:
-            if content_length is not None:
-                detail = "both Content-Length and Transfer-Encoding"
-                raise RequestRefusedError(400, "bad_request", detail)
-            if self.parser.get_http_version() != "1.1":
-                detail = "Transfer-Encoding in an HTTP/1.0 request"
-                raise RequestRefusedError(400, "bad_request", detail)
-            if transfer_encoding.strip().lower() != b"chunked":
-                detail = "transfer codings other than chunked are not supported"
-                raise RequestRefusedError(501, "not_implemented", detail)
-        has_body = transfer_encoding is not None or (
-            content_length is not None and content_length.strip().lstrip(b"0") != b""
-        )
-        # httptools hands whatever follows an Upgrade request's head to the new protocol, so
-        # its body would silently vanish (upgrades are not served here; ws is "none").
-        if has_body and self.parser.should_upgrade():
-            detail = "a request asking for a protocol upgrade cannot carry a body"
-            raise RequestRefusedError(400, "bad_request", detail)
 
     def _refuse(self, refusal: RequestRefusedError | None) -> None:
         """Answer ``refusal`` (nothing if None) and close, sparing a response in flight."""

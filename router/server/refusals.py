@@ -2,19 +2,25 @@
 
 :class:`HeadLimits` holds one server's request-head limits and refusal hooks;
 :class:`RequestRefusedError` is one refusal, which knows its SPEC §5 JSON answer
-(sent with ``Connection: close``, after which the connection closes).
+(sent with ``Connection: close``, after which the connection closes); :func:`check_head`
+holds the rules on a parsed head's framing and ``Host``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
-__all__ = ["HeadLimits", "RequestRefusedError"]
+__all__ = ["HeadLimits", "RequestRefusedError", "check_head"]
+
+# RFC 3986 host (a reg-name of unreserved, sub-delims and %-escapes, or an [IP-literal]) and
+# an optional port: no spaces, slashes, "@" or control bytes.
+_VALID_HOST = re.compile(rb"(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
 def _new_request_id() -> str:
@@ -27,11 +33,14 @@ class HeadLimits:
 
     ``on_refusal`` is called with the error code of every refused request or connection
     (``request_timeout``, ``headers_too_large``, ``bad_request``, ``not_implemented``, or
-    ``idle_timeout`` for a connection closed before it began a request); it must not raise.
+    ``idle_timeout`` for a connection closed before it began a request, ``body_timeout``,
+    ``send_timeout``); it must not raise.
     """
 
     header_timeout: float = 10.0
     max_header_bytes: int = 65536
+    body_timeout: float = 30.0  # longest pause of a client sending a request body (408)
+    send_timeout: float = 30.0  # longest a client may leave a response unread (closed)
     request_id_factory: Callable[[], str] = field(default=_new_request_id)
     on_refusal: Callable[[str], None] | None = None
 
@@ -63,3 +72,49 @@ class RequestRefusedError(Exception):
             ]
         )
         return b"".join(content)
+
+
+def check_head(headers: list[tuple[bytes, bytes]], http_version: str, upgrade: bool) -> None:
+    """Refuse a parsed head whose framing or ``Host`` is ambiguous or invalid.
+
+    ``Content-Length`` with ``Transfer-Encoding``, or ``Transfer-Encoding`` in HTTP/1.0: 400;
+    a transfer coding other than chunked: 501; two ``Host`` headers, none in HTTP/1.1, or one
+    that is not a valid ``host[:port]``: 400 (as nginx); a body on an Upgrade request: 400.
+    """
+    transfer_encoding: bytes | None = None
+    content_length: bytes | None = None
+    host: bytes | None = None
+    for name, value in headers:
+        if name == b"host":
+            if host is not None:
+                raise RequestRefusedError(400, "bad_request", "more than one Host header")
+            host = value
+        elif name == b"transfer-encoding":
+            if transfer_encoding is not None:
+                raise RequestRefusedError(400, "bad_request", "repeated Transfer-Encoding")
+            transfer_encoding = value
+        elif name == b"content-length":
+            content_length = value
+    if host is None:
+        if http_version == "1.1":
+            raise RequestRefusedError(400, "bad_request", "an HTTP/1.1 request needs a Host")
+    elif not _VALID_HOST.fullmatch(host):
+        raise RequestRefusedError(400, "bad_request", "Host is not a valid host[:port]")
+    if transfer_encoding is not None:
+        if content_length is not None:
+            detail = "both Content-Length and Transfer-Encoding"
+            raise RequestRefusedError(400, "bad_request", detail)
+        if http_version != "1.1":
+            detail = "Transfer-Encoding in an HTTP/1.0 request"
+            raise RequestRefusedError(400, "bad_request", detail)
+        if transfer_encoding.strip().lower() != b"chunked":
+            detail = "transfer codings other than chunked are not supported"
+            raise RequestRefusedError(501, "not_implemented", detail)
+    has_body = transfer_encoding is not None or (
+        content_length is not None and content_length.strip().lstrip(b"0") != b""
+    )
+    # httptools hands whatever follows an Upgrade request's head to the new protocol, so
+    # its body would silently vanish (upgrades are not served here; ws is "none").
+    if has_body and upgrade:
+        detail = "a request asking for a protocol upgrade cannot carry a body"
+        raise RequestRefusedError(400, "bad_request", detail)
