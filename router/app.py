@@ -33,6 +33,7 @@ from router.routing.backends import BackendSet
 from router.routing.snapshot import CompiledRoute, Snapshot, SnapshotHolder, build_rules
 from router.shadow.dispatcher import ShadowDispatcher
 from router.telemetry.dashboard_stats import build_stats
+from router.telemetry.drift import DriftMonitor
 from router.telemetry.events import EventLog, iso_time
 from router.telemetry.feedback import GroundTruth
 from router.telemetry.inspection import BodyInspector
@@ -99,6 +100,7 @@ class RouterApp:
         self.events.listeners.append(self.notifier.offer)
         self.windows = WindowSet()
         self.truth = GroundTruth(self.metrics)
+        self.drift = DriftMonitor(self.metrics, self.events)
         self.holder = SnapshotHolder()
         self.backends = BackendSet()
         self.shadow = ShadowDispatcher(self.metrics, self.events, lambda: self.snapshot.backends)
@@ -150,6 +152,7 @@ class RouterApp:
         if self.store.shared:
             self.fleet = Fleet(self.store, self.rollouts)
             self._tasks.append(asyncio.create_task(self.fleet.run(), name="fleet"))
+        self._tasks.append(asyncio.create_task(self.drift.run(), name="drift"))
         self._watcher = ConfigWatcher(self.config_path, self._on_file_change)
         self._tasks.append(asyncio.create_task(self._watcher.run(), name="watcher"))
         # An edit between the first read and the watch starting would go unseen.
@@ -169,6 +172,7 @@ class RouterApp:
         await self.health.aclose()
         await self.notifier.aclose()
         await self.shadow.aclose()
+        await self.drift.aclose()
         await self.backends.aclose()
         self.proxy.requests_log.flush()
         if self.store is not None:
@@ -236,6 +240,7 @@ class RouterApp:
             if self.proxy.services.inspector is not None:
                 self.proxy.services.inspector.forget(name)
         self.truth.configure({r.name: r.feedback for r in config.routes if r.feedback})
+        self.drift.configure({r.name: r.drift for r in config.routes if r.drift})
         self._configure_inspector(config.proxy.inspect_max_body)
         self.notifier.configure(config.notifications)
         for apply in self.on_proxy_spec:
@@ -252,6 +257,7 @@ class RouterApp:
             self.proxy.services.inspector = BodyInspector(self.metrics, cap=cap)
         if self.proxy.services.inspector is not None:
             self.proxy.services.inspector.truth = self.truth
+            self.proxy.services.inspector.drift = self.drift
 
     async def _run_check(self, request: CheckRequest) -> tuple[bool, str]:
         backend = self.snapshot.backends.get(request.backend)
@@ -379,7 +385,8 @@ class RouterApp:
     def stats(self) -> dict[str, Any]:
         """``GET /admin/stats``: per-version rates, latency, health and sparklines."""
         routes = [(route.name, route.strategy.variants) for route in self.snapshot.routes]
-        return build_stats(self.windows, routes, time.time(), self.proxy.services.inspector)
+        services = self.proxy.services
+        return build_stats(self.windows, routes, time.time(), services.inspector, self.drift)
 
     def status(self) -> dict[str, Any]:
         """``GET /admin/status`` (SPEC §8)."""

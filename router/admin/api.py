@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from router.admin.drift import drift_endpoints
 from router.admin.feedback import MAX_FEEDBACK_BODY, feedback_endpoint
 from router.admin.guard import BodyGuard
 from router.app import RouterApp
@@ -210,6 +211,7 @@ def build_admin_app(
             )
         return _JSON({"ok": True, "version": result.version, "changed": result.changed})
 
+    drift_report, drift_pin = drift_endpoints(router, _JSON, _error)
     routes = [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
@@ -219,6 +221,8 @@ def build_admin_app(
         Route("/admin/status", status, methods=["GET"]),
         Route("/admin/stats", stats, methods=["GET"]),
         Route("/admin/events", events, methods=["GET"]),
+        Route("/admin/routes/{name}/drift", drift_report, methods=["GET"]),
+        Route("/admin/routes/{name}/drift/pin", drift_pin, methods=["POST"]),
         Route("/admin/routes/{name}/{action}", action, methods=["POST"]),
         Route("/admin/reload", reload, methods=["POST"]),
         Route("/admin/feedback", feedback_endpoint(router.truth, _error), methods=["POST"]),

@@ -241,6 +241,10 @@ def _with_absolute_paths(config: Config, base_dir: Path) -> Config:
         if isinstance(spec, ShadowSpec) and spec.mismatch_log is not None:
             spec = spec.model_copy(update={"mismatch_log": _absolute(spec.mismatch_log, base_dir)})
             route = route.model_copy(update={"strategy": spec})
+        reference = route.drift.reference_file if route.drift is not None else None
+        if route.drift is not None and reference is not None:
+            drift = route.drift.with_reference_file(_absolute(reference, base_dir))
+            route = route.model_copy(update={"drift": drift})
         routes.append(route)
     state = config.state.model_copy(update={
         "path": _absolute(config.state.path, base_dir),
@@ -283,7 +287,22 @@ def parse_config(
     issues = env_issues + [i for i in issues if not i.place.startswith(blamed)]
     if issues or config is None:
         raise ConfigError(sorted(issues, key=_order), source)
-    return _with_absolute_paths(config, Path(os.path.abspath(base_dir or Path.cwd())))
+    config = _with_absolute_paths(config, Path(os.path.abspath(base_dir or Path.cwd())))
+    unreadable = _unreadable_references(config)
+    if unreadable:
+        raise ConfigError(unreadable, source)
+    return config
+
+
+def _unreadable_references(config: Config) -> list[ConfigIssue]:
+    """A drift reference file that cannot be read fails validation, not the running router."""
+    issues = []
+    for index, route in enumerate(config.routes):
+        path = route.drift.reference_file if route.drift is not None else None
+        if path is not None and not os.access(path, os.R_OK):
+            reason = "no such file" if not os.path.exists(path) else "not readable"
+            issues.append(ConfigIssue(f"routes[{index}].drift.reference", f"{reason}: {path}"))
+    return issues
 
 
 def _too_large(size: int) -> ConfigIssue:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from strategies.base import StrategySpec
+from strategies.drift import DriftSpec
 from strategies.feedback import FeedbackSpec
 from strategies.units import ByteSize, Duration
 
@@ -258,6 +259,7 @@ class RouteSpec(_Strict):
     match: MatchSpec = MatchSpec()
     strategy: StrategySpec
     feedback: FeedbackSpec | None = None  # remember predictions to join late labels to
+    drift: DriftSpec | None = None  # compare model inputs with a reference
 
 
 class Config(_Strict):

@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from router.telemetry.drift import DriftMonitor
 from router.telemetry.events import iso_time
 from router.telemetry.inspection import BodyInspector
 from router.telemetry.windows import VariantWindow, WindowSet
@@ -105,6 +106,7 @@ def build_stats(
     routes: Sequence[tuple[str, tuple[str, ...]]],
     now: float,
     health: BodyInspector | None,
+    drift: DriftMonitor | None = None,
     *,
     span_s: int = 900,
     step_s: int = 10,
@@ -115,7 +117,8 @@ def build_stats(
     ``routes`` lists each route's name and variants. Series hold ``span_s //
     step_s`` points, oldest first; ``t`` is the last epoch second of each
     bucket: closed ``step_s`` buckets, then the live, partial one ending now.
-    Rates and latencies are ``None`` where there was no request.
+    Rates and latencies are ``None`` where there was no request. A route that
+    watches input drift gets ``drift``: its four most drifting features.
     """
     out: dict[str, Any] = {}
     wanted = {(name, variant) for name, variants in routes for variant in variants}
@@ -135,4 +138,7 @@ def build_stats(
             "series": series,
             "health": health.route_health(name) if health is not None else {},
         }
+        found = drift.report(name, now, limit=4) if drift is not None else None
+        if found is not None:
+            out[name]["drift"] = found
     return {"generated_at": iso_time(now), "routes": out}

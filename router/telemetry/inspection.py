@@ -19,6 +19,7 @@ import re
 import time
 from typing import Any
 
+from router.telemetry.drift import DriftMonitor
 from router.telemetry.feedback import GroundTruth
 from router.telemetry.metrics import Metrics
 from router.telemetry.payloads import (
@@ -103,6 +104,8 @@ class BodyInspector:
         self._route_labels: dict[str, set[str]] = {}
         # Remembers each answer's first prediction for routes that join late labels.
         self.truth: GroundTruth | None = None
+        # Queues a sample of request bodies for routes that watch input drift.
+        self.drift: DriftMonitor | None = None
 
     def _bound(self, route: str, variant: str) -> _Health:
         key = (route, variant)
@@ -131,6 +134,8 @@ class BodyInspector:
             return
         health.inspected += 1
         protocol = path_protocol(path)
+        if request_body and self.drift is not None:
+            self.drift.offer(route, protocol, request_body)
         if request_body and _clean_and_well_shaped(protocol, request_body):
             pass  # no null or NaN anywhere and the protocol's shape: nothing to count
         elif request_body:

@@ -171,6 +171,11 @@ class Metrics:
             "True labels received, by the verdict on the prediction they were for.",
             ["route", "variant", "outcome"], registry=r,
         )
+        self.input_drift_psi = Gauge(
+            "router_input_drift_psi",
+            "Population Stability Index of a model input feature, live window vs reference.",
+            ["route", "feature"], registry=r,
+        )
         self.admin_auth_failures = Counter(
             "router_admin_auth_failures", "Admin API calls refused for a missing or wrong token.",
             registry=r,

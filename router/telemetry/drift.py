@@ -1,0 +1,214 @@
+"""Input drift per route (``drift:``): sampled off the request path, judged in the background.
+
+On the request path, ``DriftMonitor.offer`` (called by the body inspector after
+the client has its answer) draws one random number and, for a ``sample`` share
+of a drift route's requests, appends the body it already holds to a bounded
+queue (the oldest dropped when full): O(1), nothing parsed. ``run`` drains the
+queue a few times a second — parse, read the feature rows, add them to the
+route's bounded samples (``router.telemetry.drift_samples``) — and every
+``EVALUATE_S`` computes each feature's PSI, sets
+``router_input_drift_psi{route,feature}`` and emits ``input_drift`` when a
+feature crosses ``max_psi`` (once per crossing: again only after it fell back
+below). A reference ``file`` is read off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import random
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from router.telemetry.drift_samples import RouteSamples
+from router.telemetry.events import EventLog, iso_time
+from router.telemetry.logs import get_logger
+from router.telemetry.metrics import Metrics
+from router.telemetry.payloads import parse_body
+from strategies.drift import DriftSpec, FeatureReport, Value, extract_rows
+
+__all__ = ["DRAIN_S", "EVALUATE_S", "DriftMonitor", "read_reference_file"]
+
+QUEUE = 1024
+DRAIN_S = 0.25
+EVALUATE_S = 2.0
+MAX_FILE_ROWS = 200_000
+
+_rand = random.random
+
+
+def read_reference_file(path: str) -> list[dict[str, Value]]:
+    """The feature rows of a JSONL file of request bodies (blocking; at most 200,000 rows)."""
+    rows: list[dict[str, Value]] = []
+    with Path(path).open("rb") as lines:
+        for line in lines:
+            parsed = parse_body(line) if line.strip() else None
+            if parsed is not None:
+                rows.extend(extract_rows(None, parsed[0]))
+                if len(rows) >= MAX_FILE_ROWS:
+                    break
+    return rows
+
+
+class _Route:
+    """One drift route: its samples, the sampling share, and which features are over."""
+
+    __slots__ = ("loading", "over", "samples", "spec")
+
+    def __init__(self, spec: DriftSpec, rng: random.Random) -> None:
+        self.spec = spec
+        self.samples = RouteSamples(spec, rng)
+        self.over: set[str] = set()
+        self.loading = spec.reference_file is not None
+
+
+class DriftMonitor:
+    """Every drift route's samples; the queue from the request path; gauges and events."""
+
+    def __init__(self, metrics: Metrics, events: EventLog, *, seed: int | None = None) -> None:
+        self.metrics = metrics
+        self.events = events
+        self.rng = random.Random(seed)  # noqa: S311 - sampling, not a secret
+        self._routes: dict[str, _Route] = {}
+        self._shares: dict[str, float] = {}
+        self._queue: collections.deque[tuple[str, str | None, bytes, float]] = collections.deque(
+            maxlen=QUEUE
+        )
+        self._loads: set[asyncio.Task[None]] = set()
+        self._log = get_logger("router.telemetry.drift")
+
+    def configure(self, specs: Mapping[str, DriftSpec]) -> None:
+        """Follow a new config: unchanged routes keep their samples; others start afresh."""
+        routes: dict[str, _Route] = {}
+        for name, spec in specs.items():
+            old = self._routes.get(name)
+            routes[name] = old if old is not None and old.spec == spec else _Route(spec, self.rng)
+        for name, old in self._routes.items():
+            if routes.get(name) is not old:
+                self._clear_gauges(name, old)
+        self._routes = routes
+        self._shares = {name: spec.sample for name, spec in specs.items()}
+
+    def offer(self, route: str, protocol: str | None, body: bytes) -> None:
+        """Queue a sampled request body of ``route`` (hot path: a lookup and a draw)."""
+        share = self._shares.get(route)
+        if share is not None and _rand() < share:
+            self._queue.append((route, protocol, body, time.time()))
+
+    async def run(self) -> None:
+        """Drain the queue and evaluate, until cancelled."""
+        last = 0.0
+        while True:
+            await asyncio.sleep(DRAIN_S)
+            try:
+                self._start_loads()
+                self.drain()
+                now = time.time()
+                if now - last >= EVALUATE_S:
+                    last = now
+                    self.evaluate(now)
+            except Exception as exc:  # drift must outlive one bad body or tick
+                self._log.exception("drift_error", reason=repr(exc))
+
+    def drain(self) -> int:
+        """Add every queued body's rows to its route; how many bodies were read."""
+        read = 0
+        while self._queue:
+            name, protocol, body, at = self._queue.popleft()
+            route = self._routes.get(name)
+            parsed = parse_body(body) if route is not None else None
+            if route is None or parsed is None:
+                continue
+            for row in extract_rows(protocol, parsed[0]):
+                route.samples.add(row, at)
+            read += 1
+        return read
+
+    def _start_loads(self) -> None:
+        for name, route in self._routes.items():
+            if route.loading and not any(t.get_name() == name for t in self._loads):
+                task = asyncio.create_task(self._load(name, route), name=name)
+                self._loads.add(task)
+                task.add_done_callback(self._loads.discard)
+
+    async def _load(self, name: str, route: _Route) -> None:
+        path = route.spec.reference_file
+        assert path is not None
+        try:
+            rows = await asyncio.to_thread(read_reference_file, path)
+        except OSError as exc:
+            self._log.warning("drift_reference_unreadable", route=name, reason=str(exc))
+            rows = []
+        route.loading = False
+        count = route.samples.load_reference(rows)
+        self._log.info("drift_reference_loaded", route=name, path=path, rows=count)
+
+    def evaluate(self, now: float) -> None:
+        """Set the PSI gauges and emit ``input_drift`` for features that crossed ``max_psi``."""
+        for name, route in self._routes.items():
+            for report in route.samples.reports(now):
+                if report.psi is None:
+                    continue
+                self.metrics.input_drift_psi.labels(name, report.name).set(report.psi)
+                self._crossing(name, route, report)
+
+    def _crossing(self, name: str, route: _Route, report: FeatureReport) -> None:
+        assert report.psi is not None
+        limit = route.spec.max_psi
+        if report.psi > limit and report.name not in route.over:
+            route.over.add(report.name)
+            self.events.emit(
+                "input_drift", route=name,
+                reason=f"input drift: {report.name} psi {report.psi:.2f} > {limit:g} "
+                f"({report.live_count:,} live vs {report.reference_count:,} reference values)",
+                feature=report.name, psi=round(report.psi, 4), max_psi=limit,
+                missing_live=report.missing_live, missing_reference=report.missing_reference,
+            )
+        elif report.psi < limit:
+            route.over.discard(report.name)
+
+    def _clear_gauges(self, name: str, route: _Route) -> None:
+        for feature in route.samples.names:
+            with contextlib.suppress(KeyError):
+                self.metrics.input_drift_psi.remove(name, feature)
+
+    def report(self, name: str, now: float, limit: int | None = None) -> dict[str, Any] | None:
+        """``GET /admin/routes/{name}/drift``; None when the route has no ``drift``."""
+        route = self._routes.get(name)
+        if route is None:
+            return None
+        samples = route.samples
+        features = samples.reports(now)
+        return {
+            "route": name,
+            "window_s": route.spec.window,
+            "max_psi": route.spec.max_psi,
+            "sample": route.spec.sample,
+            "reference": {
+                "source": "pinned" if samples.pinned_at is not None else route.spec.reference,
+                "rows": samples.reference_rows,
+                "ready": samples.reference_ready,
+                "pinned_at": iso_time(samples.pinned_at) if samples.pinned_at else None,
+            },
+            "drifting": sorted(route.over),
+            "features": [f.render() for f in features[:limit]],
+        }
+
+    def pin(self, name: str, now: float) -> dict[str, Any] | None:
+        """Make the live window ``name``'s reference; the new report, or None without drift."""
+        route = self._routes.get(name)
+        if route is None:
+            return None
+        route.samples.pin(now)
+        route.loading = False
+        route.over.clear()
+        self.events.emit("drift_pinned", route=name, reason="live window pinned as the reference")
+        return self.report(name, now)
+
+    async def aclose(self) -> None:
+        """Stop reading reference files."""
+        for task in list(self._loads):
+            task.cancel()

@@ -1,0 +1,203 @@
+"""Bounded samples of one route's model inputs: the drift reference and the live window.
+
+Each feature keeps, for the reference and for each of ``SLICES`` time slices of
+the live window, a ``Sample``: a uniform reservoir of its numeric values (at
+most ``REFERENCE_CAP`` or ``SLICE_CAP``), counts of its categories (at most
+``MAX_CATEGORIES``, the rest ``(other)``), and its missing and seen rows. With
+at most ``MAX_FEATURES`` features, a route holds at most 32 x (3,200 + 10 x
+320) numbers: 1,638,400 bytes, under 2 MiB with the arrays' slack and the
+category counts, whatever the traffic.
+"""
+
+from __future__ import annotations
+
+import random
+from array import array
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from strategies.drift import (
+    MAX_FEATURES,
+    OTHER,
+    DriftSpec,
+    FeatureReport,
+    Value,
+    compare_categorical,
+    compare_numeric,
+)
+
+__all__ = ["REFERENCE_CAP", "SLICES", "SLICE_CAP", "RouteSamples", "Sample"]
+
+SLICES = 10
+REFERENCE_CAP = 3200
+SLICE_CAP = 320
+MAX_CATEGORIES = 32
+
+
+class Sample:
+    """One feature over some rows: a value reservoir, category counts, missing and seen rows."""
+
+    __slots__ = ("cap", "counts", "missing", "offered", "rows", "values")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.values = array("d")
+        self.offered = 0  # numeric values offered to the reservoir
+        self.counts: dict[str, int] = {}
+        self.missing = 0
+        self.rows = 0
+
+    def add(self, value: Value, rng: random.Random) -> None:
+        """Count one row's value (Algorithm R keeps the reservoir a uniform sample)."""
+        self.rows += 1
+        if value is None:
+            self.missing += 1
+        elif type(value) is str:
+            key = value if value in self.counts or len(self.counts) < MAX_CATEGORIES else OTHER
+            self.counts[key] = self.counts.get(key, 0) + 1
+        else:
+            self.offered += 1
+            if len(self.values) < self.cap:
+                self.values.append(float(value))
+            else:
+                slot = rng.randrange(self.offered)
+                if slot < self.cap:
+                    self.values[slot] = float(value)
+
+    @property
+    def categorical(self) -> bool:
+        """Whether the feature reads as categories (more of them than numbers)."""
+        return sum(self.counts.values()) > self.offered
+
+    @classmethod
+    def merged(cls, parts: Iterable[Sample], cap: int, rng: random.Random) -> Sample:
+        """One sample of everything in ``parts``, at most ``cap`` values.
+
+        Each part gives values in proportion to the values it was offered, so a
+        busy slice weighs more than a quiet one although both kept ``SLICE_CAP``.
+        """
+        whole = cls(cap)
+        parts = list(parts)
+        offered = sum(p.offered for p in parts)
+        target = min(cap, sum(len(p.values) for p in parts))
+        values: list[float] = []
+        for part in parts:
+            whole.offered += part.offered
+            whole.missing += part.missing
+            whole.rows += part.rows
+            for key, n in part.counts.items():
+                whole.counts[key] = whole.counts.get(key, 0) + n
+            if part.offered:
+                share = min(len(part.values), round(target * part.offered / offered))
+                values.extend(rng.sample(list(part.values), share))
+        whole.values = array("d", values)
+        return whole
+
+
+def compare(name: str, reference: Sample, live: Sample) -> FeatureReport:
+    """The drift report of one feature from its reference and live samples."""
+    missing, seen = (reference.missing, live.missing), (reference.rows, live.rows)
+    if reference.categorical:
+        return compare_categorical(name, reference.counts, live.counts, missing, seen)
+    return compare_numeric(name, reference.values, live.values, missing, seen)
+
+
+class RouteSamples:
+    """One route's features: the reference, the live window's slices, and how the reference came."""
+
+    def __init__(self, spec: DriftSpec, rng: random.Random) -> None:
+        self.spec = spec
+        self.rng = rng
+        self.names: list[str] = list(spec.features) if spec.features != "auto" else []
+        self.reference: dict[str, Sample] = {}
+        self.reference_rows = 0
+        self.reference_target = spec.reference_size  # None: from a file (or pinned)
+        self.reference_ready = False
+        self.pinned_at: float | None = None
+        self.slice_s = spec.window / SLICES
+        self.slices: dict[int, dict[str, Sample]] = {}
+
+    def _known(self, row: Mapping[str, Value]) -> list[str]:
+        if self.spec.features == "auto" and len(self.names) < MAX_FEATURES:
+            for name in row:
+                if name not in self.names and len(self.names) < MAX_FEATURES:
+                    self.names.append(name)
+        return self.names
+
+    def _live_slice(self, now: float) -> dict[str, Sample]:
+        index = int(now // self.slice_s)
+        found = self.slices.get(index)
+        if found is None:
+            for old in [i for i in self.slices if i <= index - SLICES]:
+                del self.slices[old]
+            found = self.slices[index] = {}
+        return found
+
+    def add(self, row: Mapping[str, Value], now: float) -> None:
+        """Count one input row in the live window, and in the reference while it fills."""
+        names = self._known(row)
+        live = self._live_slice(now)
+        filling = not self.reference_ready and self.reference_target is not None
+        for name in names:
+            value = row.get(name)
+            sample = live.get(name)
+            if sample is None:
+                sample = live[name] = Sample(SLICE_CAP)
+            sample.add(value, self.rng)
+            if filling:
+                ref = self.reference.get(name)
+                if ref is None:
+                    ref = self.reference[name] = Sample(REFERENCE_CAP)
+                ref.add(value, self.rng)
+        if filling:
+            self.reference_rows += 1
+            if self.reference_target is not None and self.reference_rows >= self.reference_target:
+                self.reference_ready = True
+
+    def load_reference(self, rows: Iterable[Mapping[str, Value]]) -> int:
+        """Make ``rows`` (a reference file's) the reference; how many rows it had."""
+        reference: dict[str, Sample] = {}
+        count = 0
+        for row in rows:
+            for name in self._known(row):
+                sample = reference.get(name)
+                if sample is None:
+                    sample = reference[name] = Sample(REFERENCE_CAP)
+                sample.add(row.get(name), self.rng)
+            count += 1
+        self.reference, self.reference_rows, self.reference_ready = reference, count, True
+        return count
+
+    def live(self, now: float) -> dict[str, Sample]:
+        """Each feature's sample over the live window (slices older than it left out)."""
+        newest = int(now // self.slice_s)
+        current = [s for i, s in self.slices.items() if newest - SLICES < i <= newest]
+        return {
+            name: Sample.merged((s[name] for s in current if name in s), REFERENCE_CAP, self.rng)
+            for name in self.names
+        }
+
+    def pin(self, now: float) -> None:
+        """Make the live window the reference."""
+        live = self.live(now)
+        self.reference = live
+        self.reference_rows = max((s.rows for s in live.values()), default=0)
+        self.reference_ready = True
+        self.reference_target = None
+        self.pinned_at = now
+
+    def reports(self, now: float) -> list[FeatureReport]:
+        """Every feature's drift, the highest PSI first (features without one last)."""
+        live = self.live(now)
+        found = [
+            compare(name, self.reference.get(name) or Sample(0), live[name])
+            for name in self.names
+        ]
+        if not self.reference_ready:
+            found = [_without_psi(r) for r in found]
+        return sorted(found, key=lambda r: (r.psi is None, -(r.psi or 0.0), r.name))
+
+
+def _without_psi(report: FeatureReport) -> FeatureReport:
+    """A report shown while the reference still fills: no PSI yet."""
+    return replace(report, psi=None)

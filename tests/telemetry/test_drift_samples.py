@@ -1,0 +1,60 @@
+"""The bounded samples behind input drift: memory caps, the live window, pin."""
+
+from __future__ import annotations
+
+import random
+import tracemalloc
+
+from router.telemetry.drift_samples import REFERENCE_CAP, SLICE_CAP, RouteSamples, Sample
+from strategies.drift import MAX_FEATURES, DriftSpec
+
+MIB = 1024 * 1024
+
+
+def test_a_route_stays_under_2_mib_whatever_the_traffic() -> None:
+    rng = random.Random(1)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        samples = RouteSamples(DriftSpec(reference="first 100000", window=600), rng)
+        names = [f"f{i}" for i in range(MAX_FEATURES + 8)]  # more features than kept
+        row = {name: 0.5 for name in names}
+        for n in range(15_000):  # 15,000 rows over the 10-minute window and beyond
+            samples.add(row, 1000.0 + n * 0.05)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(samples.names) == MAX_FEATURES
+    assert all(len(s.values) <= REFERENCE_CAP for s in samples.reference.values())
+    slices = samples.slices.values()
+    assert all(len(s.values) <= SLICE_CAP for part in slices for s in part.values())
+    assert held < 2 * MIB, held
+
+
+def test_a_reservoir_stays_a_uniform_sample() -> None:
+    rng = random.Random(2)
+    sample = Sample(400)
+    for value in range(40_000):
+        sample.add(float(value), rng)
+    assert len(sample.values) == 400 and sample.offered == 40_000
+    mean = sum(sample.values) / 400
+    assert 17_000 < mean < 23_000  # a prefix would average about 200
+
+
+def test_the_live_window_forgets_old_slices_and_pin_makes_it_the_reference() -> None:
+    rng = random.Random(3)
+    samples = RouteSamples(DriftSpec(reference="first 100", window=100), rng)
+    for n in range(300):  # 100 reference rows, then the values move
+        samples.add({"x": rng.random() + (0 if n < 100 else 5), "c": "a"}, 1000.0 + n * 0.1)
+    assert samples.reference_ready and samples.reference_rows == 100
+    moved = {r.name: r for r in samples.reports(1030.0)}
+    assert moved["x"].psi is not None and moved["x"].psi > 1.0
+    assert moved["c"].psi is not None and moved["c"].psi < 0.01
+
+    assert samples.live(1200.0)["x"].rows == 0  # more than a window later: nothing live
+    samples.pin(1115.0)  # the window now holds the last 100 rows, all moved
+    assert samples.pinned_at == 1115.0 and samples.reference_rows == 100
+    for n in range(200):
+        samples.add({"x": rng.random() + 5, "c": "a"}, 1130.0 + n * 0.1)
+    after = samples.reports(1150.0)[0]
+    assert after.psi is not None and after.psi < 0.3
