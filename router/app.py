@@ -39,6 +39,7 @@ from router.telemetry.feedback import GroundTruth
 from router.telemetry.inspection import BodyInspector
 from router.telemetry.logs import get_logger, register_secret
 from router.telemetry.metrics import Metrics
+from router.telemetry.quality import QualityWindows
 from router.telemetry.windows import WindowSet
 from strategies import Observation, get_strategy
 from strategies.base import CheckRequest
@@ -99,6 +100,7 @@ class RouterApp:
         )
         self.events.listeners.append(self.notifier.offer)
         self.windows = WindowSet()
+        self.quality = QualityWindows()
         self.truth = GroundTruth(self.metrics)
         self.drift = DriftMonitor(self.metrics, self.events)
         self.holder = SnapshotHolder()
@@ -236,6 +238,7 @@ class RouterApp:
             await self.rollouts.drop_removed({route.name for route in routes})
         for name in {r.name for r in old.routes} - {r.name for r in routes} if old else ():
             self.windows.forget(name)
+            self.quality.forget(name)
             self.shadow.forget(name)
             if self.proxy.services.inspector is not None:
                 self.proxy.services.inspector.forget(name)
@@ -258,6 +261,7 @@ class RouterApp:
         if self.proxy.services.inspector is not None:
             self.proxy.services.inspector.truth = self.truth
             self.proxy.services.inspector.drift = self.drift
+            self.proxy.services.inspector.quality = self.quality
 
     async def _run_check(self, request: CheckRequest) -> tuple[bool, str]:
         backend = self.snapshot.backends.get(request.backend)
@@ -346,6 +350,10 @@ class RouterApp:
             backend_up={name: backend.up for name, backend in backends.items()},
             totals={
                 variant: self.windows.tally(route.name, variant)
+                for variant in route.strategy.variants
+            },
+            quality={
+                variant: self.quality.quality(route.name, variant, now, span)
                 for variant in route.strategy.variants
             },
         )

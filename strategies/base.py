@@ -212,7 +212,7 @@ class Tally:
 class Quality:
     """What one variant's answers said over the analysis window (model-quality gates).
 
-    ``answers`` counts responses whose predictions were read, ``null_outputs``
+    ``answers`` counts the predictions read, null ones included, ``null_outputs``
     the null, empty or NaN predictions among them, ``labels`` the predicted
     classes and ``values`` a bounded sample of numeric predictions (regressors).
     """

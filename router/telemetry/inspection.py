@@ -29,6 +29,7 @@ from router.telemetry.payloads import (
     path_protocol,
     read_predictions,
 )
+from router.telemetry.quality import QualityWindows
 
 __all__ = ["BodyInspector"]
 
@@ -106,6 +107,7 @@ class BodyInspector:
         self.truth: GroundTruth | None = None
         # Queues a sample of request bodies for routes that watch input drift.
         self.drift: DriftMonitor | None = None
+        self.quality: QualityWindows | None = None  # the analysis gates' windows
 
     def _bound(self, route: str, variant: str) -> _Health:
         key = (route, variant)
@@ -178,11 +180,13 @@ class BodyInspector:
             health.value.observe(value)
             health.value_sum += value
         health.value_count += len(result.values)
-        if result.labels:
-            self._count_labels(route, health, result.labels)
+        counts = self._count_labels(route, health, result.labels) if result.labels else {}
+        if self.quality is not None:
+            self.quality.record(route, health.variant, time.time(), result.nulls, counts,
+                                result.values)
         return result
 
-    def _count_labels(self, route: str, health: _Health, labels: list[str]) -> None:
+    def _count_labels(self, route: str, health: _Health, labels: list[str]) -> dict[str, int]:
         known = self._route_labels.setdefault(route, set())
         counts: dict[str, int] = {}
         for label in labels:
@@ -200,6 +204,7 @@ class BodyInspector:
                 )
             child.inc(n)
             health.labels[label] = health.labels.get(label, 0) + n
+        return counts
 
     def route_health(self, route: str) -> dict[str, dict[str, Any]]:
         """Per variant of ``route``: inspected, missing values, invalid inputs, null outputs..."""

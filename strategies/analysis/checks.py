@@ -230,7 +230,7 @@ THRESHOLD_CHECKS: tuple[Check, ...] = (
 
 GATES: tuple[Check, ...] = (
     _gate("null_output_rate_increase", lambda s: s.max_null_output_rate_increase,
-          lambda q: q.answers, MIN_ANSWERS, "answers read", _null_outputs),
+          lambda q: q.answers, MIN_ANSWERS, "predictions read", _null_outputs),
     _gate("prediction_drift", lambda s: s.max_prediction_drift, _predictions,
           MIN_PREDICTIONS, "predictions", _drift),
 )

@@ -1,0 +1,99 @@
+"""What the answers said, per (route, variant), over a sliding window: the gates' input.
+
+The body inspector reads each answer's predictions after the client has it and
+hands the counts here: predictions read, null ones among them, labels (already
+capped per route by the inspector) and numeric values. One-second slots in a
+ring, like the request windows, so a check sums the slots of its window; numeric
+values are kept in a bounded queue (the newest ``VALUES_KEPT``), enough for
+decile bins. O(1) work per answer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+
+from router.telemetry.windows import SPAN_S
+from strategies.base import Quality
+
+__all__ = ["VALUES_KEPT", "QualityWindow", "QualityWindows"]
+
+VALUES_KEPT = 4096
+
+
+class QualityWindow:
+    """The ring of one-second slots of one variant's answers."""
+
+    __slots__ = ("_labels", "_nulls", "_read", "_stamps", "_values")
+
+    def __init__(self) -> None:
+        self._stamps = [-1] * SPAN_S
+        self._read = [0] * SPAN_S
+        self._nulls = [0] * SPAN_S
+        self._labels: list[dict[str, int]] = [{} for _ in range(SPAN_S)]
+        self._values: deque[tuple[int, float]] = deque(maxlen=VALUES_KEPT)
+
+    def record(
+        self, now: float, nulls: int, labels: Mapping[str, int], values: Sequence[float]
+    ) -> None:
+        """Count one answer's predictions: ``nulls`` null ones, labels by count, values."""
+        second = int(now)
+        slot = second % SPAN_S
+        if self._stamps[slot] != second:
+            self._stamps[slot] = second
+            self._read[slot] = self._nulls[slot] = 0
+            self._labels[slot].clear()
+        self._read[slot] += nulls + sum(labels.values()) + len(values)
+        self._nulls[slot] += nulls
+        slot_labels = self._labels[slot]
+        for label, n in labels.items():
+            slot_labels[label] = slot_labels.get(label, 0) + n
+        for value in values:
+            if math.isfinite(value):
+                self._values.append((second, value))
+
+    def quality(self, now: float, window_s: float) -> Quality:
+        """The predictions of the trailing ``window_s`` seconds."""
+        newest = int(now)
+        oldest = newest - min(math.ceil(window_s), SPAN_S) + 1
+        read = nulls = 0
+        labels: dict[str, int] = {}
+        for second in range(oldest, newest + 1):
+            slot = second % SPAN_S
+            if self._stamps[slot] != second:
+                continue
+            read += self._read[slot]
+            nulls += self._nulls[slot]
+            for label, n in self._labels[slot].items():
+                labels[label] = labels.get(label, 0) + n
+        values = tuple(v for s, v in self._values if oldest <= s <= newest)
+        return Quality(answers=read, null_outputs=nulls, labels=labels, values=values)
+
+
+class QualityWindows:
+    """Every (route, variant)'s answer window; fed by the body inspector."""
+
+    def __init__(self) -> None:
+        self._windows: dict[tuple[str, str], QualityWindow] = {}
+
+    def record(
+        self, route: str, variant: str, now: float, nulls: int, labels: Mapping[str, int],
+        values: Sequence[float],
+    ) -> None:
+        """Count one answer of (route, variant)."""
+        key = (route, variant)
+        found = self._windows.get(key)
+        if found is None:
+            found = self._windows[key] = QualityWindow()
+        found.record(now, nulls, labels, values)
+
+    def quality(self, route: str, variant: str, now: float, window_s: float) -> Quality:
+        """The answers of (route, variant) over the trailing window."""
+        found = self._windows.get((route, variant))
+        return found.quality(now, window_s) if found is not None else Quality()
+
+    def forget(self, route: str) -> None:
+        """Drop a removed route's windows."""
+        for key in [k for k in self._windows if k[0] == route]:
+            del self._windows[key]
