@@ -52,10 +52,13 @@ class Knobs:
     health_status: int = 200
     delay_s: float = 0.0
     served: int = 0
+    # The JSON answer to the n-th request (a model's prediction), instead of the default.
+    answer: Callable[[int], Any] | None = None
 
     def reset(self) -> None:
         """Back to healthy and fast."""
         self.fail, self.health_status, self.delay_s = False, 200, 0.0
+        self.answer = None
 
 
 def knob_app(name: str, knobs: Knobs) -> Callable[..., Any]:
@@ -75,7 +78,10 @@ def knob_app(name: str, knobs: Knobs) -> Callable[..., Any]:
             if knobs.delay_s:
                 await asyncio.sleep(knobs.delay_s)
             status = 500 if knobs.fail else 200
-        body = json.dumps({"backend": name, "status": status}).encode()
+        doc = {"backend": name, "status": status}
+        if knobs.answer is not None and status == 200:
+            doc = knobs.answer(knobs.served)
+        body = json.dumps(doc).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -117,22 +123,28 @@ class _Connection:
         self.host, self.port = host, port
         self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
-    async def get(self, path: str, headers: dict[str, str]) -> Outcome:
+    async def get(self, path: str, headers: dict[str, str], body: bytes | None = None) -> Outcome:
+        """A GET, or a POST of ``body`` (JSON) when given."""
         started = time.monotonic()
         try:
-            status, found = await asyncio.wait_for(self._exchange(path, headers), 15)
+            status, found = await asyncio.wait_for(self._exchange(path, headers, body), 15)
         except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
             self.close()
             return Outcome(started, time.monotonic(), 0, None, repr(exc))
         return Outcome(started, time.monotonic(), status, found.get("x-backend"))
 
-    async def _exchange(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+    async def _exchange(
+        self, path: str, headers: dict[str, str], body: bytes | None
+    ) -> tuple[int, dict[str, str]]:
         if self.streams is None:
             self.streams = await asyncio.open_connection(self.host, self.port)
         reader, writer = self.streams
-        lines = [f"GET {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        method = "GET" if body is None else "POST"
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        if body is not None:
+            lines += ["content-type: application/json", f"content-length: {len(body)}"]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
         head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
         status = int(head[0].split()[1])
         found: dict[str, str] = {}
@@ -167,9 +179,10 @@ def _target(url: str) -> tuple[str, int, str]:
 
 def burst(
     url: str, n: int, concurrency: int = 24,
-    headers: Callable[[int], dict[str, str]] = lambda i: {},
+    headers: Callable[[int], dict[str, str]] = lambda i: {}, body: bytes | None = None,
 ) -> list[Outcome]:
-    """``n`` GETs to ``url`` with ``concurrency`` in flight; ``headers(i)`` for request ``i``."""
+    """``n`` GETs (POSTs of ``body`` when given) to ``url`` with ``concurrency`` in flight;
+    ``headers(i)`` for request ``i``."""
 
     async def main() -> list[Outcome]:
         host, port, path = _target(url)
@@ -179,7 +192,7 @@ def burst(
         async def worker() -> None:
             connection = _Connection(host, port)
             for i in queue:
-                results[i] = await connection.get(path, headers(i))
+                results[i] = await connection.get(path, headers(i), body)
             connection.close()
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -197,9 +210,10 @@ class Load:
 
     def __init__(
         self, url: str, workers: int = 4, gap_s: float = 0.005,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None, body: bytes | None = None,
     ) -> None:
         self.url = url
+        self.body = body
         self.workers = workers
         self.gap_s = gap_s
         self.headers = headers or {}
@@ -213,7 +227,7 @@ class Load:
         async def worker() -> None:
             connection = _Connection(host, port)
             while not self._stop.is_set():
-                self.outcomes.append(await connection.get(path, self.headers))
+                self.outcomes.append(await connection.get(path, self.headers, self.body))
                 await asyncio.sleep(self.gap_s)
             connection.close()
 

@@ -23,7 +23,6 @@ from tests.rollout_support import (
     burst,
     failures,
     metric,
-    reset_knobs,
     running_backends,
     running_stack,
 )
@@ -62,18 +61,7 @@ def backends(knobs: dict[str, Knobs]) -> Iterator[dict[str, ServerThread]]:
         yield started
 
 
-@pytest.fixture(autouse=True)
-def _healthy(knobs: dict[str, Knobs]) -> Iterator[None]:
-    yield from reset_knobs(knobs)
-
-
-@pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory, backends: dict[str, ServerThread]
-) -> Iterator[Stack]:
-    """One router shared by the tests that only add their own route."""
-    with running_stack(tmp_path_factory.mktemp("blue-green"), backends, "memory") as shared:
-        yield shared
+pytestmark = pytest.mark.usefixtures("healthy")
 
 
 def test_preview_header_goes_to_the_inactive_colour(stack: Stack) -> None:

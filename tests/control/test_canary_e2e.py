@@ -35,8 +35,6 @@ from tests.rollout_support import (
     failures,
     knob_app,
     metric,
-    reset_knobs,
-    running_backends,
     running_stack,
     share,
 )
@@ -45,31 +43,7 @@ from tests.support import ROOT, ServerThread, free_port, wait_until
 # -- fixtures ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def knobs() -> dict[str, Knobs]:
-    """The knobs of the ``stable`` and ``candidate`` backends."""
-    return {"stable": Knobs(), "candidate": Knobs()}
-
-
-@pytest.fixture(scope="module")
-def backends(knobs: dict[str, Knobs]) -> Iterator[dict[str, ServerThread]]:
-    """Two controllable backends, shared by every test of the module."""
-    with running_backends(knobs) as started:
-        yield started
-
-
-@pytest.fixture(autouse=True)
-def _healthy(knobs: dict[str, Knobs]) -> Iterator[None]:
-    yield from reset_knobs(knobs)
-
-
-@pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory, backends: dict[str, ServerThread]
-) -> Iterator[Stack]:
-    """One router shared by the tests that only add or edit their own route."""
-    with running_stack(tmp_path_factory.mktemp("canary"), backends, "memory") as shared:
-        yield shared
+pytestmark = pytest.mark.usefixtures("healthy")
 
 
 def canary(**fields: Any) -> dict[str, Any]:
