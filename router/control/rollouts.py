@@ -40,6 +40,10 @@ CheckRunner = Callable[[CheckRequest], Awaitable[tuple[bool, str]]]
 """Runs a strategy's pre-transition HTTP check: (ok, reason)."""
 
 
+# A reload that changes at most this many routes reads their stored states one by one.
+_FEW_ROUTES = 32
+
+
 class UnknownRouteError(LookupError):
     """No route of that name in the running config (HTTP 404)."""
 
@@ -87,6 +91,9 @@ class Rollouts:
         # Routes whose in-memory state the store has not got yet -> whether that
         # state must win over the stored one (a rollback) when it is written.
         self._unsaved: dict[str, bool] = {}
+        # Routes removed by reloads whose stored state is still to delete (drop_removed).
+        self._removed: set[str] = set()
+        self._swept = False
         self._log = get_logger("router.control.rollouts")
 
     async def prepare_cells(
@@ -96,40 +103,64 @@ class Rollouts:
     ) -> dict[str, RouteCell]:
         """Cells for a new config, before it is swapped in (call with ``lock`` held).
 
-        A route whose identity is unchanged keeps its live state (fitted to
-        the edited spec by ``reconcile``); otherwise the stored state is used
-        when its identity matches, else the strategy's initial state.
+        A route whose spec and identity are unchanged keeps its live cell as it
+        is (state and compiled picker; nothing is written). One whose identity
+        is unchanged keeps its live state, fitted to the edited spec by
+        ``reconcile``; otherwise the stored state is used when its identity
+        matches, else the strategy's initial state.
         """
         now = self.clock()
-        stored = await self.store.load_all()
         cells: dict[str, RouteCell] = {}
+        changed: list[tuple[str, Strategy[Any, Any], StrategySpec, str]] = []
         for name, strategy, spec in routes:
             identity = strategy.identity(spec, backend_urls)
             live = self.routes.get(name)
-            state: Any = None
-            version: int | None = None
-            events: tuple[Any, ...] = ()
-            if live is not None and live.strategy is strategy and live.cell.identity == identity:
-                state, version = live.cell.state, live.cell.version
+            if (live is not None and live.strategy is strategy
+                    and live.cell.identity == identity and live.spec == spec):
+                cells[name] = live.cell
             else:
-                found = stored.get(name)
-                state = self._load(name, strategy, identity, found)
-                version = found.version if found is not None else None
-            if state is None:
-                state = strategy.initial_state(spec, now)
-                events = (("route_started", f"new rollout state for {strategy.name} route"),)
-            else:
-                transition: Transition[Any] = strategy.reconcile(spec, state, now)
-                state = transition.state
-                for event in transition.events:
-                    self._emit(name, event.kind, event.reason, dict(event.fields))
-            cell = RouteCell(state=state, picker=strategy.picker(spec, state), version=version,
-                             identity=identity)
-            await self._persist(name, strategy, spec, cell)
-            cells[name] = cell
-            for kind, reason in events:
-                self._log.info(kind, route=name, reason=reason, identity=identity)
+                changed.append((name, strategy, spec, identity))
+        stored = await self._stored([name for name, *_ in changed])
+        for name, strategy, spec, identity in changed:
+            cells[name] = await self._prepare_cell(
+                name, strategy, spec, identity, stored.get(name), now
+            )
         return cells
+
+    async def _stored(self, names: list[str]) -> Mapping[str, StoredState]:
+        """The stored states of ``names``: one by one when few, else all at once."""
+        if len(names) > _FEW_ROUTES:
+            return await self.store.load_all()
+        found = {name: await self.store.get(name) for name in names}
+        return {name: state for name, state in found.items() if state is not None}
+
+    async def _prepare_cell(
+        self, name: str, strategy: Strategy[Any, Any], spec: StrategySpec, identity: str,
+        found: StoredState | None, now: float,
+    ) -> RouteCell:
+        live = self.routes.get(name)
+        state: Any = None
+        version: int | None = None
+        events: tuple[Any, ...] = ()
+        if live is not None and live.strategy is strategy and live.cell.identity == identity:
+            state, version = live.cell.state, live.cell.version
+        else:
+            state = self._load(name, strategy, identity, found)
+            version = found.version if found is not None else None
+        if state is None:
+            state = strategy.initial_state(spec, now)
+            events = (("route_started", f"new rollout state for {strategy.name} route"),)
+        else:
+            transition: Transition[Any] = strategy.reconcile(spec, state, now)
+            state = transition.state
+            for event in transition.events:
+                self._emit(name, event.kind, event.reason, dict(event.fields))
+        cell = RouteCell(state=state, picker=strategy.picker(spec, state), version=version,
+                         identity=identity)
+        await self._persist(name, strategy, spec, cell)
+        for kind, reason in events:
+            self._log.info(kind, route=name, reason=reason, identity=identity)
+        return cell
 
     def _load(
         self, name: str, strategy: Strategy[Any, Any], identity: str, found: StoredState | None
@@ -167,18 +198,35 @@ class Rollouts:
         cell.version = (await self.store.put(name, data, expected)).version
 
     def install(self, routes: tuple[CompiledRoute, ...]) -> None:
-        """Adopt the routes of a swapped-in snapshot; forget removed ones."""
+        """Adopt the routes of a swapped-in snapshot; forget removed ones.
+
+        Metrics are published for new and changed cells only: a kept cell's are
+        already current.
+        """
         fresh = {route.name: route for route in routes}
-        for name, old in self.routes.items():
+        previous = self.routes
+        for name, old in previous.items():
             if name not in fresh:
                 self.metrics.forget_route(name, old.strategy.variants)
+                self._removed.add(name)
         self.routes = fresh
         for route in routes:
-            self._publish(route)
+            kept = previous.get(route.name)
+            if kept is None or kept.cell is not route.cell:
+                self._publish(route)
 
     async def drop_removed(self, keep: set[str]) -> None:
-        """Delete stored state of routes that are no longer in the config."""
-        for name in (await self.store.load_all()).keys() - keep:
+        """Delete stored state of routes that are no longer in the config.
+
+        The first call sweeps the whole store (routes removed while no router
+        ran); later ones delete the routes that the reloads since removed.
+        """
+        if self._swept:
+            gone, self._removed = self._removed - keep, set()
+        else:
+            gone = (await self.store.load_all()).keys() - keep
+            self._swept, self._removed = True, set()
+        for name in gone:
             await self.store.delete(name)
 
     def status(self, route: CompiledRoute) -> dict[str, Any]:
