@@ -356,6 +356,7 @@ class RouterApp:
                 variant: self.quality.quality(route.name, variant, now, span)
                 for variant in route.strategy.variants
             },
+            feedback=self.truth.tallies(route.name, now),
         )
 
     async def _controller(self) -> None:

@@ -26,6 +26,8 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from strategies.feedback import LabelTally
+
 __all__ = [
     "LATENCY_BOUNDS",
     "ActionRejectedError",
@@ -240,6 +242,7 @@ class Observation:
     totals: Mapping[str, Tally] = field(default_factory=dict)
     quality: Mapping[str, Quality] = field(default_factory=dict)
     metrics: Mapping[str, float | str] = field(default_factory=dict)
+    feedback: Mapping[str, LabelTally] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

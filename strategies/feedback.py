@@ -3,7 +3,7 @@
 Pure. The router remembers, per request id, the first prediction of each answer
 (a class label as text, or a regression value as a float); when the true label
 arrives (``POST /admin/feedback``) ``score`` says whether the prediction was right
-(classifiers) or how far off it was (regressors), and a ``Tally`` per variant adds
+(classifiers) or how far off it was (regressors), and a ``LabelTally`` per variant adds
 those up over the feedback window into an accuracy and a mean absolute error.
 
 ``parse_feedback`` checks a feedback document: one object ``{"request_id": ID,
@@ -27,9 +27,9 @@ __all__ = [
     "FeedbackItem",
     "FeedbackSpec",
     "Label",
+    "LabelTally",
     "Prediction",
     "Score",
-    "Tally",
     "parse_feedback",
     "score",
 ]
@@ -126,7 +126,7 @@ def score(prediction: Prediction, label: Label) -> tuple[Score, float]:
 
 
 @dataclass(frozen=True, slots=True)
-class Tally:
+class LabelTally:
     """Labels joined to one variant's predictions over a window, and what they say."""
 
     correct: int = 0
@@ -150,9 +150,9 @@ class Tally:
         """Mean absolute error of the scored (regression) labels; ``None`` with none."""
         return self.abs_error / self.scored if self.scored else None
 
-    def plus(self, other: Tally) -> Tally:
+    def plus(self, other: LabelTally) -> LabelTally:
         """The sum of two tallies."""
-        return Tally(
+        return LabelTally(
             self.correct + other.correct,
             self.wrong + other.wrong,
             self.scored + other.scored,

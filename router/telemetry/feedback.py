@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from router.telemetry.metrics import Metrics
-from strategies.feedback import FeedbackItem, FeedbackSpec, Prediction, Tally, score
+from strategies.feedback import FeedbackItem, FeedbackSpec, LabelTally, Prediction, score
 
 __all__ = ["AccuracyWindow", "GroundTruth", "JoinResult", "PredictionStore"]
 
@@ -72,9 +72,9 @@ class AccuracyWindow:
         self.window_s = window_s
         self.width = window_s / _BUCKETS
         self._stamps = [-1] * _BUCKETS
-        self._tallies = [Tally()] * _BUCKETS
+        self._tallies = [LabelTally()] * _BUCKETS
 
-    def add(self, now: float, tally: Tally) -> None:
+    def add(self, now: float, tally: LabelTally) -> None:
         """Count ``tally`` as received at ``now``."""
         index = int(now // self.width)
         slot = index % _BUCKETS
@@ -84,10 +84,10 @@ class AccuracyWindow:
         else:
             self._tallies[slot] = self._tallies[slot].plus(tally)
 
-    def total(self, now: float) -> Tally:
+    def total(self, now: float) -> LabelTally:
         """Everything received in the trailing window (to the precision of one bucket)."""
         newest = int(now // self.width)
-        total = Tally()
+        total = LabelTally()
         for stamp, tally in zip(self._stamps, self._tallies, strict=True):
             if newest - _BUCKETS < stamp <= newest:
                 total = total.plus(tally)
@@ -162,7 +162,7 @@ class GroundTruth:
                 continue
             name, truth, (variant, _backend, value, _at) = found
             verdict, error = score(value, item.label)
-            tally = Tally(
+            tally = LabelTally(
                 correct=int(verdict == "correct"), wrong=int(verdict == "wrong"),
                 scored=int(verdict == "scored"), abs_error=error if verdict == "scored" else 0.0,
             )
@@ -180,7 +180,7 @@ class GroundTruth:
                 return name, truth, found
         return None
 
-    def tallies(self, route: str, now: float) -> dict[str, Tally]:
+    def tallies(self, route: str, now: float) -> dict[str, LabelTally]:
         """Per variant of ``route``: the labels received over its feedback window."""
         found = self._routes.get(route)
         if found is None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from strategies.analysis.spec import AnalysisSpec
 from strategies.analysis.verdict import HEALTH_DOWN_REASON, CheckResult, Number
 from strategies.base import Quality, Tally, VariantStats
+from strategies.feedback import LabelTally
 from strategies.psi import label_psi, value_psi
 
 __all__ = [
@@ -55,6 +56,8 @@ class Evidence:
     candidate_tally: Tally | None = None
     baseline_tally: Tally | None = None
     metrics: Mapping[str, float | str] = field(default_factory=dict)
+    candidate_labels: LabelTally | None = None
+    baseline_labels: LabelTally | None = None
 
 
 Check = Callable[[AnalysisSpec, Evidence], CheckResult | None]
@@ -200,6 +203,29 @@ def _drift(spec: AnalysisSpec, limit: float, cand: Quality, base: Quality) -> Ch
                  {"prediction_drift_psi": index})
 
 
+def _accuracy_ratio(spec: AnalysisSpec, evidence: Evidence) -> CheckResult | None:
+    """Candidate accuracy over the baseline's, on true labels received over the feedback
+    window; fewer than ``min_feedback`` classified labels on either side hold."""
+    limit = spec.min_accuracy_ratio
+    if limit is None:
+        return None
+    rule = "accuracy_ratio"
+    cand, base = evidence.candidate_labels or LabelTally(), evidence.baseline_labels or LabelTally()
+    n_cand, n_base = cand.correct + cand.wrong, base.correct + base.wrong
+    if min(n_cand, n_base) < spec.min_feedback:
+        text = f"{rule}: {n_cand:,} vs {n_base:,} labels, need {spec.min_feedback} each"
+        return CheckResult(rule, "hold", text, boundary=limit)
+    assert cand.accuracy is not None and base.accuracy is not None
+    # A baseline that is never right cannot be beaten: the ratio is taken as the limit.
+    ratio = cand.accuracy / base.accuracy if base.accuracy else max(limit, 1.0)
+    failed = ratio < limit
+    text = (f"{rule} {ratio:.2f} {'<' if failed else '>='} {limit:g} (accuracy "
+            f"{cand.accuracy:.3f} vs {base.accuracy:.3f}, {n_cand:,} vs {n_base:,} labels)")
+    numbers = {"candidate_accuracy": cand.accuracy, "baseline_accuracy": base.accuracy}
+    return CheckResult(rule, "fail" if failed else "pass", text, numbers,
+                       statistic=ratio, boundary=limit)
+
+
 def metric_checks(spec: AnalysisSpec, evidence: Evidence) -> list[CheckResult]:
     """One result per Prometheus check: no reading, NaN or an error holds (never passes)."""
     results = []
@@ -233,5 +259,6 @@ GATES: tuple[Check, ...] = (
           lambda q: q.answers, MIN_ANSWERS, "predictions read", _null_outputs),
     _gate("prediction_drift", lambda s: s.max_prediction_drift, _predictions,
           MIN_PREDICTIONS, "predictions", _drift),
+    _accuracy_ratio,
 )
 """Model-quality gates, run by both judges."""

@@ -94,6 +94,8 @@ def judge(
         candidate_tally=cand_tally,
         baseline_tally=base_tally,
         metrics=observation.metrics,
+        candidate_labels=observation.feedback.get(roles.candidate),
+        baseline_labels=observation.feedback.get(roles.baseline) if roles.baseline else None,
     )
     return assess(spec, evidence, now=now), mark
 

@@ -44,6 +44,9 @@ class AnalysisSpec(BaseModel):
     max_latency_ratio: Annotated[float, Field(gt=0)] | None = None
     max_null_output_rate_increase: Annotated[float, Field(ge=0, le=1)] | None = None
     max_prediction_drift: Annotated[float, Field(gt=0)] | None = None
+    # Candidate accuracy / baseline accuracy over the route's feedback window.
+    min_accuracy_ratio: Annotated[float, Field(gt=0)] | None = None
+    min_feedback: Annotated[int, Field(ge=1)] = 100
     metrics: tuple[MetricCheckSpec, ...] = ()
     failures_to_act: Annotated[int, Field(ge=1)] = 2
 

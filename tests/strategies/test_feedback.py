@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from strategies.feedback import FeedbackError, Tally, parse_feedback, score
+from strategies.feedback import FeedbackError, LabelTally, parse_feedback, score
 
 
 @pytest.mark.parametrize(
@@ -54,6 +54,6 @@ def test_parse_feedback_names_what_is_wrong(doc: Any, reason: str) -> None:
 
 
 def test_tally_accuracy_and_mae() -> None:
-    tally = Tally(correct=3, wrong=1).plus(Tally(scored=2, abs_error=3.0))
+    tally = LabelTally(correct=3, wrong=1).plus(LabelTally(scored=2, abs_error=3.0))
     assert (tally.labels, tally.accuracy, tally.mae) == (6, 0.75, 1.5)
-    assert Tally().accuracy is None and Tally().mae is None
+    assert LabelTally().accuracy is None and LabelTally().mae is None

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from router.telemetry.feedback import AccuracyWindow, PredictionStore
-from strategies.feedback import Tally
+from strategies.feedback import LabelTally
 
 
 def test_accuracy_window_forgets_labels_older_than_the_window() -> None:
     window = AccuracyWindow(60.0)  # 60 buckets of a second
-    window.add(1000.0, Tally(correct=1))
-    window.add(1000.5, Tally(wrong=1))
-    window.add(1030.0, Tally(correct=1))
-    assert window.total(1030.0) == Tally(correct=2, wrong=1)
-    assert window.total(1059.9) == Tally(correct=2, wrong=1)
-    assert window.total(1060.0) == Tally(correct=1)  # the bucket of second 1000 has passed
-    assert window.total(1090.0) == Tally()
+    window.add(1000.0, LabelTally(correct=1))
+    window.add(1000.5, LabelTally(wrong=1))
+    window.add(1030.0, LabelTally(correct=1))
+    assert window.total(1030.0) == LabelTally(correct=2, wrong=1)
+    assert window.total(1059.9) == LabelTally(correct=2, wrong=1)
+    assert window.total(1060.0) == LabelTally(correct=1)  # the bucket of second 1000 has passed
+    assert window.total(1090.0) == LabelTally()
 
 
 def test_prediction_store_drops_the_oldest_past_keep() -> None:
