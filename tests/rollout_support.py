@@ -274,6 +274,7 @@ class Stack:
         self.routes: dict[str, dict[str, Any]] = {}
         self.store = store
         self.state_options: dict[str, Any] = {}  # more of the ``state`` section (path, url...)
+        self.sections: dict[str, Any] = {}  # other top-level sections (proxy, admin...)
         self.router: RouterProcess | None = None
 
     def render(self) -> bytes:
@@ -287,7 +288,7 @@ class Stack:
             for name, strategy in self.routes.items()
         ] or [{"name": "none", "match": {"path_prefix": "/none"},
                "strategy": {"type": "direct", "backend": next(iter(self.backends))}}]
-        doc = {"state": state, "backends": self.backends, "routes": routes}
+        doc = {**self.sections, "state": state, "backends": self.backends, "routes": routes}
         return yaml.safe_dump(doc, sort_keys=False).encode()
 
     def write(self) -> str:

@@ -31,7 +31,11 @@ from router.upstream.errors import (
     UpstreamResetError,
 )
 
-__all__ = ["HIGH_WATER", "UpstreamProtocol"]
+__all__ = ["HIGH_WATER", "MAX_RESPONSE_HEAD", "UpstreamProtocol"]
+
+MAX_RESPONSE_HEAD = 64 * 1024
+"""Response head bytes (status line and headers) beyond which the answer is a protocol error
+(502): httptools would buffer a header value of any length, and clients refuse huge heads."""
 
 HIGH_WATER = 64 * 1024
 """Unread response bytes above which the transport stops reading (it reads again once
@@ -42,7 +46,7 @@ class UpstreamProtocol(asyncio.Protocol):
     """Receives and parses HTTP/1.1 responses on one keep-alive connection."""
 
     __slots__ = (
-        "alive", "body", "buffered", "complete", "error", "exchange", "headers",
+        "alive", "body", "buffered", "complete", "error", "exchange", "head_bytes", "headers",
         "headers_done", "idle_since", "is_head", "keep_alive", "last_progress", "loop",
         "on_idle_lost", "parser", "read_timeout", "reading_paused", "reason",
         "request_done", "request_sent", "response_started", "status", "transport",
@@ -78,6 +82,7 @@ class UpstreamProtocol(asyncio.Protocol):
         self.response_started = False
         self.error: UpstreamError | None = None
         self.buffered = 0
+        self.head_bytes = 0
 
     # -- driven by the connection ---------------------------------------------------------
 
@@ -209,6 +214,13 @@ class UpstreamProtocol(asyncio.Protocol):
             self._protocol_error("unexpected protocol upgrade")
         except HttpParserError as exc:
             self._protocol_error(f"invalid HTTP response: {exc}")
+        else:
+            if not self.headers_done:
+                # Counted after parsing, so a chunk that ends the head and carries body bytes
+                # never counts against it; a head binds at most one read past the cap.
+                self.head_bytes += len(data)
+                if self.head_bytes > MAX_RESPONSE_HEAD:
+                    self._protocol_error(f"response head over {MAX_RESPONSE_HEAD} bytes")
 
     def _protocol_error(self, message: str) -> None:
         self.parser = None

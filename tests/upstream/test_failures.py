@@ -112,8 +112,9 @@ async def test_read_timeout_is_per_read_not_per_response(backend: ServerThread) 
         b"HTTP/1.1 abc OK\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (1 << 20) + b"\r\nContent-Length: 2\r\n\r\nok",
     ],
-    ids=["garbage", "bad-status", "double-content-length", "bad-chunk-size"],
+    ids=["garbage", "bad-status", "double-content-length", "bad-chunk-size", "huge-head"],
 )
 async def test_malformed_responses_are_protocol_errors(reply: bytes) -> None:
     async with RawServer(answer_each(reply)) as server:
