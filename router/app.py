@@ -152,7 +152,10 @@ class RouterApp:
         self.last_reload = {"ok": True, "at": iso_time(time.time()), "error": None}
         self._tasks.append(asyncio.create_task(self._controller(), name="controller"))
         if self.store.shared:
-            self.fleet = Fleet(self.store, self.rollouts)
+            self.fleet = Fleet(
+                self.store, self.rollouts, replica=self.replica_id, lease_s=config.state.lease,
+                metrics=self.metrics, events=self.events,
+            )
             self._tasks.append(asyncio.create_task(self.fleet.run(), name="fleet"))
         self._tasks.append(asyncio.create_task(self.drift.run(), name="drift"))
         self._watcher = ConfigWatcher(self.config_path, self._on_file_change)
@@ -171,6 +174,8 @@ class RouterApp:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self.fleet is not None:
+            await self.fleet.release()
         await self.health.aclose()
         await self.notifier.aclose()
         await self.shadow.aclose()
@@ -373,7 +378,8 @@ class RouterApp:
                     last_sync = time.monotonic()
                     await self.rollouts.flush_unsaved()
                     await self.rollouts.sync_all()
-                await self.rollouts.tick(self.observe)
+                if self.fleet is None or self.fleet.leading:
+                    await self.rollouts.tick(self.observe)
             except StateStoreError:
                 pass  # the store logs and counts its failures; reads are retried next second
             except Exception as exc:  # the controller must outlive one bad tick
@@ -408,7 +414,10 @@ class RouterApp:
                 "last_reload": dict(self.last_reload),
             },
             "routes": {route.name: self._route_status(route) for route in snapshot.routes},
-            "replica": {"id": self.replica_id, "leader": True},
+            "replica": {
+                "id": self.replica_id,
+                "leader": self.fleet.leading if self.fleet is not None else True,
+            },
             "state_store": self.store.health() if self.store is not None else None,
             "backends": {
                 name: {"url": backend.url, "healthy": backend.up}

@@ -9,14 +9,27 @@ Every write to the Redis store publishes the route's name and bumps a serial
   are lost while a subscriber reconnects, and re-reads when it moved.
 
 So an action taken through any replica is in effect on every replica within a
-second. Store failures are counted and logged by the ``WatchedStore``; these
-loops just try again.
+second.
+
+One replica leads: it holds a lease in Redis (``SET NX PX``), renewed every
+third of the lease, and only it runs the controller (steps, analysis, switch
+checks). Taking the lease issues a new fencing token that every controller
+write carries; Redis refuses a write with an older token, so a leader that was
+paused past its lease cannot overwrite what its successor decided. A leader
+stops leading by its own clock when it could not renew within the lease
+(measured from before the renew call, so never later than Redis lets the lease
+go), and a stopping leader lets go of the lease at once. A new leader reads the
+shared state before its first decision.
+
+Store failures are counted and logged by the ``WatchedStore``; these loops just
+try again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from redis.exceptions import RedisError
 
@@ -24,7 +37,9 @@ from router.control.redis_store import RedisStateStore
 from router.control.rollouts import Rollouts
 from router.control.store import StateStoreError
 from router.control.store_health import WatchedStore
+from router.telemetry.events import EventLog
 from router.telemetry.logs import get_logger
+from router.telemetry.metrics import Metrics
 
 __all__ = ["POLL_S", "Fleet"]
 
@@ -35,17 +50,81 @@ RECONNECT_S = 1.0
 class Fleet:
     """One replica's part in a fleet sharing ``store`` (a Redis store inside ``watched``)."""
 
-    def __init__(self, watched: WatchedStore, rollouts: Rollouts) -> None:
+    def __init__(
+        self,
+        watched: WatchedStore,
+        rollouts: Rollouts,
+        *,
+        replica: str,
+        lease_s: float,
+        metrics: Metrics,
+        events: EventLog,
+    ) -> None:
         assert isinstance(watched.inner, RedisStateStore)
         self.redis: RedisStateStore = watched.inner
         self.watched = watched
         self.rollouts = rollouts
+        self.replica = replica
+        self.lease_s = lease_s
+        self.leader: str | None = None  # who holds the lease, as last read
+        self._token: int | None = None
+        self._valid_until = 0.0
+        self._metrics = metrics
+        self._events = events
         self._changed = asyncio.Event()
         self._log = get_logger("router.control.fleet")
+        metrics.leader.set(0.0)
+
+    @property
+    def leading(self) -> bool:
+        """Whether this replica leads now (its lease is held and not past due)."""
+        return self._token is not None and time.monotonic() < self._valid_until
 
     async def run(self) -> None:
-        """Follow the fleet until cancelled."""
-        await asyncio.gather(self._listen(), self._follow())
+        """Follow (or lead) the fleet until cancelled."""
+        await asyncio.gather(self._listen(), self._follow(), self._lead())
+
+    async def release(self) -> None:
+        """Let go of the lease (on a clean stop), so another replica leads at once."""
+        if self._token is not None:
+            self._set_leading(None, "stopping")
+            with contextlib.suppress(StateStoreError):
+                await self.redis.release_lease(self.replica)
+
+    async def _lead(self) -> None:
+        """Take, renew or lose the lease; every third of the lease."""
+        while True:
+            started = time.monotonic()
+            try:
+                if self._token is None:
+                    token = await self.watched.call(
+                        "lease", self.redis.acquire_lease(self.replica, self.lease_s)
+                    )
+                    if token is not None:
+                        await self.rollouts.sync_all()  # decide on the latest shared state
+                        self._valid_until = started + self.lease_s
+                        self._set_leading(token, "lease taken")
+                elif await self.watched.call(
+                    "lease", self.redis.renew_lease(self.replica, self.lease_s, self._token)
+                ):
+                    self._valid_until = started + self.lease_s
+                else:
+                    self._set_leading(None, "lease taken by another replica")
+                self.leader = await self.watched.call("read", self.redis.leader())
+            except StateStoreError:
+                pass
+            if self._token is not None and not self.leading:
+                self._set_leading(None, "lease not renewed in time")
+            await asyncio.sleep(self.lease_s / 3)
+
+    def _set_leading(self, token: int | None, reason: str) -> None:
+        self._token = token
+        self.rollouts.fence = token
+        self._metrics.leader.set(0.0 if token is None else 1.0)
+        if token is not None:
+            self.leader = self.replica
+        kind = "leader_elected" if token is not None else "leader_lost"
+        self._log.info(kind, replica=self.replica, reason=reason, token=token)
 
     async def _listen(self) -> None:
         """Set ``_changed`` for every change message (and after each (re)subscription)."""

@@ -24,8 +24,8 @@ for long.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -42,6 +42,7 @@ from router.control.store import StaleWriteError, StateStoreError, StoredState, 
 __all__ = ["FencedWriteError", "RedisStateStore", "describe_url"]
 
 SOCKET_TIMEOUT_S = 1.0
+_T = TypeVar("_T")
 
 # KEYS: versions, state, serial, changes, token; ARGV: route, expected ('' = absent), data, fence
 _PUT = """
@@ -68,6 +69,32 @@ if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then
   redis.call('PUBLISH', KEYS[4], ARGV[1])
 end
 return 1
+"""
+
+
+# The leader lease. KEYS: leader, token; ARGV: replica id, lease ms.
+# Taking a free lease issues the next fencing token.
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('INCR', KEYS[2])
+end
+return 0
+"""
+
+# KEYS: leader, token; ARGV: replica id, lease ms, token. Renew only our own, current lease.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[3] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# KEYS: leader; ARGV: replica id. Let go of our own lease (a clean stop hands over at once).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
 """
 
 
@@ -103,6 +130,9 @@ class RedisStateStore:
         }
         self._put = self.client.register_script(_PUT)
         self._delete = self.client.register_script(_DELETE)
+        self._acquire = self.client.register_script(_ACQUIRE)
+        self._renew = self.client.register_script(_RENEW)
+        self._release = self.client.register_script(_RELEASE)
         self._closed = False
 
     def key(self, name: str) -> str:
@@ -171,15 +201,11 @@ class RedisStateStore:
         fence: int | None = None,
     ) -> StoredState:
         """Compare-and-set the route's state; with ``fence``, only while that token leads."""
-        self._open()
         payload = copy_json(data)
         keys = [self.keys[k] for k in ("versions", "state", "serial", "changes", "leader:token")]
         expected = "" if expected_version is None else str(expected_version)
         args = [route, expected, json.dumps(payload), "" if fence is None else str(fence)]
-        try:
-            outcome, found = await self._put(keys=keys, args=args)
-        except RedisError as exc:
-            raise self.error(exc) from exc
+        outcome, found = await self._run(self._put(keys=keys, args=args))
         actual = int(found) if found not in (b"", "", None) else None
         if outcome == -1:
             raise FencedWriteError(route, expected_version, actual)
@@ -189,21 +215,40 @@ class RedisStateStore:
 
     async def delete(self, route: str) -> None:
         """Forget the route's state."""
-        self._open()
         keys = [self.keys[k] for k in ("versions", "state", "serial", "changes")]
-        try:
-            await self._delete(keys=keys, args=[route])
-        except RedisError as exc:
-            raise self.error(exc) from exc
+        await self._run(self._delete(keys=keys, args=[route]))
 
     async def serial(self) -> int:
         """The fleet-wide write counter: a change since the last read means re-read the state."""
+        return int(await self._run(self.client.get(self.keys["serial"])) or 0)
+
+    async def acquire_lease(self, replica: str, lease_s: float) -> int | None:
+        """Take the leader lease if it is free: the new fencing token, else None."""
+        keys = [self.keys["leader"], self.keys["leader:token"]]
+        token = await self._run(self._acquire(keys=keys, args=[replica, int(lease_s * 1000)]))
+        return int(token) or None
+
+    async def renew_lease(self, replica: str, lease_s: float, token: int) -> bool:
+        """Extend our lease; False if it is no longer ours (expired and taken, or a newer token)."""
+        keys = [self.keys["leader"], self.keys["leader:token"]]
+        args: list[str | int] = [replica, int(lease_s * 1000), token]
+        return bool(await self._run(self._renew(keys=keys, args=args)))
+
+    async def release_lease(self, replica: str) -> None:
+        """Give up our lease, if we hold it."""
+        await self._run(self._release(keys=[self.keys["leader"]], args=[replica]))
+
+    async def leader(self) -> str | None:
+        """The id of the replica holding the lease, or None."""
+        value = await self._run(self.client.get(self.keys["leader"]))
+        return value.decode() if isinstance(value, bytes) else None
+
+    async def _run(self, call: Awaitable[_T]) -> _T:
         self._open()
         try:
-            value = await self.client.get(self.keys["serial"])
+            return await call
         except RedisError as exc:
             raise self.error(exc) from exc
-        return int(value or 0)
 
     async def aclose(self) -> None:
         """Close the connections; later calls raise StateStoreError."""

@@ -94,6 +94,8 @@ class Rollouts:
         # Routes removed by reloads whose stored state is still to delete (drop_removed).
         self._removed: set[str] = set()
         self._swept = False
+        # The fleet leader's fencing token, carried by the controller's writes.
+        self.fence: int | None = None
         self._log = get_logger("router.control.rollouts")
 
     async def prepare_cells(
@@ -266,16 +268,28 @@ class Rollouts:
         return name not in self._unsaved
 
     async def _commit(
-        self, route: CompiledRoute, transition: Transition[Any], *, trigger: str, action: str = ""
+        self,
+        route: CompiledRoute,
+        transition: Transition[Any],
+        *,
+        trigger: str,
+        action: str = "",
+        fenced: bool = False,
     ) -> bool:
-        """Persist and install a transition; False when another replica wrote first."""
+        """Persist and install a transition; False when another replica wrote first.
+
+        ``fenced``: a controller decision, written only while our leader token is current.
+        """
         cell = route.cell
         if transition.state != cell.state:
             if route.name in self._unsaved:
                 await self._flush(route)
             data = _envelope(route.strategy, cell.identity, transition.state)
             try:
-                cell.version = (await self.store.put(route.name, data, cell.version)).version
+                fence = self.fence if fenced else None
+                cell.version = (
+                    await self.store.put(route.name, data, cell.version, fence=fence)
+                ).version
             except StaleWriteError:
                 await self.sync_route(route)
                 return False
@@ -383,7 +397,7 @@ class Rollouts:
                 if transition.state != state or transition.events:
                     # A step the store cannot take waits: the store has logged why.
                     with contextlib.suppress(StoreUnavailableError):
-                        await self._commit(route, transition, trigger="analysis")
+                        await self._commit(route, transition, trigger="analysis", fenced=True)
                 self._start_checks(route)
 
     def _start_checks(self, route: CompiledRoute) -> None:
@@ -414,4 +428,4 @@ class Rollouts:
                 route.spec, route.cell.state, request.key, ok, reason, self.clock()
             )
             with contextlib.suppress(StoreUnavailableError):
-                await self._commit(route, transition, trigger="check")
+                await self._commit(route, transition, trigger="check", fenced=True)

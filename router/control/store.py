@@ -83,11 +83,18 @@ class StateStore(Protocol):
         """The route's state, or None if none is stored."""
 
     async def put(
-        self, route: str, data: Mapping[str, Any], expected_version: int | None
+        self,
+        route: str,
+        data: Mapping[str, Any],
+        expected_version: int | None,
+        *,
+        fence: int | None = None,
     ) -> StoredState:
         """Store ``data`` if the current version is ``expected_version`` (None: absent).
 
-        Returns the new state (version + 1); raises StaleWriteError otherwise.
+        Returns the new state (version + 1); raises StaleWriteError otherwise. A
+        shared store also refuses a write whose ``fence`` (the writer's leader
+        token) is no longer the current one; a store of one process ignores it.
         """
 
     async def delete(self, route: str) -> None:
@@ -148,7 +155,12 @@ class MemoryStateStore:
         return _copied(state) if state is not None else None
 
     async def put(
-        self, route: str, data: Mapping[str, Any], expected_version: int | None
+        self,
+        route: str,
+        data: Mapping[str, Any],
+        expected_version: int | None,
+        *,
+        fence: int | None = None,
     ) -> StoredState:
         """Compare-and-set the route's state; see ``StateStore.put``."""
         self._check_open()
@@ -225,7 +237,12 @@ class FileStateStore:
         return _copied(state) if state is not None else None
 
     async def put(
-        self, route: str, data: Mapping[str, Any], expected_version: int | None
+        self,
+        route: str,
+        data: Mapping[str, Any],
+        expected_version: int | None,
+        *,
+        fence: int | None = None,
     ) -> StoredState:
         """Compare-and-set against the file's current content, then rewrite it atomically."""
         payload = copy_json(data)

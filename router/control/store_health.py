@@ -92,10 +92,15 @@ class WatchedStore:
         return await self.call("read", self.inner.get(route))
 
     async def put(
-        self, route: str, data: Mapping[str, Any], expected_version: int | None
+        self,
+        route: str,
+        data: Mapping[str, Any],
+        expected_version: int | None,
+        *,
+        fence: int | None = None,
     ) -> StoredState:
-        """Compare-and-set the route's state."""
-        return await self.call("write", self.inner.put(route, data, expected_version))
+        """Compare-and-set the route's state (``fence``: a leader's write)."""
+        return await self.call("write", self.inner.put(route, data, expected_version, fence=fence))
 
     async def delete(self, route: str) -> None:
         """Forget the route's state."""

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from router.control.redis_store import RedisStateStore, describe_url
-from router.control.store import StaleWriteError, StateStoreError
+from router.control.redis_store import FencedWriteError, RedisStateStore, describe_url
+from router.control.store import StaleWriteError, StateStoreError, StoredState
 from tests.redis_support import REDIS_SERVER, RedisServer
 from tests.support import ROOT, free_port
 
@@ -132,3 +132,39 @@ def test_router_with_a_wrong_password_exits_1_with_one_line(tmp_path: Path) -> N
     assert f"redis at redis://127.0.0.1:{server.port}/0" in lines[0]
     assert "password" in lines[0] and "wrong-one" not in lines[0]
     assert "wrong-one" not in done.stdout
+
+
+async def test_a_lease_holder_past_its_lease_cannot_overwrite_its_successor(
+    redis_server: RedisServer,
+) -> None:
+    old, new = RedisStateStore(redis_server.url), RedisStateStore(redis_server.url)
+    try:
+        first = await old.acquire_lease("old", 0.3)
+        assert first == 1
+        assert await new.acquire_lease("new", 0.3) is None
+        assert await new.leader() == "old"
+        await old.put("iris", {"step": 1}, None, fence=first)
+
+        # "old" is paused (it renews nothing); once the lease runs out "new" takes it.
+        deadline = time.monotonic() + 10
+        second = None
+        while second is None and time.monotonic() < deadline:
+            second = await new.acquire_lease("new", 5)
+            await asyncio.sleep(0.05)
+        assert second == 2 and await old.leader() == "new"
+        await new.put("iris", {"step": 2}, 1, fence=second)
+
+        # "old" wakes up and writes what it decided before the pause: refused.
+        with pytest.raises(FencedWriteError):
+            await old.put("iris", {"step": 2, "by": "old"}, 2, fence=first)
+        assert not await old.renew_lease("old", 0.3, first)
+        assert (await old.get("iris")) == StoredState({"step": 2}, 2)
+        # An operator's write (no token) is no controller decision: not fenced.
+        await old.put("iris", {"step": 2, "paused": True}, 2)
+        await old.release_lease("old")  # not its lease: nothing happens
+        assert await new.leader() == "new"
+        await new.release_lease("new")
+        assert await new.leader() is None
+    finally:
+        await old.aclose()
+        await new.aclose()

@@ -2,14 +2,20 @@
 
 Real router processes on one config file, one real ``redis-server``, real backends
 and real HTTP: an action through one replica is in effect on the others within a
-second (pub/sub), and also when the change message is lost (the serial poll).
+second (pub/sub), and also when the change message is lost (the serial poll); one
+leader takes each step of a ramp once across three replicas, and a leader killed with
+SIGKILL is replaced within the lease + 1 s.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -21,7 +27,7 @@ from tests.control.test_canary_e2e import (  # noqa: F401 (fixtures)
     canary,
     knobs,
 )
-from tests.fleet_support import replicas, use_redis
+from tests.fleet_support import Replica, replicas, use_redis
 from tests.redis_support import RedisServer
 from tests.rollout_support import Stack, burst, failures, running_stack
 from tests.support import ServerThread, wait_until
@@ -68,3 +74,47 @@ def test_an_action_on_one_replica_is_in_effect_on_the_other_within_a_second(
             pipe.execute()
         wait_until(lambda: a.phase("iris") == "steady" and b.phase("iris") == "steady", timeout=3)
         raw.close()
+
+
+LEASE_S = 2.0
+RAMP = [{"weight": w, "hold": "1s"} for w in (10, 20, 40, 60, 80, 100)]
+
+
+def leaders(fleet: list[Replica]) -> list[Replica]:
+    """The replicas that say they lead."""
+    return [r for r in fleet if r.status()["replica"]["leader"]]
+
+
+def decisions(fleet: list[Replica], route: str, kind: str) -> list[dict[str, Any]]:
+    """``kind`` decision lines of ``route`` in every replica's log (the killed one's too)."""
+    found = []
+    for replica in fleet:
+        for line in replica.process.logs().splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if record.get("event") == kind and record.get("route") == route:
+                    found.append(record)
+    return found
+
+
+def test_three_replicas_take_each_step_once_and_a_killed_leader_is_replaced(
+    stack: Stack, redis_server: RedisServer
+) -> None:
+    stack.routes["iris"] = canary(steps=RAMP)
+    use_redis(stack, redis_server, lease=f"{LEASE_S}s")
+    with replicas(stack, 3) as fleet:
+        first = wait_until(lambda: leaders(fleet), timeout=10)
+        assert len(first) == 1
+        leader = first[0]
+        wait_until(lambda: leader.status()["routes"]["iris"]["step"] >= 2, timeout=15)
+        leader.process.stop(signal.SIGKILL)
+        killed = time.monotonic()
+        rest = [r for r in fleet if r is not leader]
+        wait_until(lambda: len(leaders(rest)) == 1, timeout=LEASE_S + 1.0, interval=0.05)
+        print(f"a new leader {time.monotonic() - killed:.2f}s after SIGKILL (lease {LEASE_S}s)")
+        wait_until(lambda: all(r.phase("iris") == "promoted" for r in rest), timeout=30)
+        assert {r.status()["routes"]["iris"]["weights"]["candidate"] for r in rest} == {100}
+
+    steps = sorted(record["to_step"] for record in decisions(fleet, "iris", "rollout_step"))
+    assert steps == [1, 2, 3, 4, 5], steps
+    assert len(decisions(fleet, "iris", "promote")) == 1
