@@ -20,23 +20,19 @@ from typing import Any
 import pytest
 import redis
 
-# The canary tests' backends (``stable``, ``candidate``) and helpers, for a module of its own.
-from tests.control.test_canary_e2e import (  # noqa: F401 (fixtures)
-    _healthy,
-    backends,
-    canary,
-    knobs,
-)
+from tests.control.test_canary_e2e import canary
 from tests.fleet_support import Replica, replicas, use_redis
 from tests.redis_support import RedisServer
 from tests.rollout_support import Stack, burst, failures, running_stack
 from tests.support import ServerThread, wait_until
 
+pytestmark = pytest.mark.usefixtures("healthy")
+
 
 @pytest.fixture
 def stack(
     tmp_path: Path,
-    backends: dict[str, ServerThread],  # noqa: F811 (the imported fixture)
+    backends: dict[str, ServerThread],
     redis_server: RedisServer,
 ) -> Iterator[Stack]:
     """The fleet's config file (not started): the module's backends, state in ``redis_server``."""

@@ -16,14 +16,7 @@ from pathlib import Path
 
 import pytest
 
-# The canary tests' backends (``stable``, ``candidate``) and helpers, for a module of its own.
-from tests.control.test_canary_e2e import (  # noqa: F401 (fixtures)
-    ANALYSIS,
-    _healthy,
-    backends,
-    canary,
-    knobs,
-)
+from tests.control.test_canary_e2e import ANALYSIS, canary
 from tests.rollout_support import (
     Knobs,
     Load,
@@ -36,10 +29,12 @@ from tests.rollout_support import (
 )
 from tests.support import ServerThread, wait_until
 
+pytestmark = pytest.mark.usefixtures("healthy")
+
 
 @pytest.fixture
 def stack(
-    tmp_path: Path, backends: dict[str, ServerThread]  # noqa: F811 (the imported fixture)
+    tmp_path: Path, backends: dict[str, ServerThread]
 ) -> Iterator[Stack]:
     """A router of the test's own (not started) whose file store lives in ``state/``."""
     with running_stack(tmp_path, backends, "file", start=False) as own:
@@ -128,7 +123,7 @@ def test_operator_rollback_takes_effect_while_the_store_cannot_be_written(stack:
 
 
 def test_analysis_rolls_back_a_failing_candidate_while_the_store_cannot_be_written(
-    stack: Stack, knobs: dict[str, Knobs]  # noqa: F811 (the imported fixture)
+    stack: Stack, knobs: dict[str, Knobs]
 ) -> None:
     stack.routes["iris"] = canary(weight=50, analysis=ANALYSIS)
     stack.start()
