@@ -214,11 +214,11 @@ class MatchSpec(_Strict):
 # Decision events a webhook may subscribe to (SPEC §10 and §12's ``shadow_passed``).
 NOTIFY_EVENTS = (
     "rollback", "promote", "pause", "resume", "rollout_step", "switch", "switch_refused",
-    "config_reload", "config_reload_failed", "backend_health", "shadow_passed",
+    "config_reload", "config_reload_failed", "backend_health", "shadow_passed", "input_drift",
 )
 _DEFAULT_NOTIFY_EVENTS = (
     "rollback", "promote", "rollout_step", "switch", "switch_refused", "config_reload_failed",
-    "shadow_passed",
+    "shadow_passed", "input_drift",
 )
 
 

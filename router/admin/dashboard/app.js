@@ -223,7 +223,7 @@
 
   // ---- what is wrong -------------------------------------------------------------------
 
-  function problems(name, route, live) {
+  function problems(name, route, live, drift) {
     const bad = [];
     const warn = [];
     const analysis = route.analysis || {};
@@ -245,6 +245,7 @@
       if (numbers.error_rate >= 0.05) bad.push(variant + " errors " + pct(numbers.error_rate));
       else if (numbers.error_rate >= 0.01) warn.push(variant + " errors " + pct(numbers.error_rate));
     }
+    if (drift && (drift.drifting || []).length) warn.push("input drift: " + drift.drifting.join(", "));
     const shadow = route.shadow;
     if (shadow && isNum(shadow.agreement_rate) && shadow.agreement_rate < 0.95) {
       warn.push("shadow agreement " + pct(shadow.agreement_rate));
@@ -431,6 +432,68 @@
     return out;
   }
 
+  // ---- input drift: the most drifting features, reference and live histograms side by side ----
+
+  const REF_COLOR = "#8b96a5";
+  const LIVE_COLOR = "#ffb347";
+
+  function psiClass(psi, limit) {
+    if (!isNum(psi)) return "";
+    return psi > limit ? "bad-text" : psi >= 0.1 ? "warn-text" : "good-text";
+  }
+
+  function histogram(feature) {
+    const W = 300;
+    const H = 90;
+    const n = feature.bins.length;
+    const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", class: "hist", role: "img",
+      "aria-label": feature.name + ": reference and live share per bin" });
+    const max = Math.max(0.01, ...feature.reference, ...feature.live);
+    const slot = W / Math.max(n, 1);
+    const bar = Math.max(1, slot * 0.38);
+    chart.append(svg("line", { x1: 0, y1: H - 0.5, x2: W, y2: H - 0.5, class: "axis" }));
+    feature.bins.forEach((bin, i) => {
+      [[feature.reference[i], REF_COLOR, 0], [feature.live[i], LIVE_COLOR, 1]].forEach(([share, color, k]) => {
+        const height = (share / max) * (H - 4);
+        const rect = svg("rect", { x: (i * slot + slot * 0.1 + k * bar).toFixed(1),
+          y: (H - 1 - height).toFixed(1), width: bar.toFixed(1), height: height.toFixed(1), fill: color,
+          "data-side": k ? "live" : "reference" });
+        const tip = svg("title", {});
+        tip.textContent = bin + ": " + (k ? "live " : "reference ") + pct(share, 1);
+        rect.append(tip);
+        chart.append(rect);
+      });
+    });
+    const ends = n > 1 ? h("div", { class: "hist-ends" },
+      h("span", { text: short(feature.bins[0], 24) }), h("span", { text: short(feature.bins[n - 1], 24) })) : null;
+    return [chart, ends];
+  }
+
+  function driftPanel(name, drift) {
+    if (!drift) return null;
+    const ref = drift.reference || {};
+    const source = ref.source === "pinned" ? "pinned " + clock(ref.pinned_at) : ref.source;
+    const head = h("div", { class: "drift-head" },
+      h("h3", { text: "Input drift" }),
+      h("span", { class: "sub", text: "reference: " + source + " · " + ref.rows + " rows" +
+        (ref.ready ? "" : " (filling)") + " · live window " + duration(drift.window_s) +
+        " · alert above PSI " + drift.max_psi }),
+      h("span", { class: "legend-item" }, h("span", { class: "dot ref" }), "reference"),
+      h("span", { class: "legend-item" }, h("span", { class: "dot live" }), "live"),
+      (drift.drifting || []).length ? h("span", { class: "pill bad", text: drift.drifting.length + " drifting" }) : null);
+    const cards = (drift.features || []).map((f) => {
+      const miss = f.missing || {};
+      return h("figure", { class: "drift-feature", "data-feature": f.name },
+        h("figcaption", {},
+          h("strong", { text: short(f.name, 32) }),
+          h("span", { class: psiClass(f.psi, drift.max_psi), text: isNum(f.psi) ? "PSI " + f.psi.toFixed(2) : "PSI –" }),
+          h("span", { class: "sub", text: "missing " + pct(miss.reference, 0) + " → " + pct(miss.live, 0) })),
+        histogram(f));
+    });
+    return h("section", { class: "drift", "data-drift-route": name }, head,
+      cards.length ? h("div", { class: "drift-grid" }, cards) : h("div", { class: "sub", text: "no inputs sampled yet" }));
+  }
+
   function actions(name) {
     const armed = state.armed && state.armed.route === name && Date.now() < state.armed.until ? state.armed.action : null;
     const buttons = ACTIONS.map((action) => h("button", {
@@ -447,7 +510,7 @@
     const stats = state.stats && state.stats.routes ? state.stats.routes[name] : null;
     const order = [...new Set([...Object.keys(route.weights || {}),
       ...Object.keys((stats && stats.variants) || {})])];
-    const found = problems(name, route, stats && stats.variants);
+    const found = problems(name, route, stats && stats.variants, stats && stats.drift);
     const phase = String(route.phase || "unknown");
     const head = h("div", { class: "route-head" },
       h("h2", { text: name }),
@@ -466,6 +529,7 @@
       details(route),
       variantTable(name, route, stats, order),
       charts,
+      driftPanel(name, stats && stats.drift),
       actions(name));
   }
 
@@ -484,7 +548,7 @@
     const warn = [];
     for (const [name, route] of Object.entries(status.routes || {})) {
       const stats = state.stats && state.stats.routes ? state.stats.routes[name] : null;
-      const found = problems(name, route, stats && stats.variants);
+      const found = problems(name, route, stats && stats.variants, stats && stats.drift);
       if (found.bad.length) bad.push(name + ": " + found.bad.join(", "));
       else if (found.warn.length) warn.push(name + ": " + found.warn.join(", "));
     }
