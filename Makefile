@@ -22,7 +22,7 @@ venv: $(STAMP) ## create .venv and install the package with its dev extras
 demo: $(STAMP) ## run the live demo: two model versions behind the router, a canary ramp (Ctrl-C stops)
 	$(BIN)/traffic-router demo
 
-test: $(STAMP) lint browser redis ## lint, type-check and run the whole test suite
+test: $(STAMP) lint browser redis prometheus ## lint, type-check and run the whole test suite
 	$(BIN)/python -m pytest
 
 # The dashboard test drives Debian's Chromium; install it when it is missing and we can.
@@ -37,6 +37,12 @@ redis:
 		(apt-get update -qq && apt-get install -y -qq redis-server >/dev/null) || \
 		echo "redis-server not installed: the replica tests will be skipped"; }
 
+# The analysis tests query a real Prometheus (Debian's package); install it when missing.
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get update -qq && apt-get install -y -qq prometheus >/dev/null) || \
+		echo "prometheus not installed: the Prometheus check test will be skipped"; }
+
 lint: $(STAMP) ## ruff and mypy (strict)
 	$(BIN)/ruff check router strategies tests bench scripts
 	$(BIN)/mypy
@@ -47,4 +53,4 @@ bench: $(STAMP) ## benchmark against nginx and a direct call (installs nginx and
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
 
-.PHONY: help venv demo test lint bench clean browser redis
+.PHONY: help venv demo test lint bench clean browser redis prometheus

@@ -23,6 +23,7 @@ from router.config.loader import ConfigError, parse_config
 from router.config.model import Config, ProxySpec
 from router.control.fleet import Fleet
 from router.control.health import HealthChecker, probe
+from router.control.metric_checks import MetricChecks
 from router.control.rollouts import Rollouts
 from router.control.store import StateStoreError
 from router.control.store_health import WatchedStore, open_store
@@ -103,6 +104,7 @@ class RouterApp:
         self.quality = QualityWindows()
         self.truth = GroundTruth(self.metrics)
         self.drift = DriftMonitor(self.metrics, self.events)
+        self.metric_checks = MetricChecks(self.metrics, lambda: self.snapshot.routes)
         self.holder = SnapshotHolder()
         self.backends = BackendSet()
         self.shadow = ShadowDispatcher(self.metrics, self.events, lambda: self.snapshot.backends)
@@ -158,6 +160,7 @@ class RouterApp:
             )
             self._tasks.append(asyncio.create_task(self.fleet.run(), name="fleet"))
         self._tasks.append(asyncio.create_task(self.drift.run(), name="drift"))
+        self._tasks.append(asyncio.create_task(self.metric_checks.run(), name="metric-checks"))
         self._watcher = ConfigWatcher(self.config_path, self._on_file_change)
         self._tasks.append(asyncio.create_task(self._watcher.run(), name="watcher"))
         # An edit between the first read and the watch starting would go unseen.
@@ -180,6 +183,7 @@ class RouterApp:
         await self.notifier.aclose()
         await self.shadow.aclose()
         await self.drift.aclose()
+        await self.metric_checks.aclose()
         await self.backends.aclose()
         self.proxy.requests_log.flush()
         if self.store is not None:
@@ -244,6 +248,7 @@ class RouterApp:
         for name in {r.name for r in old.routes} - {r.name for r in routes} if old else ():
             self.windows.forget(name)
             self.quality.forget(name)
+            self.metric_checks.forget(name)
             self.shadow.forget(name)
             if self.proxy.services.inspector is not None:
                 self.proxy.services.inspector.forget(name)
@@ -251,6 +256,7 @@ class RouterApp:
         self.drift.configure({r.name: r.drift for r in config.routes if r.drift})
         self._configure_inspector(config.proxy.inspect_max_body)
         self.notifier.configure(config.notifications)
+        self.metric_checks.configure(config.prometheus)
         for apply in self.on_proxy_spec:
             apply(config.proxy)
         for name, backend in backends.items():
@@ -362,6 +368,7 @@ class RouterApp:
                 for variant in route.strategy.variants
             },
             feedback=self.truth.tallies(route.name, now),
+            metrics=self.metric_checks.readings(route, now),
         )
 
     async def _controller(self) -> None:

@@ -94,6 +94,19 @@ class ServerThread:
         self.stop()
 
 
+def answers_200(
+    proc: subprocess.Popen[bytes] | None, url: str, name: str, logs: Callable[[], str] = str
+) -> bool:
+    """A readiness poll: whether ``url`` answers 200; fails the test if ``proc`` exited."""
+    assert proc is not None
+    if proc.poll() is not None:
+        raise AssertionError(f"{name} exited with {proc.returncode}:\n{logs()}")
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 class RouterProcess:
     """``traffic-router serve`` as a real child process on free ports."""
 
@@ -130,13 +143,7 @@ class RouterProcess:
         return self
 
     def _ready(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"router exited with {self.proc.returncode}:\n{self.logs()}")
-        try:
-            return httpx.get(f"{self.admin_url}/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return answers_200(self.proc, f"{self.admin_url}/readyz", "router", self.logs)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

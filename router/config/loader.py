@@ -195,6 +195,14 @@ def _cross_check(tree: Mapping[str, Any], specs: Mapping[int, StrategySpec]) -> 
     state = tree.get("state")
     if isinstance(state, dict) and state.get("store") == "redis" and not state.get("url"):
         issues.append(ConfigIssue("state.url", "required when store is redis"))
+    if not tree.get("prometheus"):
+        for index, spec in specs.items():
+            analysis = getattr(spec, "analysis", None)
+            if getattr(analysis, "metrics", None):
+                issues.append(ConfigIssue(
+                    f"routes[{index}].strategy.analysis.metrics",
+                    "needs the top-level prometheus key (url, timeout)",
+                ))
     return issues
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "HealthSpec",
     "MatchSpec",
     "NotificationSpec",
+    "PrometheusSpec",
     "ProxySpec",
     "RouteSpec",
     "StateSpec",
@@ -55,6 +56,13 @@ def _check_listen(value: str) -> str:
 def _none_if_empty(value: Any) -> Any:
     # An unset ``${VAR}`` substitutes to "": no secret rather than an empty one.
     return None if value in ("", None) else value
+
+
+def _check_web_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL (got {value!r})")
+    return value
 
 
 class _Strict(BaseModel):
@@ -231,13 +239,7 @@ class NotificationSpec(_Strict):
     secret: SecretStr | None = None
     timeout: Annotated[Duration, Field(gt=0)] = 5.0
 
-    @field_validator("url")
-    @classmethod
-    def _web_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http:// or https:// URL (got {value!r})")
-        return value
+    _url = field_validator("url")(_check_web_url)
 
     @field_validator("events")
     @classmethod
@@ -250,6 +252,15 @@ class NotificationSpec(_Strict):
         return value
 
     _secret = field_validator("secret", mode="before")(_none_if_empty)
+
+
+class PrometheusSpec(_Strict):
+    """Where the analysis's Prometheus checks (``analysis.metrics``) are queried."""
+
+    url: str
+    timeout: Annotated[Duration, Field(gt=0)] = 5.0
+
+    _url = field_validator("url")(_check_web_url)
 
 
 class RouteSpec(_Strict):
@@ -272,5 +283,6 @@ class Config(_Strict):
     backends: Annotated[dict[str, BackendSpec], Field(min_length=1)]
     routes: Annotated[tuple[RouteSpec, ...], Field(min_length=1)]
     notifications: tuple[NotificationSpec, ...] = ()
+    prometheus: PrometheusSpec | None = None  # for analysis.metrics checks
 
     _listen = field_validator("listen")(_check_listen)

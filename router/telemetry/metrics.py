@@ -176,6 +176,11 @@ class Metrics:
             "Population Stability Index of a model input feature, live window vs reference.",
             ["route", "feature"], registry=r,
         )
+        self.analysis_errors = Counter(
+            "router_analysis_errors",
+            "Analysis checks with no number (no data, NaN, error, timeout): held, never passed.",
+            ["route", "check"], registry=r,
+        )
         self.admin_auth_failures = Counter(
             "router_admin_auth_failures", "Admin API calls refused for a missing or wrong token.",
             registry=r,
