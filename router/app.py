@@ -384,7 +384,9 @@ class RouterApp:
                 if time.monotonic() - last_sync >= STORE_SYNC_S:
                     last_sync = time.monotonic()
                     await self.rollouts.flush_unsaved()
-                    await self.rollouts.sync_all()
+                    if self.store is not None and self.store.kind != "memory":
+                        # Another process's changes to read; a memory store is ours alone.
+                        await self.rollouts.sync_all()
                 if self.fleet is None or self.fleet.leading:
                     await self.rollouts.tick(self.observe)
             except StateStoreError:

@@ -31,6 +31,7 @@ from strategies.feedback import LabelTally
 __all__ = [
     "LATENCY_BOUNDS",
     "ActionRejectedError",
+    "ActiveWhen",
     "CheckRequest",
     "ChecksBeforeTransition",
     "Command",
@@ -261,6 +262,7 @@ class Event:
 StateT = TypeVar("StateT")
 SpecT = TypeVar("SpecT", bound=StrategySpec)
 SpecT_contra = TypeVar("SpecT_contra", bound=StrategySpec, contravariant=True)
+StateT_contra = TypeVar("StateT_contra", contravariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,6 +353,21 @@ class Strategy(Protocol[SpecT_contra, StateT]):
 
     def load_state(self, data: Mapping[str, Any]) -> StateT:
         """Rebuild a state from ``dump_state``'s output; raise ValueError if unusable."""
+        ...
+
+
+class ActiveWhen(Protocol[SpecT_contra, StateT_contra]):
+    """Optional extra: when a route's rollout is under way (a strategy without it always is).
+
+    The controller ticks only active routes, and the dashboard lists them first,
+    so thousands of settled routes cost nothing per tick.
+    """
+
+    def active(self, spec: SpecT_contra, state: StateT_contra) -> bool:
+        """False only when ``advance`` cannot change the state at any later time.
+
+        That is: no analysis window, no timed step, no pending check.
+        """
         ...
 
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from router.control.checks import CheckRunner, PendingChecks
 from router.control.store import StaleWriteError, StateStore, StateStoreError, StoredState
 from router.routing.snapshot import CompiledRoute, RouteCell
 from router.telemetry.events import EventLog
@@ -36,8 +37,6 @@ __all__ = ["CheckRunner", "Observer", "Rollouts", "StoreUnavailableError", "Unkn
 Observer = Callable[[CompiledRoute, float, float], Observation]
 """(route, window seconds, now) -> the live numbers of that route."""
 
-CheckRunner = Callable[[CheckRequest], Awaitable[tuple[bool, str]]]
-"""Runs a strategy's pre-transition HTTP check: (ok, reason)."""
 
 
 # A reload that changes at most this many routes reads their stored states one by one.
@@ -78,12 +77,13 @@ class Rollouts:
         check_runner: CheckRunner | None = None,
     ) -> None:
         self.store = store
-        self.check_runner = check_runner
-        self._checks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.checks = PendingChecks(check_runner, self._check_result)
         self.metrics = metrics
         self.events = events
         self.clock = clock
         self.routes: dict[str, CompiledRoute] = {}
+        # The routes whose rollout is under way: what the tick visits (see ``_publish``).
+        self.active: dict[str, CompiledRoute] = {}
         # One writer at a time: actions, controller ticks, check results and a
         # reload's prepare->install must not interleave, or a state change made
         # in between would land on a cell the reload is about to replace.
@@ -105,11 +105,9 @@ class Rollouts:
     ) -> dict[str, RouteCell]:
         """Cells for a new config, before it is swapped in (call with ``lock`` held).
 
-        A route whose spec and identity are unchanged keeps its live cell as it
-        is (state and compiled picker; nothing is written). One whose identity
-        is unchanged keeps its live state, fitted to the edited spec by
-        ``reconcile``; otherwise the stored state is used when its identity
-        matches, else the strategy's initial state.
+        An unchanged route (spec and identity) keeps its live cell, unwritten. One of
+        the same identity keeps its live state, fitted to the edited spec by
+        ``reconcile``; else the stored state of that identity, else an initial one.
         """
         now = self.clock()
         cells: dict[str, RouteCell] = {}
@@ -130,8 +128,7 @@ class Rollouts:
         return cells
 
     async def _stored(self, names: list[str]) -> Mapping[str, StoredState]:
-        """The stored states of ``names``: one by one when few, else all at once."""
-        if len(names) > _FEW_ROUTES:
+        if len(names) > _FEW_ROUTES:  # one read of all, else one by one
             return await self.store.load_all()
         found = {name: await self.store.get(name) for name in names}
         return {name: state for name, state in found.items() if state is not None}
@@ -202,26 +199,27 @@ class Rollouts:
     def install(self, routes: tuple[CompiledRoute, ...]) -> None:
         """Adopt the routes of a swapped-in snapshot; forget removed ones.
 
-        Metrics are published for new and changed cells only: a kept cell's are
-        already current.
+        Only new cells are published: a kept cell's metrics are current.
         """
         fresh = {route.name: route for route in routes}
-        previous = self.routes
+        previous, was_active = self.routes, self.active
         for name, old in previous.items():
             if name not in fresh:
                 self.metrics.forget_route(name, old.strategy.variants)
                 self._removed.add(name)
-        self.routes = fresh
+        self.routes, self.active = fresh, {}
         for route in routes:
             kept = previous.get(route.name)
             if kept is None or kept.cell is not route.cell:
                 self._publish(route)
+            elif route.name in was_active:
+                self.active[route.name] = route
 
     async def drop_removed(self, keep: set[str]) -> None:
         """Delete stored state of routes that are no longer in the config.
 
-        The first call sweeps the whole store (routes removed while no router
-        ran); later ones delete the routes that the reloads since removed.
+        The first call sweeps the store (routes removed while no router ran);
+        later ones delete what the reloads since removed.
         """
         if self._swept:
             gone, self._removed = self._removed - keep, set()
@@ -240,9 +238,15 @@ class Rollouts:
         return body
 
     def _publish(self, route: CompiledRoute) -> None:
+        """Metrics and the active set after the route's state changed."""
         status = route.strategy.status(route.spec, route.cell.state, self.clock())
         weights = {k: float(v) for k, v in status.get("weights", {}).items()}
         self.metrics.set_rollout(route.name, str(status.get("phase", "")), weights)
+        active = getattr(route.strategy, "active", None)
+        if active is None or active(route.spec, route.cell.state):
+            self.active[route.name] = route
+        else:
+            self.active.pop(route.name, None)
 
     async def act(self, name: str, command: Command, reason: str) -> dict[str, Any]:
         """Carry out an operator's action; raises UnknownRouteError or ActionRejectedError."""
@@ -384,9 +388,12 @@ class Rollouts:
                 self._adopt(route, stored.get(route.name))
 
     async def tick(self, observe: Observer) -> None:
-        """One controller step for every route: observe, advance, persist, publish."""
+        """One controller step for every active route: observe, advance, persist, publish.
+
+        A settled route cannot change on its own, so a tick costs the routes under way.
+        """
         now = self.clock()
-        for route in list(self.routes.values()):
+        for route in list(self.active.values()):
             async with self.lock:
                 if self.routes.get(route.name) is not route:
                     continue  # replaced by a reload meanwhile
@@ -398,27 +405,9 @@ class Rollouts:
                     # A step the store cannot take waits: the store has logged why.
                     with contextlib.suppress(StoreUnavailableError):
                         await self._commit(route, transition, trigger="analysis", fenced=True)
-                self._start_checks(route)
+                self.checks.start(route)
 
-    def _start_checks(self, route: CompiledRoute) -> None:
-        pending = getattr(route.strategy, "pending_checks", None)
-        if pending is None or self.check_runner is None:
-            return
-        for request in pending(route.spec, route.cell.state):
-            key = (route.name, request.key)
-            if key not in self._checks:
-                task = asyncio.create_task(self._run_check(route.name, request))
-                self._checks[key] = task
-                task.add_done_callback(self._check_done)
-
-    def _check_done(self, task: asyncio.Task[None]) -> None:
-        for key, running in list(self._checks.items()):
-            if running is task:
-                del self._checks[key]
-
-    async def _run_check(self, name: str, request: CheckRequest) -> None:
-        assert self.check_runner is not None
-        ok, reason = await self.check_runner(request)
+    async def _check_result(self, name: str, request: CheckRequest, ok: bool, reason: str) -> None:
         async with self.lock:
             route = self.routes.get(name)
             result = getattr(route.strategy, "check_result", None) if route else None

@@ -130,6 +130,12 @@ class BlueGreenStrategy:
             raise ActionRejectedError(entry)
         return entry(spec, state, now, reason)
 
+    def active(self, spec: BlueGreenSpec, state: BlueGreenState) -> bool:
+        """While a switch waits for its check, or a switch is being watched."""
+        return pending_switch_target(state) is not None or (
+            self.analysis_window(spec, state) is not None
+        )
+
     def analysis_window(self, spec: BlueGreenSpec, state: BlueGreenState) -> float | None:
         """The analysis window while a forward switch is being watched, else ``None``."""
         if spec.analysis is None or state.watch_until is None:

@@ -315,6 +315,12 @@ class CanaryStrategy:
             raise ActionRejectedError(entry)
         return entry(spec, state, now, reason)
 
+    def active(self, spec: CanarySpec, state: CanaryState) -> bool:
+        """While it ramps or waits at a step, or while its analysis runs."""
+        return state.phase in (Phase.PROGRESSING, Phase.WAITING) or (
+            self.analysis_window(spec, state) is not None
+        )
+
     def analysis_window(self, spec: CanarySpec, state: CanaryState) -> float | None:
         """The analysis window while traffic is split, else ``None``."""
         if spec.analysis is None or state.phase not in _ANALYSED:

@@ -83,6 +83,10 @@ class DirectStrategy:
         """No analysis."""
         return None
 
+    def active(self, spec: DirectSpec, state: DirectState) -> bool:
+        """Never: a direct route has no rollout."""
+        return False
+
     def advance(
         self, spec: DirectSpec, state: DirectState, observation: Observation | None, now: float
     ) -> Transition[DirectState]:

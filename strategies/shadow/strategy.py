@@ -161,6 +161,10 @@ class ShadowStrategy:
             "use rollback to stop mirroring and resume to restart it"
         )
 
+    def active(self, spec: ShadowSpec, state: ShadowState) -> bool:
+        """While it mirrors: shown among the active rollouts (its tick changes nothing)."""
+        return state.phase == _MIRRORING and spec.percent > 0
+
     def analysis_window(self, spec: ShadowSpec, state: ShadowState) -> float | None:
         """No analysis: comparisons are counted, not judged."""
         return None

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from router.app import RouterApp
 from router.control.store import FileStateStore
-from strategies import Command
+from strategies import Command, get_strategy
 
 BACKENDS = "backends:\n  a: {url: 'http://127.0.0.1:9'}\n  b: {url: 'http://127.0.0.1:10'}\n"
 
@@ -85,5 +86,36 @@ async def test_the_first_install_sweeps_routes_removed_while_no_router_ran(
         assert router.rollouts is not None
         assert await router.rollouts.store.get("gone") is None
         assert await router.rollouts.store.get("kept") is not None
+    finally:
+        await router.stop()
+
+
+async def test_the_tick_visits_only_routes_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settled = {f"settled-{n}": 10 for n in range(500)}
+    path = tmp_path / "router.yaml"
+    ramp = ("- {name: ramp, match: {path_prefix: /ramp}, strategy: {type: canary, stable: a, "
+            "candidate: b, steps: [{weight: 10, hold: 1h}]}}\n")
+    path.write_text(_config(settled) + ramp)
+    strategy = get_strategy("canary")
+    advanced: list[object] = []
+    original = type(strategy).advance
+
+    def advance(self: Any, spec: Any, state: Any, observation: Any, now: float) -> Any:
+        advanced.append(spec)
+        return original(self, spec, state, observation, now)
+
+    monkeypatch.setattr(type(strategy), "advance", advance)
+    router = RouterApp(path, access_log=False)
+    await router.start()
+    try:
+        assert router.rollouts is not None
+        assert set(router.rollouts.active) == {"ramp"}
+        await router.rollouts.tick(router.observe)
+        ramp_spec = router.rollouts.routes["ramp"].spec
+        assert advanced and all(spec is ramp_spec for spec in advanced)
+        await router.rollouts.act("ramp", Command.PAUSE, "hold")
+        assert not router.rollouts.active
     finally:
         await router.stop()
