@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@echo "creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version))"
@@ -24,6 +24,9 @@ demo: $(STAMP) ## run the live demo: two model versions behind the router, a can
 
 test: $(STAMP) lint browser redis prometheus ## lint, type-check and run the whole test suite
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP) ## the in-process tests alone, no lint and no e2e (tests/conftest.py)
+	$(BIN)/python -m pytest -m "not e2e" -q
 
 # The dashboard test drives Debian's Chromium; install it when it is missing and we can.
 browser:
@@ -53,4 +56,4 @@ bench: $(STAMP) ## benchmark against nginx and a direct call (installs nginx and
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
 
-.PHONY: help venv demo test lint bench clean browser redis prometheus
+.PHONY: help venv demo test test-fast lint bench clean browser redis prometheus

@@ -1,13 +1,65 @@
-"""Fixtures shared by every test package."""
+"""The two kinds of test, kept apart so that one cannot pass for the other.
+
+A test is *in-process* (the default: pure code, or real uvicorn servers on threads in the
+test's own process) or *end to end* (marked ``e2e``: it starts another process, such as the
+router itself, redis-server, prometheus, a browser or a benchmark). ``make test-fast`` runs
+only the first kind (``pytest -m "not e2e"``); ``make test`` runs both.
+
+The marker cannot be forgotten: while a test runs, starting a process through
+``subprocess.Popen`` (which ``subprocess.run`` and asyncio's default loop use too) fails
+the test unless it carries the marker. Mark a whole module with
+``pytestmark = pytest.mark.e2e``.
+
+Fixtures here are shared by every test package.
+"""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.redis_support import REDIS_SERVER, RedisServer
+
+E2E = "e2e"
+
+_current: list[pytest.Item] = []
+_original_init = subprocess.Popen.__init__
+
+
+def _guarded_init(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+    if _current and _current[0].get_closest_marker(E2E) is None:
+        raise pytest.fail.Exception(
+            f"{_current[0].nodeid} starts a process ({args[0] if args else kwargs.get('args')!r}) "
+            f"but is not marked {E2E}: add `pytestmark = pytest.mark.{E2E}` to its module"
+        )
+    _original_init(self, *args, **kwargs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker and install the guard for this run."""
+    config.addinivalue_line(
+        "markers", f"{E2E}: starts other processes (router, redis, prometheus, browser, bench)"
+    )
+    subprocess.Popen.__init__ = _guarded_init  # type: ignore[method-assign]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Put ``subprocess.Popen`` back as it was."""
+    subprocess.Popen.__init__ = _original_init  # type: ignore[method-assign]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Know which test is running (setup, call and teardown) while it runs."""
+    _current.append(item)
+    try:
+        return (yield)
+    finally:
+        _current.clear()
 
 
 @pytest.fixture

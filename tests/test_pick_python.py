@@ -13,6 +13,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pick_python.py"
 sys.path.insert(0, str(SCRIPT.parent))
 import pick_python  # noqa: E402
 
+pytestmark = pytest.mark.e2e  # starts other processes (tests/conftest.py)
+
 
 def test_prints_a_python_that_can_build_the_venv() -> None:
     out = subprocess.run(

@@ -22,6 +22,8 @@ from tests.support import (
     wait_until,
 )
 
+pytestmark = pytest.mark.e2e  # starts other processes (tests/conftest.py)
+
 TOKEN = "adm1n-T0ken-9f3c2e7d51"
 WRONG = "wrong-t0ken-b4d1a2c3e5"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

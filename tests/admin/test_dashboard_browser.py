@@ -27,9 +27,12 @@ TOKEN = "s3cret-dashboard-token"
 # token prompt, which the test checks, so only these lines are expected.
 EXPECTED_CONSOLE = "the server responded with a status of 401"
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"
-)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"
+    ),
+]
 
 
 def write_config(path: Path, stable: str, candidate: str) -> Path:

@@ -13,6 +13,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from cpu import CpuSplit, metered, tree_cpu_seconds
 
+pytestmark = pytest.mark.e2e  # starts other processes (tests/conftest.py)
+
 SPIN = "import time\nend = time.process_time() + {s}\nwhile time.process_time() < end: pass\n"
 
 

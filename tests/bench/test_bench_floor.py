@@ -13,6 +13,8 @@ import pytest
 from tests.backends import echo_app
 from tests.support import ServerThread, free_port, wait_until
 
+pytestmark = pytest.mark.e2e  # starts other processes (tests/conftest.py)
+
 FLOOR = Path(__file__).resolve().parents[2] / "bench" / "floor.py"
 
 

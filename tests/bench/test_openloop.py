@@ -12,6 +12,8 @@ import pytest
 from bench.openloop import OpenLoopResult, run_openloop
 from tests.support import ServerThread
 
+pytestmark = pytest.mark.e2e  # starts other processes (tests/conftest.py)
+
 RATE = 200.0
 DURATION_S = 1.0
 

@@ -18,6 +18,8 @@ import pytest
 
 from tests.support import ROOT, free_port, router_on_echo_backends, shared_client
 
+pytestmark = pytest.mark.e2e  # starts other processes (tests/conftest.py)
+
 TOKEN = "cl1-T0ken-5e8a0c7b"
 HTTP = shared_client()
 

@@ -28,6 +28,8 @@ from tests.rollout_support import (
 )
 from tests.support import ServerThread, wait_until
 
+pytestmark = pytest.mark.e2e  # starts other processes (tests/conftest.py)
+
 COLOURS = {"app-blue": "blue", "app-green": "green"}
 ANALYSIS = {"interval": "1s", "min_requests": 5, "max_error_rate": 0.1, "failures_to_act": 2}
 CHECK = {"path": "/health", "expect_status": 200, "timeout": "1s"}

@@ -40,6 +40,8 @@ from tests.rollout_support import (
 )
 from tests.support import ROOT, ServerThread, free_port, wait_until
 
+pytestmark = pytest.mark.e2e  # starts other processes (tests/conftest.py)
+
 # -- fixtures ------------------------------------------------------------------------
 
 

@@ -272,6 +272,7 @@ _INCREMENTER = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 async def test_concurrent_processes_lose_no_increment(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -240,6 +240,7 @@ def test_each_version_is_trained_once_per_process() -> None:
     assert not math.isnan(float(train_model("v2").means.sum()))
 
 
+@pytest.mark.e2e
 def test_command_line_serves_a_version_with_faults_from_the_environment(
     client: httpx.Client,
 ) -> None:

@@ -104,6 +104,7 @@ def leftovers(summary: dict[str, Any]) -> list[str]:
     return found
 
 
+@pytest.mark.e2e
 def test_bad_canary_is_rolled_back_and_everything_stops(demos: dict[str, Demo]) -> None:
     demo = demos["bad-canary"]
     code, summary = demo.wait(timeout=100)
@@ -118,6 +119,7 @@ def test_bad_canary_is_rolled_back_and_everything_stops(demos: dict[str, Demo]) 
     assert not Path(summary["config"]).exists()  # the temp dir is gone
 
 
+@pytest.mark.e2e
 def test_canary_ramps_and_ctrl_c_stops_everything(demos: dict[str, Demo]) -> None:
     demo = demos["canary"]
     # Step 2 of 4 (25 %) means a hold passed and a live analysis check passed.

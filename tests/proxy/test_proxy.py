@@ -19,6 +19,8 @@ import pytest
 from tests.backends import Recorder, echo_app, slow_app, sse_app
 from tests.support import RouterProcess, ServerThread, free_port, wait_until
 
+pytestmark = pytest.mark.e2e  # starts other processes (tests/conftest.py)
+
 PLUGIN = '''
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal

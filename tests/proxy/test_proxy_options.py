@@ -15,6 +15,8 @@ import pytest
 from tests.backends import echo_app
 from tests.support import RouterProcess, ServerThread, free_port, wait_until
 
+pytestmark = pytest.mark.e2e  # starts other processes (tests/conftest.py)
+
 
 def _config(echo_url: str, dead_url: str, max_header_bytes: str) -> str:
     return textwrap.dedent(

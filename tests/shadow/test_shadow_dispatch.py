@@ -387,6 +387,7 @@ def infer(router: RouterProcess, route: str, body: bytes = REQUEST) -> httpx.Res
     return httpx.post(f"{router.url}/v2/models/{route}/infer", content=body, timeout=10)
 
 
+@pytest.mark.e2e
 def test_router_mirrors_to_several_shadows_and_compares(
     router: RouterProcess, models: dict[str, tuple[ServerThread, Seen]]
 ) -> None:
@@ -411,6 +412,7 @@ def test_router_mirrors_to_several_shadows_and_compares(
     assert record["first_difference"].startswith("outputs[name=probabilities]")
 
 
+@pytest.mark.e2e
 def test_slow_and_failing_shadows_are_invisible_to_the_client(
     router: RouterProcess, models: dict[str, tuple[ServerThread, Seen]]
 ) -> None:
@@ -426,6 +428,7 @@ def test_slow_and_failing_shadows_are_invisible_to_the_client(
     assert len(models["slow"][1].on("/v2/models/quiet")) == 1
 
 
+@pytest.mark.e2e
 def test_full_max_in_flight_drops_and_counts(router: RouterProcess) -> None:
     with ThreadPoolExecutor(20) as pool:
         codes = list(pool.map(lambda _: infer(router, "flood").status_code, range(20)))
@@ -438,6 +441,7 @@ def test_full_max_in_flight_drops_and_counts(router: RouterProcess) -> None:
     assert metric(router, "flood", "slow", "dropped") == stats["dropped"]
 
 
+@pytest.mark.e2e
 def test_bodies_over_max_body_are_skipped(
     router: RouterProcess, models: dict[str, tuple[ServerThread, Seen]]
 ) -> None:
@@ -450,6 +454,7 @@ def test_bodies_over_max_body_are_skipped(
     assert [c["body"] for c in models["agree"][1].on("/v2/models/small")] == [REQUEST]
 
 
+@pytest.mark.e2e
 def test_rollback_stops_mirroring_and_resume_restarts_it(
     router: RouterProcess, models: dict[str, tuple[ServerThread, Seen]]
 ) -> None:

@@ -55,6 +55,7 @@ def test_salt_reshuffles_keys() -> None:
     assert [bucket_of(k, "a") for k in keys] != [bucket_of(k, "b") for k in keys]
 
 
+@pytest.mark.e2e
 def test_other_interpreters_with_other_hash_seeds_agree() -> None:
     keys = ["alice", "bob", "carol", "", "ü"]
     code = (
@@ -72,6 +73,7 @@ def test_other_interpreters_with_other_hash_seeds_agree() -> None:
     assert outputs == {str([bucket_of(k, "iris") for k in keys])}
 
 
+@pytest.mark.e2e
 def test_core_modules_import_no_io_in_a_fresh_interpreter() -> None:
     code = (
         "import sys\n"
