@@ -9,8 +9,8 @@ import pytest
 import uvloop
 
 from router.upstream import UpstreamPool
+from tests.backends import backend_app
 from tests.support import ServerThread
-from tests.upstream.backends import backend_app
 
 
 def pytest_asyncio_loop_factories(

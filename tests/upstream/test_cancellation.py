@@ -9,8 +9,8 @@ import random
 import pytest
 
 from router.upstream import UpstreamPool
+from tests.backends import RawServer, eventually, read_head
 from tests.support import ServerThread
-from tests.upstream.backends import RawServer, eventually, read_head
 from tests.upstream.test_failures import unanswered_port
 
 

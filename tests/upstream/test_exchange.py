@@ -9,8 +9,8 @@ import pytest
 
 from router.upstream import UpstreamPool
 from router.upstream.connection import build_request_head
+from tests.backends import RawServer, answer_each, described, read_head
 from tests.support import ServerThread
-from tests.upstream.backends import RawServer, answer_each, described, read_head
 
 
 def _header(description: dict[str, object], name: str) -> list[str]:

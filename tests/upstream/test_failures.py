@@ -17,8 +17,8 @@ from router.upstream import (
     UpstreamReadTimeout,
     UpstreamResetError,
 )
+from tests.backends import RawServer, answer_each, eventually, read_head
 from tests.support import ServerThread, free_port
-from tests.upstream.backends import RawServer, answer_each, eventually, read_head
 
 
 @contextlib.contextmanager

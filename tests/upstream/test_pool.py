@@ -14,8 +14,8 @@ from router.upstream import (
     UpstreamPool,
     UpstreamResetError,
 )
+from tests.backends import RawServer, described, eventually, read_head
 from tests.support import ServerThread
-from tests.upstream.backends import RawServer, described, eventually, read_head
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 

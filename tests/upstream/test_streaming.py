@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 from router.upstream import UpstreamPool
 from router.upstream.protocol import HIGH_WATER
+from tests.backends import MB, Counters
 from tests.support import ServerThread
-from tests.upstream.backends import MB, Counters
 
 SIZE_MB = 50
 MAX_LAG = 24 * MB  # kernel socket buffers on loopback plus a little; far below 50 MB
