@@ -11,9 +11,12 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from tests.backends import Recorder, echo_app, slow_app
 from tests.support import RouterProcess, ServerThread, wait_until
+
+pytestmark = pytest.mark.e2e  # starts other processes (tests/conftest.py)
 
 
 def _config(tmp_path: Path, echo_url: str, slow_url: str) -> Path:
@@ -49,7 +52,7 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
 
         thread = threading.Thread(target=call)
         thread.start()
-        time.sleep(0.5)  # the request is now waiting on the backend
+        wait_until(lambda: slow_recorder.arrived == 1)  # the request waits on the backend
         assert results == []
         started = time.monotonic()
         router.send_signal(signal.SIGTERM)

@@ -32,9 +32,12 @@ import pytest
 from tests.backends import Recorder, echo_app, slow_app
 from tests.support import RouterProcess, ServerThread, shared_client, wait_until
 
+pytestmark = pytest.mark.e2e  # starts other processes (tests/conftest.py)
+
 VISIBLE_WITHIN_S = 1.0
 LOAD_WORKERS = 8
 HTTP = shared_client()
+SLOW = Recorder()  # the module's slow backend: who arrived
 
 
 def _version(text: str) -> str:
@@ -178,7 +181,7 @@ def backends() -> Iterator[dict[str, str]]:
     started = {
         name: ServerThread(echo_app(None, name)).start() for name in ("alpha", "beta", "gamma")
     }
-    started["slow"] = ServerThread(slow_app(Recorder())).start()
+    started["slow"] = ServerThread(slow_app(SLOW)).start()
     try:
         yield {name: server.url for name, server in started.items()}
     finally:
@@ -319,7 +322,6 @@ def test_invalid_file_does_not_storm(
     config.write_text(_direct_config(good, "alpha", "storm"))
     with RouterProcess(config) as router:
         assert router.log_path.parent == directory
-        time.sleep(0.7)  # past the router's own re-read 0.5 s after start
         config.write_text(_direct_config(good, "alpha", "storm").replace("direct,", "direkt,"))
         wait_until(
             lambda: (
@@ -327,7 +329,7 @@ def test_invalid_file_does_not_storm(
             ),
             timeout=5,
         )
-        time.sleep(1.5)
+        time.sleep(1.5)  # not synchronisation: a window in which a storm would show
         failures = _metric(router.admin_url, "router_config_reloads_total", '{result="failure"}')
         assert failures == 1, f"one bad save counted {failures:.0f} times"
         assert router.logs().count('"event":"config_reload_failed"') == 1
@@ -541,8 +543,9 @@ def test_in_flight_request_finishes_when_its_backend_url_changes(
         result["response"] = httpx.get(f"{router.url}/slow?s=1.5", timeout=10)
 
     thread = threading.Thread(target=slow_request)
+    arrived = SLOW.arrived
     thread.start()
-    time.sleep(0.3)  # the request reaches the slow backend
+    wait_until(lambda: SLOW.arrived > arrived)  # the request waits on the slow backend
     _apply(router, config, _direct_config({"alpha": backends["alpha"]}, "alpha", "fast"))
     assert _backend_of(router.url) == "alpha"
     thread.join(timeout=10)
