@@ -15,6 +15,8 @@ from router.admin.guard import origin_matches_host
 from tests.raw_http import assert_refused, connect, exchange, read_until_closed
 from tests.support import RouterProcess, router_on_echo_backends, shared_client
 
+pytestmark = pytest.mark.e2e  # starts other processes (tests/conftest.py)
+
 HTTP = shared_client()
 
 CONFIG = """

@@ -17,6 +17,8 @@ from tests.backends import model_app
 from tests.rollout_support import metric
 from tests.support import ROOT, RouterProcess, servers, shared_client, wait_until
 
+pytestmark = pytest.mark.e2e  # starts other processes (tests/conftest.py)
+
 HTTP = shared_client()
 V2 = '{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [1.0]}]}'
 

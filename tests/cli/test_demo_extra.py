@@ -11,7 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support import ROOT
+
+pytestmark = pytest.mark.e2e  # starts other processes (tests/conftest.py)
 
 HIDE = '''
 import sys

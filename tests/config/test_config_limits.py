@@ -43,6 +43,7 @@ def _validate(tmp_path: Path, text: str | bytes) -> subprocess.CompletedProcess[
     )
 
 
+@pytest.mark.e2e
 def test_alias_bomb_is_refused_in_one_line(tmp_path: Path) -> None:
     assert len(alias_bomb()) < 600
     result = _validate(tmp_path, alias_bomb())
@@ -66,6 +67,7 @@ def test_a_few_aliases_are_fine() -> None:
     assert config.backends["v2"] == config.backends["v1"]
 
 
+@pytest.mark.e2e
 def test_a_file_over_one_mib_is_refused_unparsed(tmp_path: Path) -> None:
     padding = "# " + "x" * 1000 + "\n"
     text = VALID + padding * (MAX_CONFIG_BYTES // len(padding) + 1)
@@ -78,6 +80,7 @@ def test_a_file_over_one_mib_is_refused_unparsed(tmp_path: Path) -> None:
         parse_config(text)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("url", "reason"),
     [

@@ -29,7 +29,7 @@ from tests.rollout_support import (
 )
 from tests.support import ServerThread, wait_until
 
-pytestmark = pytest.mark.usefixtures("healthy")
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("healthy")]  # e2e: tests/conftest.py
 
 
 @pytest.fixture

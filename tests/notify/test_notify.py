@@ -65,6 +65,7 @@ def _rollback(router: RouterProcess) -> None:
     assert answer.status_code == 200, answer.text
 
 
+@pytest.mark.e2e
 def test_json_and_slack_deliveries_are_signed_once_each(
     tmp_path: Path, backends: list[ServerThread]
 ) -> None:
@@ -91,6 +92,7 @@ def test_json_and_slack_deliveries_are_signed_once_each(
     assert "rollback on route chat: ttft too high" in text and "\n" not in text
 
 
+@pytest.mark.e2e
 def test_dead_and_hanging_receivers_change_nothing_for_proxied_requests(
     tmp_path: Path, backends: list[ServerThread]
 ) -> None:

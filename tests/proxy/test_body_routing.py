@@ -19,6 +19,8 @@ from strategies.canary.strategy import CanarySpec, sticky_salt
 from tests.backends import echo_app
 from tests.support import RouterProcess, servers
 
+pytestmark = pytest.mark.e2e  # starts other processes (tests/conftest.py)
+
 CONFIG = """
 state: {{store: memory}}
 proxy: {{inspect_max_body: 1KiB}}

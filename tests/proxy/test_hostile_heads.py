@@ -16,6 +16,8 @@ import pytest
 from tests.raw_http import Response, assert_refused, exchange, parse_responses
 from tests.support import RouterProcess, router_on_echo_backends
 
+pytestmark = pytest.mark.e2e  # starts other processes (tests/conftest.py)
+
 CONFIG = """
 state: {{store: memory}}
 proxy: {{preserve_host: true}}
