@@ -8,7 +8,8 @@ only the first kind (``pytest -m "not e2e"``); ``make test`` runs both.
 The marker cannot be forgotten: while a test runs, starting a process through
 ``subprocess.Popen`` (which ``subprocess.run`` and asyncio's default loop use too) fails
 the test unless it carries the marker. Mark a whole module with
-``pytestmark = pytest.mark.e2e``.
+``pytestmark = pytest.mark.e2e``; a test that asks for a fixture in ``PROCESS_FIXTURES``
+is marked by ``pytest_collection_modifyitems``.
 
 Fixtures here are shared by every test package.
 """
@@ -25,6 +26,7 @@ import pytest
 from tests.redis_support import REDIS_SERVER, RedisServer
 
 E2E = "e2e"
+PROCESS_FIXTURES = frozenset({"redis_server"})  # fixtures that start a process
 
 _current: list[pytest.Item] = []
 _original_init = subprocess.Popen.__init__
@@ -50,6 +52,13 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Put ``subprocess.Popen`` back as it was."""
     subprocess.Popen.__init__ = _original_init  # type: ignore[method-assign]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a process-starting fixture."""
+    for item in items:
+        if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(E2E)
 
 
 @pytest.hookimpl(wrapper=True)

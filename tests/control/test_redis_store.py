@@ -85,6 +85,7 @@ def test_describe_url_drops_the_password() -> None:
     )
 
 
+@pytest.mark.e2e
 async def test_a_wrong_password_is_named(tmp_path: Path) -> None:
     if REDIS_SERVER is None:
         pytest.skip("redis-server is not installed (make redis installs it)")
@@ -106,6 +107,7 @@ async def test_a_wrong_password_is_named(tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.e2e
 def test_router_with_a_wrong_password_exits_1_with_one_line(tmp_path: Path) -> None:
     if REDIS_SERVER is None:
         pytest.skip("redis-server is not installed (make redis installs it)")

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STATE = {"phase": "progressing", "step": 1, "since": 1764417600.5, "overrides": {"paused": False}}
 
 
-@pytest.fixture(params=["memory", "file", "redis"])
+@pytest.fixture(params=["memory", "file", pytest.param("redis", marks=pytest.mark.e2e)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateStore]:
     """Each contract test runs against every store (redis: a real redis-server)."""
     made: StateStore
