@@ -26,7 +26,9 @@ import pytest
 from tests.redis_support import REDIS_SERVER, RedisServer
 
 E2E = "e2e"
-PROCESS_FIXTURES = frozenset({"redis_server"})  # fixtures that start a process
+# Fixtures that start a process: by this suite's convention a fixture named ``router`` or
+# ``stack`` runs ``traffic-router serve`` as a child process.
+PROCESS_FIXTURES = frozenset({"redis_server", "router", "stack"})
 
 _current: list[pytest.Item] = []
 _original_init = subprocess.Popen.__init__

@@ -28,8 +28,6 @@ from tests.rollout_support import (
 )
 from tests.support import ServerThread, wait_until
 
-pytestmark = pytest.mark.e2e  # starts other processes (tests/conftest.py)
-
 COLOURS = {"app-blue": "blue", "app-green": "green"}
 ANALYSIS = {"interval": "1s", "min_requests": 5, "max_error_rate": 0.1, "failures_to_act": 2}
 CHECK = {"path": "/health", "expect_status": 200, "timeout": "1s"}
@@ -63,7 +61,7 @@ def backends(knobs: dict[str, Knobs]) -> Iterator[dict[str, ServerThread]]:
         yield started
 
 
-pytestmark = pytest.mark.usefixtures("healthy")
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("healthy")]  # e2e: tests/conftest.py
 
 
 def test_preview_header_goes_to_the_inactive_colour(stack: Stack) -> None:

@@ -40,12 +40,10 @@ from tests.rollout_support import (
 )
 from tests.support import ROOT, ServerThread, free_port, wait_until
 
-pytestmark = pytest.mark.e2e  # starts other processes (tests/conftest.py)
-
 # -- fixtures ------------------------------------------------------------------------
 
 
-pytestmark = pytest.mark.usefixtures("healthy")
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("healthy")]  # e2e: tests/conftest.py
 
 
 def canary(**fields: Any) -> dict[str, Any]:
