@@ -70,9 +70,10 @@ class _AnalysisSink:
         self.windows = windows
 
     def observe(
-        self, route: str, variant: str, backend: str, status: int, duration_s: float, error: bool
+        self, route: str, variant: str, backend: str, status: int, duration_s: float, error: bool,
+        ttfb_s: float | None = None,
     ) -> None:
-        self.windows.record(route, variant, time.time(), duration_s, error)
+        self.windows.record(route, variant, time.time(), duration_s, error, ttfb_s)
 
 
 def _register_secrets(config: Config) -> None:

@@ -172,6 +172,11 @@ class VariantStats:
     errors: int = 0
     p50_s: float | None = None
     p99_s: float | None = None
+    # Time to first body byte (time to first token for streamed LLM answers), over the
+    # ``ttfb_count`` answers that had a body.
+    ttfb_count: int = 0
+    ttfb_p50_s: float | None = None
+    ttfb_p99_s: float | None = None
 
     @property
     def error_rate(self) -> float | None:

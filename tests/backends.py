@@ -388,3 +388,23 @@ def answer_each(response: bytes) -> Handler:
             writer.write(response)
 
     return handler
+
+
+def gated_sse_app(gates: list[threading.Event], usage: bytes = b"") -> Callable[..., Any]:
+    """Server-sent events ``data: <i>``, each sent once the test sets ``gates[i]``; then
+    ``usage`` (a final event, if given) and the end of the stream."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await read_request(scope, receive)
+        headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for i, gate in enumerate(gates):
+            if not await asyncio.to_thread(gate.wait, 30):
+                return
+            body = f"data: {i}\n\n".encode()
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        await send({"type": "http.response.body", "body": usage})
+
+    return app

@@ -33,6 +33,7 @@ from router.routing.snapshot import CompiledRoute
 from router.server.cycle import BODY_FOLLOWS
 from router.server.protocol import DISCONNECT_KEY
 from router.telemetry.inspection import BodyInspector
+from router.telemetry.streams import SSE, AnswerMeter, answer_kind
 from router.upstream import (
     PoolTimeoutError,
     UpstreamConnectError,
@@ -121,6 +122,7 @@ class Exchange:
         "client",
         "content_length",
         "error_kind",
+        "first_byte",
         "has_body",
         "method",
         "path",
@@ -160,6 +162,7 @@ class Exchange:
         self.error_kind: str | None = None
         self.client = ""
         self.preread: bytes | None = None  # the body, when routing had to read it first
+        self.first_byte = 0.0  # perf_counter() when the answer's first body byte was relayed
 
     def fall_back(
         self, backends: Mapping[str, Backend], decision: Decision, failed: Backend,
@@ -209,14 +212,15 @@ class Exchange:
         services = self.services
         duration = time.perf_counter() - self.started
         if self.route:
+            ttfb = self.first_byte - self.started if self.first_byte else None
             services.metrics.recorder(
                 self.route, self.variant or "none", self.backend or "none"
-            ).record(self.status, duration)
+            ).record(self.status, duration, ttfb)
             if services.sink is not None and self.variant:
                 failed = self.status >= 500 or self.error_kind is not None
                 services.sink.observe(
                     self.route, self.variant, self.backend, self.status, duration,
-                    failed and self.status != 499,
+                    failed and self.status != 499, ttfb,
                 )
         if services.access_log is not None:
             services.access_log.request(
@@ -340,31 +344,47 @@ class Exchange:
     ) -> bytes | None:
         """Stream the answer to the client as it arrives; the captured copy of it, if any."""
         self.status = response.status
+        headers = filter_response_headers(response.headers, extra)
+        kind = answer_kind(headers)
+        meter = self._meter(sse=True) if kind == SSE else None
         try:
             await send(
                 {
                     "type": "http.response.start",
                     "status": response.status,
-                    "headers": filter_response_headers(response.headers, extra),
+                    "headers": headers,
                     # The body is already here: it goes out with the head, in one write.
                     BODY_FOLLOWS: response.body_ready,
                 }
             )
             last = False
             async for chunk in response:
+                if not self.first_byte:
+                    self.first_byte = time.perf_counter()
                 self.bytes_out += len(chunk)
                 if capture is not None:
                     capture.add(chunk)
                 # The usual small answer arrives whole: end it in the same message.
                 last = response.finished
                 await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+                if kind:  # measured after the chunk went on: never held back for it
+                    if meter is None and b'"usage"' in chunk:
+                        meter = self._meter(sse=False)
+                    if meter is not None:
+                        meter.feed(chunk, time.perf_counter())
                 if last:
                     break
             if not last:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await response.aclose()
+            if meter is not None:
+                meter.close()
         return capture.body() if capture is not None else None
+
+    def _meter(self, *, sse: bool) -> AnswerMeter:
+        """A meter of this answer's events and token usage (SSE, or JSON with ``usage``)."""
+        return AnswerMeter(self.services.metrics.stream_stats(self.route, self.variant), sse)
 
     async def _answer_failure(
         self, send: Any, exc: RouterError | UpstreamError, max_body: int

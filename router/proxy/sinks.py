@@ -61,8 +61,9 @@ class RequestSink(Protocol):
         status: int,
         duration_s: float,
         error: bool,
+        ttfb_s: float | None = None,
     ) -> None:
-        """Record one finished request."""
+        """Record one finished request; ``ttfb_s`` is its time to first body byte, if any."""
         ...
 
 

@@ -28,17 +28,21 @@ class VariantWindow:
     """The ring of one-second slots of one variant."""
 
     __slots__ = ("_counts", "_errors", "_hists", "_stamps", "_total", "_total_errors",
-                 "_total_hist")
+                 "_total_hist", "_ttfb")
 
     def __init__(self) -> None:
         self._stamps = [-1] * SPAN_S
         self._counts = [0] * SPAN_S
         self._errors = [0] * SPAN_S
         self._hists: list[list[int] | None] = [None] * SPAN_S
+        # Time to first byte per slot, like latency; a slot's list is reset with it.
+        self._ttfb: list[list[int] | None] = [None] * SPAN_S
         self._total = self._total_errors = 0
         self._total_hist = [0] * _NBUCKETS
 
-    def record(self, now: float, latency_s: float, error: bool) -> None:
+    def record(
+        self, now: float, latency_s: float, error: bool, ttfb_s: float | None = None
+    ) -> None:
         """Count one request finished at ``now`` (epoch seconds)."""
         second = int(now)
         slot = second % SPAN_S
@@ -51,9 +55,15 @@ class VariantWindow:
                 hist = self._hists[slot] = [0] * _NBUCKETS
             else:
                 hist[:] = [0] * _NBUCKETS
+            self._ttfb[slot] = None
         else:
             hist = self._hists[slot]
             assert hist is not None
+        if ttfb_s is not None:
+            first = self._ttfb[slot]
+            if first is None:
+                first = self._ttfb[slot] = [0] * _NBUCKETS
+            first[bisect.bisect_left(LATENCY_BOUNDS, ttfb_s)] += 1
         self._counts[slot] += 1
         self._total += 1
         if error:
@@ -79,21 +89,27 @@ class VariantWindow:
         """Requests, errors and p50/p99 over the trailing ``window_s`` seconds."""
         requests = errors = 0
         merged = [0] * _NBUCKETS
+        first_bytes = [0] * _NBUCKETS
         for slot in self._slots(now, window_s):
             requests += self._counts[slot]
             errors += self._errors[slot]
             hist = self._hists[slot]
             assert hist is not None
-            for i, n in enumerate(hist):
-                if n:
-                    merged[i] += n
+            _add(merged, hist)
+            ttfb = self._ttfb[slot]
+            if ttfb is not None:
+                _add(first_bytes, ttfb)
         if not requests:
             return VariantStats()
+        answered = sum(first_bytes)
         return VariantStats(
             requests=requests,
             errors=errors,
             p50_s=_quantile(merged, requests, 0.50),
             p99_s=_quantile(merged, requests, 0.99),
+            ttfb_count=answered,
+            ttfb_p50_s=_quantile(first_bytes, answered, 0.50) if answered else None,
+            ttfb_p99_s=_quantile(first_bytes, answered, 0.99) if answered else None,
         )
 
     def series(self, now: float, span_s: int, step_s: int) -> list[VariantStats]:
@@ -102,6 +118,12 @@ class VariantWindow:
         for end in range(int(now) - span_s + step_s, int(now) + 1, step_s):
             points.append(self.stats(end, step_s))
         return points
+
+
+def _add(total: list[int], hist: list[int]) -> None:
+    for i, n in enumerate(hist):
+        if n:
+            total[i] += n
 
 
 def _quantile(hist: list[int], total: int, q: float) -> float:
@@ -132,9 +154,12 @@ class WindowSet:
             found = self._windows[key] = VariantWindow()
         return found
 
-    def record(self, route: str, variant: str, now: float, latency_s: float, error: bool) -> None:
-        """Count one finished request."""
-        self.window(route, variant).record(now, latency_s, error)
+    def record(
+        self, route: str, variant: str, now: float, latency_s: float, error: bool,
+        ttfb_s: float | None = None,
+    ) -> None:
+        """Count one finished request (and when its answer's first byte came, if it had one)."""
+        self.window(route, variant).record(now, latency_s, error, ttfb_s)
 
     def stats(self, route: str, variant: str, now: float, window_s: float) -> VariantStats:
         """The numbers of (route, variant) over the trailing window."""

@@ -3,8 +3,9 @@
 A check is a function ``(spec, evidence) -> CheckResult | None`` (``None``: its
 rule is not configured, or does not apply). The threshold judge runs
 ``THRESHOLD_CHECKS``, the sequential judge ``strategies.analysis.sequential``'s;
-both run ``GATES`` (model quality) and the Prometheus ``metric_checks``. A new rule
-is one function here plus its field in ``AnalysisSpec``, listed where it applies.
+both run ``GATES`` (model quality, time to first byte) and the Prometheus
+``metric_checks``. A new rule is one function here plus its field in
+``AnalysisSpec``, listed where it applies.
 
 Model-quality gates compare the candidate with the baseline in the same window
 and need ``MIN_ANSWERS`` answers (null outputs) or ``MIN_PREDICTIONS``
@@ -157,6 +158,54 @@ def _latency_ratio(spec: AnalysisSpec, evidence: Evidence) -> CheckResult | None
     return _over("latency_ratio", ratio, spec.max_latency_ratio, f"{ratio:.2f}", detail)
 
 
+def _ttfb_samples(spec: AnalysisSpec, evidence: Evidence, rule: str,
+                  baseline: bool) -> CheckResult | None:
+    """A hold while either side has fewer than ``min_requests`` answers with a first byte."""
+    n_cand = evidence.candidate.ttfb_count
+    n_base = evidence.baseline.ttfb_count if evidence.baseline is not None else 0
+    need = max(spec.min_requests, 1)
+    if n_cand >= need and (not baseline or n_base >= need):
+        return None
+    if baseline:
+        text = f"{rule}: {n_cand:,} vs {n_base:,} answers with a first byte, need {need} each"
+    else:
+        text = f"{rule}: {n_cand:,} candidate answers with a first byte, need {need}"
+    return CheckResult(rule, "hold", text, statistic=n_cand, boundary=need)
+
+
+TtfbRule = Callable[[float, VariantStats, VariantStats], CheckResult]
+
+
+def _ttfb(rule: str, limit_of: Callable[[AnalysisSpec], float | None], baseline: bool,
+          body: TtfbRule) -> Check:
+    """A time-to-first-byte rule: absent without its limit, holding on too few answers."""
+
+    def check(spec: AnalysisSpec, evidence: Evidence) -> CheckResult | None:
+        limit = limit_of(spec)
+        if limit is None:
+            return None
+        held = _ttfb_samples(spec, evidence, rule, baseline)
+        return held or body(limit, evidence.candidate, evidence.baseline or VariantStats())
+
+    check.__name__ = rule
+    return check
+
+
+def _ttfb_p99(limit: float, cand: VariantStats, base: VariantStats) -> CheckResult:
+    p99 = cand.ttfb_p99_s or 0.0
+    return _over("ttfb_p99", p99 * 1000, limit * 1000, f"{p99 * 1000:.0f}ms",
+                 f"{cand.ttfb_count:,} candidate answers", {"candidate_ttfb_p99_s": p99},
+                 unit="ms")
+
+
+def _ttfb_ratio(limit: float, cand: VariantStats, base: VariantStats) -> CheckResult:
+    p99, base_p99 = cand.ttfb_p99_s or 0.0, base.ttfb_p99_s or 0.0
+    ratio = p99 / base_p99 if base_p99 else math.inf
+    detail = f"ttfb p99 {p99 * 1000:.0f}ms vs {base_p99 * 1000:.0f}ms"
+    numbers = {"candidate_ttfb_p99_s": p99, "baseline_ttfb_p99_s": base_p99, "ttfb_ratio": ratio}
+    return _over("ttfb_ratio", ratio, limit, f"{ratio:.2f}", detail, numbers)
+
+
 Gate = Callable[[AnalysisSpec, float, Quality, Quality], CheckResult]
 
 
@@ -260,5 +309,8 @@ GATES: tuple[Check, ...] = (
     _gate("prediction_drift", lambda s: s.max_prediction_drift, _predictions,
           MIN_PREDICTIONS, "predictions", _drift),
     _accuracy_ratio,
+    _ttfb("ttfb_p99", lambda s: s.max_ttfb_p99, False, _ttfb_p99),
+    _ttfb("ttfb_ratio", lambda s: s.max_ttfb_ratio, True, _ttfb_ratio),
 )
-"""Model-quality gates, run by both judges."""
+"""Checks run by both judges: model quality (and accuracy), and time to first byte
+(window p99s; fewer than ``min_requests`` answers with a body on a side hold)."""

@@ -42,6 +42,10 @@ class AnalysisSpec(BaseModel):
     max_error_rate_increase: Annotated[float, Field(ge=0, le=1)] | None = None
     max_p99_latency: Duration | None = None
     max_latency_ratio: Annotated[float, Field(gt=0)] | None = None
+    # Time to first byte (first token of a streamed LLM answer): candidate p99, and its ratio
+    # to stable's p99. Both judges read them from the window.
+    max_ttfb_p99: Duration | None = None
+    max_ttfb_ratio: Annotated[float, Field(gt=0)] | None = None
     max_null_output_rate_increase: Annotated[float, Field(ge=0, le=1)] | None = None
     max_prediction_drift: Annotated[float, Field(gt=0)] | None = None
     # Candidate accuracy / baseline accuracy over the route's feedback window.

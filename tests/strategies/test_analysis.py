@@ -30,6 +30,12 @@ def stats(requests: int, errors: int = 0, p99: float | None = 0.1) -> VariantSta
     return VariantStats(requests=requests, errors=errors, p50_s=p99, p99_s=p99)
 
 
+def first_bytes(answers: int, ttfb_p99: float, requests: int = 100) -> VariantStats:
+    """A window where ``answers`` of the requests had a body, first byte p99 ``ttfb_p99``."""
+    return VariantStats(requests=requests, p50_s=1.0, p99_s=2.0, ttfb_count=answers,
+                        ttfb_p50_s=ttfb_p99 / 2, ttfb_p99_s=ttfb_p99)
+
+
 CASES: list[tuple[str, dict[str, Any], VariantStats, VariantStats | None, bool, str, list[str]]] = [
     ("thin_data", {"interval": "30s"}, stats(12), stats(500), True,
      "hold", ["12 candidate requests in 30s window, need 50"]),
@@ -57,6 +63,21 @@ CASES: list[tuple[str, dict[str, Any], VariantStats, VariantStats | None, bool, 
      True, "fail", ["latency_ratio 3.00 > 1.5 (p99 300ms vs 100ms)"]),
     ("ratio_without_baseline_data", {"max_latency_ratio": 1.5}, stats(100, p99=0.3),
      VariantStats(), True, "pass", []),
+    ("ttfb_p99", {"max_ttfb_p99": "800ms"}, first_bytes(100, 1.25), None, True,
+     "fail", ["ttfb_p99 1250ms > 800ms (100 candidate answers)"]),
+    ("ttfb_p99_ok", {"max_ttfb_p99": "800ms"}, first_bytes(100, 0.3), None, True, "pass", []),
+    ("ttfb_p99_few_answers", {"max_ttfb_p99": "800ms"}, first_bytes(20, 2.0), None, True,
+     "hold", ["ttfb_p99: 20 candidate answers with a first byte, need 50"]),
+    ("ttfb_ratio", {"max_ttfb_ratio": 2}, first_bytes(80, 0.9), first_bytes(400, 0.3), True,
+     "fail", ["ttfb_ratio 3.00 > 2 (ttfb p99 900ms vs 300ms)"]),
+    ("ttfb_ratio_ok", {"max_ttfb_ratio": 2}, first_bytes(80, 0.5), first_bytes(400, 0.3),
+     True, "pass", []),
+    ("ttfb_ratio_thin_baseline", {"max_ttfb_ratio": 2}, first_bytes(80, 0.9),
+     first_bytes(10, 0.3), True, "hold",
+     ["ttfb_ratio: 80 vs 10 answers with a first byte, need 50 each"]),
+    ("ttfb_ratio_sequential_judge", {"max_ttfb_ratio": 2, "judge": "sequential"},
+     first_bytes(80, 0.9), first_bytes(400, 0.3), True,
+     "fail", ["ttfb_ratio 3.00 > 2 (ttfb p99 900ms vs 300ms)"]),
     ("every_threshold_at_once",
      {"max_error_rate": 0.01, "max_error_rate_increase": 0.01, "max_p99_latency": 0.2,
       "max_latency_ratio": 2},
