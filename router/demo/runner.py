@@ -46,7 +46,7 @@ class Scenario:
     name: str
     template: str
     story: str
-    action: str | None = None  # "fault" (v2 starts failing) or "promote"
+    action: str | None = None  # "fault" (v2 starts failing), "promote" or "shift" (inputs drift)
     action_at: float = 0.0  # seconds after the traffic starts
 
 
@@ -63,6 +63,10 @@ SCENARIOS = {
         Scenario("blue-green", "demo-blue-green.yaml",
                  "v1 (blue) serves everything; after a few seconds the demo calls promote: "
                  "a checked switch to v2 (green)", action="promote", action_at=6.0),
+        Scenario("drift-and-truth", "demo-drift-and-truth.yaml",
+                 "true labels flow back 3 s after each answer; at 20 s petal width drifts "
+                 "(input_drift), v2 turns out wrong far more often than v1 and the accuracy "
+                 "gate rolls it back", action="shift", action_at=20.0),
     )
 }
 
@@ -260,7 +264,8 @@ async def _main(args: argparse.Namespace, scenario: Scenario, workdir: Path) -> 
             headless = bool(args.headless) or not sys.stdout.isatty()
             session = Session(scenario.name, setup.admin_url, token, setup.infer_url,
                               setup.model_ports["v2"], headless=headless,
-                              hints=_hints(scenario, setup, token))
+                              hints=_hints(scenario, setup, token),
+                              labels=scenario.action == "shift")
             status = await session.run(stop, args.duration, scenario.action, scenario.action_at)
     finally:
         children.stop()

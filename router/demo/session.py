@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from router.demo.traffic import LoadStats, body_maker, drive
+from router.demo.truth import SHIFT, LabelledBodies
 from router.demo.view import Frame, Screen, event_line, notable, render, status_line
 from router.telemetry.events import iso_time
 
@@ -36,7 +37,7 @@ class Session:
 
     def __init__(
         self, scenario: str, admin_url: str, token: str, infer_url: str, v2_port: int, *,
-        headless: bool, hints: Sequence[str] = (),
+        headless: bool, hints: Sequence[str] = (), labels: bool = False,
     ) -> None:
         self.scenario = scenario
         self.admin_url = admin_url
@@ -46,6 +47,8 @@ class Session:
         self.headless = headless
         self.hints = [*hints, "Ctrl-C stops the demo."]
         self.stats = LoadStats()
+        # Labelled traffic whose true labels go back to the router (drift-and-truth).
+        self.labelled = LabelledBodies() if labels else None
         self.notes: list[dict[str, Any]] = []
         self._printed: set[tuple[str, ...]] = set()
 
@@ -68,8 +71,12 @@ class Session:
         ) as admin:
             self.stats = LoadStats()
             loop = asyncio.get_running_loop()
-            tasks = [asyncio.create_task(drive(self.infer_url, self.stats, make=make))]
+            tasks = [asyncio.create_task(
+                drive(self.infer_url, self.stats, make=make, labelled=self.labelled)
+            )]
             tasks[0].add_done_callback(self._driver_done)
+            if self.labelled is not None:
+                tasks.append(asyncio.create_task(self.labelled.send(admin)))
             if action is not None:
                 tasks.append(asyncio.create_task(self._act(admin, stop, action, action_at)))
             timer = loop.call_later(duration, stop.set) if duration is not None else None
@@ -106,6 +113,10 @@ class Session:
                     (await client.post(url, json=FAULT)).raise_for_status()
                 self.note(f"v2 starts failing: {FAULT['error_rate']:.0%} of its answers are "
                           "now errors (POST /admin/fault on the model server)")
+            elif action == "shift" and self.labelled is not None:
+                self.labelled.shift()
+                self.note(f"the inputs drift: petal width now reads {SHIFT} cm more than the "
+                          "flower has (labels stay true)")
             elif action == "promote":
                 response = await admin.post(f"/admin/routes/{ROUTE}/promote")
                 detail = response.json().get("detail", "") if response.is_error else ""

@@ -20,9 +20,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import orjson
+
+if TYPE_CHECKING:
+    from router.demo.truth import LabelledBodies
 
 __all__ = [
     "LoadStats",
@@ -31,6 +35,7 @@ __all__ = [
     "body_maker",
     "drive",
     "iris_rows",
+    "iris_table",
 ]
 
 MISSING_SHARE = 0.03
@@ -135,8 +140,8 @@ class LoadStats:
         return result
 
 
-def iris_rows() -> list[list[float]]:
-    """The 150 iris measurements shipped with scikit-learn.
+def iris_table() -> tuple[list[list[float]], list[int]]:
+    """The 150 iris measurements shipped with scikit-learn, and each one's species (0-2).
 
     Read from scikit-learn's CSV without importing it (seconds on a busy machine);
     ``load_iris`` if that file is not where it used to be.
@@ -144,15 +149,20 @@ def iris_rows() -> list[list[float]]:
     spec = importlib.util.find_spec("sklearn")
     if spec is not None and spec.origin is not None:
         csv_path = Path(spec.origin).parent / "datasets" / "data" / "iris.csv"
-        with contextlib.suppress(OSError, ValueError):
-            lines = csv_path.read_text().splitlines()[1:]
-            rows = [[float(v) for v in line.split(",")[:4]] for line in lines if line.strip()]
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            lines = [line.split(",") for line in csv_path.read_text().splitlines()[1:] if line]
+            rows = [[float(v) for v in cells[:4]] for cells in lines]
             if rows:
-                return rows
+                return rows, [int(cells[4]) for cells in lines]
     from sklearn.datasets import load_iris
 
-    data: list[list[float]] = load_iris().data.tolist()
-    return data
+    data = load_iris()
+    return data.data.tolist(), [int(t) for t in data.target]
+
+
+def iris_rows() -> list[list[float]]:
+    """The 150 iris measurements (see ``iris_table``)."""
+    return iris_table()[0]
 
 
 def body_maker(seed: int | None = None) -> Callable[[], bytes]:
@@ -178,6 +188,7 @@ def body_maker(seed: int | None = None) -> Callable[[], bytes]:
 async def _worker(
     client: httpx.AsyncClient, url: str, stats: LoadStats, make: Callable[[], bytes],
     interval: float, offset: float, users: int, rng: random.Random,
+    labelled: LabelledBodies | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     next_at = loop.time() + offset
@@ -188,14 +199,21 @@ async def _worker(
         # After a stall, carry on at the set pace instead of firing a burst to catch up.
         next_at = max(next_at + interval, loop.time() - interval)
         headers = {"content-type": "application/json", "x-user-id": f"user-{rng.randrange(users)}"}
+        if labelled is not None:
+            body, request_id, label = labelled.next()
+            headers["x-request-id"] = request_id
+        else:
+            body = make()
         started = time.monotonic()
         try:
-            response = await client.post(url, content=make(), headers=headers)
+            response = await client.post(url, content=body, headers=headers)
         except httpx.HTTPError:
             stats.record(Outcome(time.monotonic(), UNKNOWN, UNKNOWN, UNKNOWN, 0,
                                  time.monotonic() - started))
             continue
         got = response.headers
+        if labelled is not None and response.status_code == 200:
+            labelled.answered(request_id, label)
         stats.record(Outcome(
             at=time.monotonic(),
             route=got.get("x-router-route", UNKNOWN),
@@ -209,14 +227,20 @@ async def _worker(
 async def drive(
     url: str, stats: LoadStats, *, rate: float = 60.0, workers: int = 4, users: int = 200,
     seed: int | None = None, make: Callable[[], bytes] | None = None,
+    labelled: LabelledBodies | None = None,
 ) -> None:
-    """POST inference requests to ``url`` at about ``rate`` per second until cancelled."""
+    """POST inference requests to ``url`` at about ``rate`` per second until cancelled.
+
+    With ``labelled``, bodies come from it and each answered request's label is handed
+    back to it (the drift-and-truth demo).
+    """
     make = make or body_maker(seed)
     rng = random.Random(seed)  # noqa: S311 - user choice, not a secret
     interval = workers / rate
     limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
     async with httpx.AsyncClient(timeout=5.0, limits=limits, trust_env=False) as client:
         await asyncio.gather(*(
-            _worker(client, url, stats, make, interval, i * interval / workers, users, rng)
+            _worker(client, url, stats, make, interval, i * interval / workers, users, rng,
+                    labelled)
             for i in range(workers)
         ))

@@ -120,9 +120,25 @@ def _details(route: Mapping[str, Any]) -> list[str]:
             f"shadow: {shadow.get('mirrored', 0)} mirrored · agreement {agreement} "
             f"({matched}/{compared} compared) · {shadow.get('dropped', 0)} dropped"
         )
+    accuracy = _accuracy(route)
+    if accuracy:
+        lines.append(f"accuracy on true labels: {accuracy}")
     if route.get("message"):
         lines.append(str(route["message"]))
     return lines
+
+
+def _accuracy(route: Mapping[str, Any]) -> str:
+    """``stable 94.0% (412) · candidate 72.6% (388)`` from the route's feedback, or ''."""
+    feedback = route.get("feedback")
+    variants = feedback.get("variants") if isinstance(feedback, Mapping) else None
+    if not isinstance(variants, Mapping):
+        return ""
+    parts = []
+    for variant, tally in variants.items():
+        if isinstance(tally, Mapping) and isinstance(tally.get("accuracy"), float | int):
+            parts.append(f"{variant} {tally['accuracy'] * 100:.1f}% ({tally.get('labels', 0)})")
+    return " · ".join(parts)
 
 
 def _route_block(frame: Frame, name: str, route: Mapping[str, Any], colour: bool) -> list[str]:
@@ -195,6 +211,8 @@ def status_line(frame: Frame) -> str:
         shadow = route.get("shadow")
         if isinstance(shadow, Mapping) and shadow.get("compared"):
             per.append(f"agreement {shadow.get('matched', 0) / shadow['compared'] * 100:.1f}%")
+        if accuracy := _accuracy(route):
+            per.append(f"accuracy {accuracy}")
         parts.append(head + (": " + ", ".join(per) if per else ""))
     return " | ".join(parts)
 
