@@ -31,6 +31,7 @@ from router.control.watcher import ConfigWatcher, read_stable_async
 from router.notify.sender import Notifier
 from router.proxy.entry import ProxyApp
 from router.routing.backends import BackendSet
+from router.routing.selection import ALL_ROUTES, RouteQuery, route_phase, select_routes
 from router.routing.snapshot import CompiledRoute, Snapshot, SnapshotHolder, build_rules
 from router.shadow.dispatcher import ShadowDispatcher
 from router.telemetry.dashboard_stats import build_stats
@@ -407,23 +408,44 @@ class RouterApp:
             body["feedback"] = feedback
         return body
 
-    def stats(self) -> dict[str, Any]:
-        """``GET /admin/stats``: per-version rates, latency, health and sparklines."""
-        routes = [(route.name, route.strategy.variants) for route in self.snapshot.routes]
-        services = self.proxy.services
-        return build_stats(self.windows, routes, time.time(), services.inspector, self.drift)
+    def select(self, query: RouteQuery) -> tuple[list[CompiledRoute], dict[str, Any] | None]:
+        """The routes a status or stats call covers, and its ``page`` (None: no query)."""
+        assert self.rollouts is not None
+        routes = self.snapshot.routes
+        if not query.given:
+            return list(routes), None
+        now = time.time()
+        active = self.rollouts.active
+        page, matched = select_routes(
+            routes, active, query, lambda route: route_phase(route, now)
+        )
+        return page, {
+            "matched": matched, "total": len(routes), "active": len(active),
+            "offset": query.offset, "limit": query.limit,
+        }
 
-    def status(self) -> dict[str, Any]:
-        """``GET /admin/status`` (SPEC §8)."""
+    def stats(self, query: RouteQuery = ALL_ROUTES) -> dict[str, Any]:
+        """``GET /admin/stats``: per-version rates, latency, health and sparklines."""
+        selected, page = self.select(query)
+        routes = [(route.name, route.strategy.variants) for route in selected]
+        services = self.proxy.services
+        body = build_stats(self.windows, routes, time.time(), services.inspector, self.drift)
+        if page is not None:
+            body["page"] = page
+        return body
+
+    def status(self, query: RouteQuery = ALL_ROUTES) -> dict[str, Any]:
+        """``GET /admin/status`` (SPEC §8), of the routes ``query`` selects."""
         assert self.rollouts is not None
         snapshot = self.snapshot
-        return {
+        selected, page = self.select(query)
+        body = {
             "config": {
                 "path": str(self.config_path),
                 "version": snapshot.version,
                 "last_reload": dict(self.last_reload),
             },
-            "routes": {route.name: self._route_status(route) for route in snapshot.routes},
+            "routes": {route.name: self._route_status(route) for route in selected},
             "replica": {
                 "id": self.replica_id,
                 "leader": self.fleet.leading if self.fleet is not None else True,
@@ -434,3 +456,6 @@ class RouterApp:
                 for name, backend in snapshot.backends.items()
             },
         }
+        if page is not None:
+            body["page"] = page
+        return body

@@ -27,6 +27,7 @@ from router.admin.feedback import MAX_FEEDBACK_BODY, feedback_endpoint
 from router.admin.guard import BodyGuard
 from router.app import RouterApp
 from router.control.rollouts import StoreUnavailableError, UnknownRouteError
+from router.routing.selection import RouteQuery
 from router.telemetry.logs import get_logger
 from strategies import ActionRejectedError, Command
 
@@ -53,6 +54,14 @@ def is_loopback_host(host: str) -> bool:
 class _JSON(JSONResponse):
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+def _known(router: RouterApp) -> str:
+    """The route names for an error message: the first few of a large config."""
+    assert router.rollouts is not None
+    names = sorted(router.rollouts.routes)
+    shown = ", ".join(names[:20])
+    return f"known: {shown}" + (f" and {len(names) - 20} more" if len(names) > 20 else "")
 
 
 def _error(status: int, code: str, detail: str) -> Response:
@@ -154,10 +163,18 @@ def build_admin_app(
         return Response(text, media_type=media_type, headers={"cache-control": "no-cache"})
 
     async def status(request: Request) -> Response:
-        return _JSON(router.status())
+        try:
+            query = RouteQuery.parse(request.query_params)
+        except ValueError as exc:
+            return _error(400, "bad_request", str(exc))
+        return _JSON(router.status(query))
 
     async def stats(request: Request) -> Response:
-        return _JSON(router.stats())
+        try:
+            query = RouteQuery.parse(request.query_params)
+        except ValueError as exc:
+            return _error(400, "bad_request", str(exc))
+        return _JSON(router.stats(query))
 
     async def events(request: Request) -> Response:
         try:
@@ -185,8 +202,7 @@ def build_admin_app(
         try:
             route_status = await router.rollouts.act(name, command, reason)
         except UnknownRouteError:
-            known = ", ".join(sorted(router.rollouts.routes))
-            return _error(404, "unknown_route", f"no route {name!r} (known: {known})")
+            return _error(404, "unknown_route", f"no route {name!r} ({_known(router)})")
         except ActionRejectedError as exc:
             log.info("action_refused", route=name, action=command.value, reason=exc.reason)
             return _error(409, "action_not_applicable", exc.reason)
