@@ -429,7 +429,10 @@ class RouterApp:
         selected, page = self.select(query)
         routes = [(route.name, route.strategy.variants) for route in selected]
         services = self.proxy.services
-        body = build_stats(self.windows, routes, time.time(), services.inspector, self.drift)
+        body = build_stats(
+            self.windows, routes, time.time(), services.inspector, self.drift,
+            self.metrics.streamed,
+        )
         if page is not None:
             body["page"] = page
         return body

@@ -14,12 +14,13 @@ one.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from router.telemetry.drift import DriftMonitor
 from router.telemetry.events import iso_time
 from router.telemetry.inspection import BodyInspector
+from router.telemetry.streams import StreamStats
 from router.telemetry.windows import VariantWindow, WindowSet
 from strategies import VariantStats
 
@@ -34,14 +35,24 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 6) if whole else None
 
 
-def _live(stats: VariantStats, recent_s: float) -> dict[str, Any]:
-    return {
+def _live(
+    stats: VariantStats, recent_s: float, stream: StreamStats | None, now: float
+) -> dict[str, Any]:
+    live: dict[str, Any] = {
         "rps": round(stats.requests / recent_s, 3),
         "error_rate": _rate(stats.errors, stats.requests),
         "p50_ms": _ms(stats.p50_s),
         "p99_ms": _ms(stats.p99_s),
         "requests": stats.requests,
     }
+    if stream is not None and (stream.events or stream.completion_tokens):
+        # Streaming (or token-reporting) traffic: time to first token and token throughput.
+        live["stream"] = {
+            "ttft_p50_ms": _ms(stats.ttfb_p50_s),
+            "ttft_p99_ms": _ms(stats.ttfb_p99_s),
+            "tokens_per_s": round(stream.tokens_per_s(now, recent_s), 3),
+        }
+    return live
 
 
 class _Buckets:
@@ -107,6 +118,7 @@ def build_stats(
     now: float,
     health: BodyInspector | None,
     drift: DriftMonitor | None = None,
+    streams: Callable[[str, str], StreamStats | None] | None = None,
     *,
     span_s: int = 900,
     step_s: int = 10,
@@ -118,7 +130,9 @@ def build_stats(
     step_s`` points, oldest first; ``t`` is the last epoch second of each
     bucket: closed ``step_s`` buckets, then the live, partial one ending now.
     Rates and latencies are ``None`` where there was no request. A route that
-    watches input drift gets ``drift``: its four most drifting features.
+    watches input drift gets ``drift``: its four most drifting features. A variant with
+    streaming or token-reporting answers (``streams``) gets ``stream``: time to first
+    token p50/p99 and completion tokens per second.
     """
     out: dict[str, Any] = {}
     wanted = {(name, variant) for name, variants in routes for variant in variants}
@@ -130,7 +144,9 @@ def build_stats(
         live: dict[str, Any] = {}
         series: dict[str, Any] = {}
         for variant in variants:
-            live[variant] = _live(windows.stats(name, variant, now, recent_s), recent_s)
+            stream = streams(name, variant) if streams is not None else None
+            live[variant] = _live(windows.stats(name, variant, now, recent_s), recent_s, stream,
+                                  now)
             buckets = _buckets(windows, name, variant, step_s)
             series[variant] = _series(buckets, now, span_s, step_s)
         out[name] = {

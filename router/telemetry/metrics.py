@@ -217,6 +217,10 @@ class Metrics:
             self._recorders[key] = rec
         return rec
 
+    def streamed(self, route: str, variant: str) -> StreamStats | None:
+        """The streaming counters of (route, variant), if it ever streamed or reported usage."""
+        return self._streams.get((route, variant))
+
     def stream_stats(self, route: str, variant: str) -> StreamStats:
         """The cached streaming and token counters of (route, variant)."""
         key = (route, variant)

@@ -19,7 +19,9 @@ Time to first byte is counted with the request itself (``RequestRecorder``).
 from __future__ import annotations
 
 import bisect
+import collections
 import re
+import time
 from collections.abc import Iterable
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -37,6 +39,7 @@ __all__ = [
 
 GAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SSE, JSON = 1, 2
+TOKEN_SPAN_S = 120
 _TAIL = 256  # bytes kept from the previous chunk: a usage object fits
 _USAGE = re.compile(rb'"usage"\s*:\s*\{((?:[^{}]|\{[^{}]*\})*)\}')
 _PROMPT = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
@@ -80,7 +83,7 @@ class StreamStats:
     """The streaming numbers of one (route, variant), as plain counters."""
 
     __slots__ = ("completion_tokens", "events", "gap_buckets", "gap_count", "gap_sum",
-                 "labels", "prompt_tokens")
+                 "labels", "prompt_tokens", "token_seconds")
 
     def __init__(self, route: str, variant: str) -> None:
         self.labels = (route, variant)
@@ -90,6 +93,25 @@ class StreamStats:
         self.gap_count = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        # Completion tokens per epoch second over the last TOKEN_SPAN_S (the dashboard's rate).
+        self.token_seconds: collections.deque[list[int]] = collections.deque()
+
+    def add_tokens(self, prompt: int, completion: int, now: float) -> None:
+        """Count one answer's usage, reported at ``now`` (epoch seconds)."""
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        second, ring = int(now), self.token_seconds
+        if ring and ring[-1][0] == second:
+            ring[-1][1] += completion
+        else:
+            ring.append([second, completion])
+            while ring[0][0] <= second - TOKEN_SPAN_S:
+                ring.popleft()
+
+    def tokens_per_s(self, now: float, window_s: float) -> float:
+        """Completion tokens per second over the trailing ``window_s`` (at most TOKEN_SPAN_S)."""
+        oldest = now - min(window_s, TOKEN_SPAN_S)
+        return sum(n for second, n in self.token_seconds if second >= oldest) / window_s
 
     def gap(self, seconds: float, times: int = 1) -> None:
         """Observe ``times`` gaps of ``seconds`` between events."""
@@ -139,8 +161,7 @@ class AnswerMeter:
         stats = self.stats
         stats.events += self.events
         if self.usage is not None:
-            stats.prompt_tokens += self.usage[0]
-            stats.completion_tokens += self.usage[1]
+            stats.add_tokens(self.usage[0], self.usage[1], time.time())
 
 
 class StreamCollector(Collector):

@@ -100,3 +100,21 @@ def test_health_comes_from_the_inspector() -> None:
 
 def test_no_routes() -> None:
     assert build_stats(WindowSet(), [], NOW, None)["routes"] == {}
+
+
+def test_streaming_variants_show_time_to_first_token_and_tokens_per_second() -> None:
+    windows = WindowSet()
+    metrics = Metrics()
+    for second in range(30):
+        windows.record("iris", "stable", NOW - second, 2.0, False, ttfb_s=0.05)
+        windows.record("iris", "candidate", NOW - second, 2.0, False, ttfb_s=0.4)
+        metrics.stream_stats("iris", "candidate").add_tokens(10, 120, NOW - second)
+    metrics.stream_stats("iris", "stable").events = 30
+    stats = build_stats(windows, ROUTES, NOW, None, streams=metrics.streamed)
+    live = stats["routes"]["iris"]["variants"]
+    assert live["stable"]["stream"]["ttft_p50_ms"] == pytest.approx(50, rel=0.13)
+    assert live["stable"]["stream"]["tokens_per_s"] == 0.0
+    assert live["candidate"]["stream"]["ttft_p99_ms"] == pytest.approx(400, rel=0.13)
+    assert live["candidate"]["stream"]["tokens_per_s"] == 60.0  # 30 x 120 over 60 s
+    plain = build_stats(fed(), ROUTES, NOW, None, streams=Metrics().streamed)
+    assert "stream" not in plain["routes"]["iris"]["variants"]["stable"]

@@ -348,11 +348,22 @@
       h("div", { class: "sub", text: tally.labels + " labels / " + duration(feedback.window_s) }));
   }
 
+  // Time to first token p50/p99 and completion tokens per second of one variant.
+  function streamCells(stream) {
+    const s = stream || {};
+    return [h("td", { class: "ttft", text: ms(s.ttft_p50_ms) }),
+      h("td", { class: "ttft", text: ms(s.ttft_p99_ms) }),
+      h("td", { class: "tokens", text: isNum(s.tokens_per_s) ? num(s.tokens_per_s) : "–" })];
+  }
+
   function variantTable(name, route, stats, order) {
     const live = (stats && stats.variants) || {};
     const health = (stats && stats.health) || {};
     const backends = (state.status && state.status.backends) || {};
-    const columns = ["version", "weight", "req/s", "errors", "p50", "p99", "inputs", "outputs",
+    // Streaming (LLM) traffic: time to first token and tokens/s after the latency columns.
+    const streaming = order.some((variant) => live[variant] && live[variant].stream);
+    const columns = ["version", "weight", "req/s", "errors", "p50", "p99",
+      ...(streaming ? ["TTFT p50", "TTFT p99", "tokens/s"] : []), "inputs", "outputs",
       "predictions"];
     if (route.feedback) columns.push("accuracy");
     const head = h("tr", {}, columns.map((t) => h("th", { scope: "col", text: t })));
@@ -373,6 +384,7 @@
         h("td", { class: errClass, text: pct(numbers.error_rate, 2) }),
         h("td", { text: ms(numbers.p50_ms) }),
         h("td", { text: ms(numbers.p99_ms) }),
+        streaming ? streamCells(numbers.stream) : null,
         healthCells(health[variant]),
         route.feedback ? truthCell(route.feedback, variant) : null);
     });
