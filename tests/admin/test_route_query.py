@@ -22,7 +22,8 @@ def _route(name: str, strategy: str, prefix: str = "") -> str:
     return f"  - {{name: {name}, match: {{path_prefix: {path}}}, strategy: {strategy}}}"
 
 
-def _config() -> str:
+def scale_config() -> str:
+    """The config, a template for ``router_on_echo_backends`` (``{v1}``, ``{v2}``)."""
     canary = "{{type: canary, stable: v1, candidate: v2, {}}}"
     routes = [_route(f"model-{n:04d}", canary.format("weight: 10")) for n in range(SETTLED)]
     routes += [_route(name, canary.format("steps: [{weight: 10, hold: 1h}]"))
@@ -38,7 +39,7 @@ def _config() -> str:
 @pytest.fixture(scope="module")
 def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
     with router_on_echo_backends(
-        tmp_path_factory.mktemp("scale"), _config(), ("v1", "v2"), {}
+        tmp_path_factory.mktemp("scale"), scale_config(), ("v1", "v2"), {}
     ) as running:
         yield running
 

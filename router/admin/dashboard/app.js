@@ -5,6 +5,7 @@
 
 (() => {
   const POLL_MS = 1500;
+  const PAGE_SIZE = 20;  // route cards per page; routes under way come first
   const ARM_MS = 6000;
   const TOKEN_KEY = "traffic-router.admin.api-token";
   const ACTIONS = ["promote", "pause", "resume", "rollback"];
@@ -20,6 +21,7 @@
   const state = {
     status: null, stats: null, events: [], clockOffset: 0, updated: 0, failure: null,
     needToken: false, pending: null, armed: null, results: {}, timer: null,
+    view: { route: "", phase: "", offset: 0 }, typing: null,
   };
 
   // ---- small helpers -------------------------------------------------------------------
@@ -101,11 +103,48 @@
     return { status: response.status, body };
   }
 
+  // The page of routes to show: under way first, then the rest, filtered by name and phase.
+  function routeQuery() {
+    const params = new URLSearchParams({
+      order: "active", limit: String(PAGE_SIZE), offset: String(state.view.offset),
+    });
+    if (state.view.route) params.set("route", state.view.route);
+    if (state.view.phase) params.set("phase", state.view.phase);
+    return "?" + params.toString();
+  }
+
+  function setView(change) {
+    Object.assign(state.view, change);
+    clearTimeout(state.typing);
+    state.typing = setTimeout(() => { refresh(); }, 200);
+  }
+
+  function setupRouteTools() {
+    $("route-filter").addEventListener("input", (e) => setView({ route: e.target.value.trim(), offset: 0 }));
+    $("phase-filter").addEventListener("change", (e) => setView({ phase: e.target.value, offset: 0 }));
+    $("page-prev").addEventListener("click", () =>
+      setView({ offset: Math.max(0, state.view.offset - PAGE_SIZE) }));
+    $("page-next").addEventListener("click", () => setView({ offset: state.view.offset + PAGE_SIZE }));
+  }
+
+  function renderPager(page) {
+    const shown = Object.keys((state.status && state.status.routes) || {}).length;
+    const first = page && shown ? page.offset + 1 : 0;
+    $("page-label").textContent = page
+      ? "routes " + first + "–" + (page.offset + shown) + " of " + page.matched.toLocaleString("en") +
+        (page.matched !== page.total ? " matching (" + page.total.toLocaleString("en") + " in all)" : "") +
+        " · " + page.active.toLocaleString("en") + " under way"
+      : "";
+    $("page-prev").disabled = !page || page.offset === 0;
+    $("page-next").disabled = !page || page.offset + shown >= page.matched;
+  }
+
   async function refresh() {
     if (state.needToken && !token()) return;
     try {
       const [status, stats, events] = await Promise.all([
-        api("/admin/status"), api("/admin/stats"), api("/admin/events?limit=50"),
+        api("/admin/status" + routeQuery()), api("/admin/stats" + routeQuery()),
+        api("/admin/events?limit=50"),
       ]);
       if ([status, stats, events].some((r) => r.status === 401)) {
         // A refused token is dropped, so polling stops until a new one is entered.
@@ -567,8 +606,11 @@
     const reload = (status.config || {}).last_reload || {};
     if (reload.ok === false) bad.push("config reload failed: " + short(reload.error || "", 160));
     const total = Object.keys(status.routes || {}).length;
+    const paged = status.page && status.page.matched > total;
     box.className = "summary " + (bad.length ? "bad" : warn.length ? "warn" : "ok");
-    if (!bad.length && !warn.length) box.append("All " + total + " routes healthy");
+    if (!bad.length && !warn.length) {
+      box.append(paged ? "No problem in the " + total + " routes shown" : "All " + total + " routes healthy");
+    }
     for (const line of bad) box.append(h("div", { text: "✖ " + line }));
     for (const line of warn) box.append(h("div", { text: "▲ " + line }));
   }
@@ -607,6 +649,7 @@
         h("span", { text: " · updated " + (state.updated ? new Date(state.updated).toLocaleTimeString() : "–") }));
       const routes = $("routes");
       routes.replaceChildren(...Object.entries(status.routes || {}).map(([name, route]) => renderRoute(name, route)));
+      renderPager(status.page);
     } else if (state.needToken) {
       meta.textContent = "waiting for the admin token";
     }
@@ -615,6 +658,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     setupToken();
+    setupRouteTools();
     refresh().then(schedule);
   });
 })();

@@ -1,0 +1,74 @@
+"""The dashboard at 2,000 routes in a real headless Chromium: under way first, pages, filters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.admin.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.admin.test_route_query import SETTLED, scale_config
+from tests.support import RouterProcess, router_on_echo_backends
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
+    with router_on_echo_backends(
+        tmp_path_factory.mktemp("dashboard-scale"), scale_config(), ("v1", "v2"), {}
+    ) as running:
+        yield running
+
+
+@pytest.fixture()
+def page(router: RouterProcess) -> Iterator[Any]:
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+            tab.set_default_timeout(15_000)
+            yield tab
+        finally:
+            browser.close()
+
+
+def _names(page: Any) -> list[str]:
+    names: list[str] = page.eval_on_selector_all(
+        "article[data-route]", "cards => cards.map(c => c.dataset.route)"
+    )
+    return names
+
+
+def test_routes_under_way_come_first_then_pages_of_the_rest(
+    router: RouterProcess, page: Any
+) -> None:
+    page.goto(router.admin_url + "/")
+    page.locator("#page-label", has_text="of 2,000").wait_for()
+    assert "3 under way" in page.inner_text("#page-label")
+    names = _names(page)
+    assert names[:3] == ["ramp-a", "ramp-b", "gate"]
+    assert names[3:] == [f"model-{n:04d}" for n in range(17)]
+    assert page.locator("#page-prev").is_disabled()
+    page.click("#page-next")
+    page.locator("#page-label", has_text="routes 21\u201340").wait_for()
+    assert _names(page)[0] == "model-0017"
+
+
+def test_filter_by_name_and_by_phase(router: RouterProcess, page: Any) -> None:
+    page.goto(router.admin_url + "/")
+    page.locator("#page-label", has_text="of 2,000").wait_for()
+    page.fill("#route-filter", "model-199")
+    page.locator("#page-label", has_text="of 6 matching").wait_for()
+    assert _names(page) == [f"model-{n}" for n in range(1990, SETTLED)]
+    page.fill("#route-filter", "")
+    page.select_option("#phase-filter", "waiting")
+    page.locator("#page-label", has_text="of 1 matching").wait_for()
+    assert _names(page) == ["gate"]
