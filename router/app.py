@@ -371,6 +371,7 @@ class RouterApp:
             },
             feedback=self.truth.tallies(route.name, now),
             metrics=self.metric_checks.readings(route, now),
+            shadow=self.shadow.counts(route.name),
         )
 
     async def _controller(self) -> None:

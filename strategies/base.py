@@ -43,6 +43,7 @@ __all__ = [
     "Picker",
     "Quality",
     "RequestView",
+    "ShadowCounts",
     "Strategy",
     "StrategySpec",
     "Tally",
@@ -62,6 +63,7 @@ class Phase(enum.StrEnum):
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled_back"
     MIRRORING = "mirroring"
+    SHADOWING = "shadowing"
 
 
 class Command(enum.StrEnum):
@@ -232,6 +234,23 @@ class Quality:
 
 
 @dataclass(frozen=True, slots=True)
+class ShadowCounts:
+    """A route's mirrored comparisons so far (they only grow): compared, matched,
+    answers with labels on both sides, and label flips among those."""
+
+    compared: int = 0
+    matched: int = 0
+    labelled: int = 0
+    flips: int = 0
+
+    def since(self, mark: ShadowCounts) -> ShadowCounts | None:
+        """The comparisons since ``mark``; ``None`` if the counts went back (a restart)."""
+        diff = ShadowCounts(self.compared - mark.compared, self.matched - mark.matched,
+                            self.labelled - mark.labelled, self.flips - mark.flips)
+        return None if min(diff.compared, diff.matched, diff.labelled, diff.flips) < 0 else diff
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     """What the controller saw for a route.
 
@@ -249,6 +268,7 @@ class Observation:
     quality: Mapping[str, Quality] = field(default_factory=dict)
     metrics: Mapping[str, float | str] = field(default_factory=dict)
     feedback: Mapping[str, LabelTally] = field(default_factory=dict)
+    shadow: ShadowCounts | None = None  # the route's mirrored comparisons, when it mirrors
 
 
 @dataclass(frozen=True, slots=True)

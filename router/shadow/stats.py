@@ -20,6 +20,7 @@ from prometheus_client import Counter
 
 from router.telemetry.logs import get_logger
 from router.telemetry.metrics import Metrics
+from strategies.base import ShadowCounts
 
 __all__ = ["ShadowBookkeeping", "ShadowRouteStats"]
 
@@ -145,6 +146,13 @@ class ShadowBookkeeping:
         )
 
     # -- the admin's side ----------------------------------------------------------------------
+
+    def counts(self, route: str) -> ShadowCounts:
+        """The route's comparisons so far, for the controller (a canary's shadow stage)."""
+        stats = self._stats.get(route)
+        if stats is None:
+            return ShadowCounts()
+        return ShadowCounts(stats.compared, stats.matched, stats.labelled, stats.flips)
 
     def route_stats(self, route: str) -> dict[str, Any]:
         """The ``shadow`` part of a route's ``/admin/status`` (zeros for an unseen route)."""

@@ -24,7 +24,10 @@ LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 30.0, 60.0,
 )
 BODY_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
-PHASES = ("steady", "progressing", "waiting", "paused", "promoted", "rolled_back", "mirroring")
+PHASES = (
+    "steady", "progressing", "waiting", "paused", "promoted", "rolled_back", "mirroring",
+    "shadowing",
+)
 
 
 class RequestRecorder:

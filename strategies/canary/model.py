@@ -13,11 +13,13 @@ from strategies.analysis import (
     Verdict,
 )
 from strategies.base import (
+    ShadowCounts,
     StrategySpec,
 )
-from strategies.units import Hold
+from strategies.shadow.strategy import CompareSpec
+from strategies.units import ByteSize, Hold
 
-__all__ = ["CanarySpec", "CanaryState", "StepSpec", "StickySpec"]
+__all__ = ["CanarySpec", "CanaryState", "ShadowFirstSpec", "StepSpec", "StickySpec"]
 
 Percent = Annotated[float, Field(ge=0, le=100)]
 
@@ -51,6 +53,26 @@ class StickySpec(BaseModel):
         return self
 
 
+class ShadowFirstSpec(BaseModel):
+    """``shadow_first``: mirrored copies to the candidate, compared, before any real traffic.
+
+    Copies are sent and compared as a ``shadow`` route does (``compare`` is the
+    same section). Once ``min_compared`` answers are compared: agreement at or
+    above ``min_agreement`` (and label flips at or below ``max_label_flip_rate``)
+    starts the ramp; below it, ``on_failure`` applies.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    percent: Annotated[float, Field(gt=0, le=100)] = 100.0
+    min_compared: Annotated[int, Field(ge=1)] = 200
+    min_agreement: Annotated[float, Field(ge=0, le=1)] = 0.98
+    max_label_flip_rate: Annotated[float, Field(ge=0, le=1)] | None = None
+    compare: CompareSpec = CompareSpec()
+    max_body: ByteSize = 1024 * 1024
+    max_in_flight: Annotated[int, Field(ge=1)] = 64
+
+
 class CanarySpec(StrategySpec):
     """``strategy: {type: canary, ...}``: a fixed ``weight`` or a ramp of ``steps``."""
 
@@ -64,6 +86,7 @@ class CanarySpec(StrategySpec):
     fallback_to_stable: bool = False
     analysis: AnalysisSpec | None = None
     on_failure: Literal["rollback", "pause"] = "rollback"
+    shadow_first: ShadowFirstSpec | None = None
 
     def reads_body(self) -> bool:
         """A sticky ``body_field`` keys users on the request's JSON body."""
@@ -95,3 +118,4 @@ class CanaryState:
     last_verdict: Verdict | None = None
     consecutive_failures: int = 0
     mark: Mark | None = None  # the sequential judge's evidence starts here
+    shadow_mark: ShadowCounts | None = None  # the shadow-first stage's comparisons start here

@@ -16,7 +16,7 @@ __all__ = ["build_picker", "current_weight", "sticky_salt"]
 
 def current_weight(spec: CanarySpec, state: CanaryState) -> float:
     """The candidate's live share in percent, derived from spec and state."""
-    if state.phase == Phase.ROLLED_BACK:
+    if state.phase in (Phase.ROLLED_BACK, Phase.SHADOWING):
         return 0.0
     if state.phase == Phase.PROMOTED:
         return 100.0

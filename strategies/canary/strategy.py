@@ -40,7 +40,21 @@ from strategies.base import (
     dump_dataclass,
 )
 from strategies.canary.model import CanarySpec, CanaryState, StepSpec, StickySpec
+from strategies.canary.moves import (
+    changed,
+    next_step,
+    ramp_start,
+    rollout_event,
+    start_state,
+    step_phase,
+)
 from strategies.canary.picker import build_picker, current_weight, sticky_salt
+from strategies.canary.shadow_first import (
+    counts_from_dict,
+    shadow_status,
+    shadowing_picker,
+    shadowing_tick,
+)
 
 __all__ = [
     "ACTIONS",
@@ -56,48 +70,10 @@ __all__ = [
 
 Handler = Callable[[CanarySpec, CanaryState, float, str], Transition[CanaryState]]
 
-_PHASES = frozenset({"steady", "progressing", "waiting", "paused", "promoted", "rolled_back"})
+_PHASES = frozenset(
+    {"steady", "progressing", "waiting", "paused", "promoted", "rolled_back", "shadowing"}
+)
 _ANALYSED = frozenset({Phase.STEADY, Phase.PROGRESSING, Phase.WAITING})
-
-
-def _step_phase(spec: CanarySpec, index: int) -> Phase:
-    assert spec.steps is not None
-    return Phase.WAITING if spec.steps[index].hold == "manual" else Phase.PROGRESSING
-
-
-def _start(spec: CanarySpec, now: float) -> CanaryState:
-    phase = Phase.STEADY if spec.steps is None else _step_phase(spec, 0)
-    return CanaryState(phase=phase.value, since=now)
-
-
-def _event(
-    kind: str, reason: str, spec: CanarySpec, old: CanaryState, new: CanaryState, **extra: Any
-) -> Event:
-    fields: dict[str, Any] = {
-        "from_phase": old.phase,
-        "to_phase": new.phase,
-        "from_step": old.step,
-        "to_step": new.step,
-        "from_weight": current_weight(spec, old),
-        "to_weight": current_weight(spec, new),
-        **extra,
-    }
-    return Event(kind=kind, reason=reason, fields=fields)
-
-
-def _changed(
-    kind: str, spec: CanarySpec, old: CanaryState, new: CanaryState, reason: str, **extra: Any
-) -> Transition[CanaryState]:
-    return Transition(new, (_event(kind, reason, spec, old, new, **extra),))
-
-
-def _next_step(spec: CanarySpec, state: CanaryState, now: float) -> CanaryState:
-    """The state after the current step completes: the next step, or ``promoted``."""
-    assert spec.steps is not None
-    if state.step >= len(spec.steps) - 1:
-        return replace(state, phase=Phase.PROMOTED.value, step=len(spec.steps) - 1, since=now)
-    index = state.step + 1
-    return replace(state, phase=_step_phase(spec, index).value, step=index, since=now)
 
 
 def _resumed(spec: CanarySpec, state: CanaryState, now: float) -> CanaryState:
@@ -131,47 +107,53 @@ def _rollback(
     spec: CanarySpec, state: CanaryState, now: float, reason: str
 ) -> Transition[CanaryState]:
     new = replace(state, phase=Phase.ROLLED_BACK.value, since=now, paused_from=None, paused_at=None,
-                  mark=None)
-    return _changed("rollback", spec, state, new, reason or "manual", trigger="manual")
+                  mark=None, shadow_mark=None)
+    return changed("rollback", spec, state, new, reason or "manual", trigger="manual")
 
 
 def _pause(
     spec: CanarySpec, state: CanaryState, now: float, reason: str
 ) -> Transition[CanaryState]:
     new = replace(state, phase=Phase.PAUSED.value, paused_from=state.phase, paused_at=now)
-    return _changed("pause", spec, state, new, reason or "manual")
+    return changed("pause", spec, state, new, reason or "manual")
 
 
 def _resume(
     spec: CanarySpec, state: CanaryState, now: float, reason: str
 ) -> Transition[CanaryState]:
-    return _changed("resume", spec, state, _resumed(spec, state, now), reason or "manual")
+    return changed("resume", spec, state, _resumed(spec, state, now), reason or "manual")
 
 
 def _restart(
     spec: CanarySpec, state: CanaryState, now: float, reason: str
 ) -> Transition[CanaryState]:
-    new = _start(spec, now)
-    return _changed("resume", spec, state, new, reason or "manual: ramp restarts at step 0")
+    new = start_state(spec, now)
+    return changed("resume", spec, state, new, reason or "manual: ramp restarts at step 0")
 
 
 def _promote(
     spec: CanarySpec, state: CanaryState, now: float, reason: str
 ) -> Transition[CanaryState]:
-    """Complete a manual hold; jump a ramp to its last step; a pause is left first."""
+    """Skip the shadow stage; complete a manual hold; jump a ramp to its last step.
+
+    A pause is left first.
+    """
+    base = _resumed(spec, state, now) if state.phase == Phase.PAUSED else state
+    if base.phase == Phase.SHADOWING:
+        skipped = ramp_start(spec, now)
+        return changed("promote", spec, state, skipped, reason or "manual: shadow stage skipped")
     if spec.steps is None:
         raise ActionRejectedError(_FIXED_WEIGHT)
-    base = _resumed(spec, state, now) if state.phase == Phase.PAUSED else state
     last = len(spec.steps) - 1
     if base.phase == Phase.WAITING:
-        new = _next_step(spec, base, now)
+        new = next_step(spec, base, now)
     elif base.step < last:
-        new = replace(base, phase=_step_phase(spec, last).value, step=last, since=now)
+        new = replace(base, phase=step_phase(spec, last).value, step=last, since=now)
     else:
         new = base
     if new == state:
         return Transition(state)
-    return _changed("promote", spec, state, new, reason or "manual")
+    return changed("promote", spec, state, new, reason or "manual")
 
 
 _COLUMNS = (Command.ROLLBACK, Command.PROMOTE, Command.PAUSE, Command.RESUME)
@@ -187,6 +169,7 @@ ACTIONS: dict[Phase, dict[Command, Handler | str]] = {
         (Phase.PAUSED,      (_rollback, _promote,        _noop,                  _resume)),
         (Phase.PROMOTED,    (_rollback, _noop,           _PROMOTED_NO_PAUSE,     _noop)),
         (Phase.ROLLED_BACK, (_noop,     _ROLLED_BACK,    _ROLLED_BACK_NO_PAUSE,  _restart)),
+        (Phase.SHADOWING,   (_rollback, _promote,        _pause,                 _noop)),
     )
 }
 """Per phase, each command's handler, or the reason it is rejected (HTTP 409)."""
@@ -208,10 +191,10 @@ def _check(
         trigger = failure_trigger(verdict)
         if spec.on_failure == "rollback":
             new = replace(checked, phase=Phase.ROLLED_BACK.value, since=now, mark=None)
-            events.append(_event("rollback", reason, spec, state, new, trigger=trigger))
+            events.append(rollout_event("rollback", reason, spec, state, new, trigger=trigger))
         else:
             new = replace(checked, phase=Phase.PAUSED.value, paused_from=state.phase, paused_at=now)
-            events.append(_event("pause", reason, spec, state, new, trigger=trigger))
+            events.append(rollout_event("pause", reason, spec, state, new, trigger=trigger))
         checked = new
     return Transition(checked, tuple(events))
 
@@ -233,14 +216,14 @@ def _walk(spec: CanarySpec, state: CanaryState, now: float) -> Transition[Canary
     """Take the next ramp step when it is due."""
     if not _step_due(spec, state, now):
         return Transition(state)
-    new = _next_step(spec, state, now)
+    new = next_step(spec, state, now)
     if new.phase == Phase.PROMOTED:
         reason = f"ramp complete: make {spec.candidate} the new stable in the file"
-        return _changed("promote", spec, state, new, reason, trigger="ramp")
+        return changed("promote", spec, state, new, reason, trigger="ramp")
     reason = "hold passed" + ("; analysis passed" if spec.analysis else "")
     if new.phase == Phase.WAITING:
         reason += "; waiting for promote"
-    return _changed("rollout_step", spec, state, new, reason)
+    return changed("rollout_step", spec, state, new, reason)
 
 
 def _fit(spec: CanarySpec, state: CanaryState, now: float) -> CanaryState:
@@ -248,6 +231,8 @@ def _fit(spec: CanarySpec, state: CanaryState, now: float) -> CanaryState:
     phase = Phase(state.phase)
     if phase == Phase.ROLLED_BACK:
         return state
+    if phase == Phase.SHADOWING:
+        return state if spec.shadow_first is not None else ramp_start(spec, now)
     if spec.steps is None:
         if phase in (Phase.PROGRESSING, Phase.WAITING, Phase.PROMOTED):
             return replace(state, phase=Phase.STEADY.value, step=0, since=now)
@@ -255,12 +240,12 @@ def _fit(spec: CanarySpec, state: CanaryState, now: float) -> CanaryState:
             return replace(state, paused_from=Phase.STEADY.value, step=0)
         return state
     if phase == Phase.STEADY:
-        return replace(state, phase=_step_phase(spec, 0).value, step=0, since=now)
+        return replace(state, phase=step_phase(spec, 0).value, step=0, since=now)
     if phase == Phase.PROMOTED:
         return replace(state, step=len(spec.steps) - 1)
     index = min(state.step, len(spec.steps) - 1)
     since = state.since if index == state.step else now
-    fitted = _step_phase(spec, index).value
+    fitted = step_phase(spec, index).value
     if phase == Phase.PAUSED:
         return replace(state, step=index, since=since, paused_from=fitted)
     return replace(state, phase=fitted, step=index, since=since)
@@ -291,7 +276,7 @@ class CanaryStrategy:
 
     def initial_state(self, spec: CanarySpec, now: float) -> CanaryState:
         """A ramp at step 0 (``waiting`` if it is manual), or ``steady`` at a fixed weight."""
-        return _start(spec, now)
+        return start_state(spec, now)
 
     def reconcile(
         self, spec: CanarySpec, state: CanaryState, now: float
@@ -300,10 +285,15 @@ class CanaryStrategy:
         fitted = _fit(spec, state, now)
         if fitted == state:
             return Transition(state)
-        return _changed("rollout_step", spec, state, fitted, "config changed", trigger="reload")
+        return changed("rollout_step", spec, state, fitted, "config changed", trigger="reload")
 
     def picker(self, spec: CanarySpec, state: CanaryState) -> Picker:
-        """Compile the split: forced header, then sticky bucket, then the random draw."""
+        """Compile the split: forced header, then sticky bucket, then the random draw.
+
+        While shadowing, stable answers everyone and the candidate gets copies.
+        """
+        if state.phase == Phase.SHADOWING and spec.shadow_first is not None:
+            return shadowing_picker(spec)
         return build_picker(spec, state)
 
     def apply(
@@ -322,7 +312,9 @@ class CanaryStrategy:
         )
 
     def analysis_window(self, spec: CanarySpec, state: CanaryState) -> float | None:
-        """The analysis window while traffic is split, else ``None``."""
+        """The analysis window while traffic is split (1 s while shadowing), else ``None``."""
+        if state.phase == Phase.SHADOWING:
+            return spec.analysis.window_s if spec.analysis is not None else 1.0
         if spec.analysis is None or state.phase not in _ANALYSED:
             return None
         return spec.analysis.window_s
@@ -330,7 +322,10 @@ class CanaryStrategy:
     def advance(
         self, spec: CanarySpec, state: CanaryState, observation: Observation | None, now: float
     ) -> Transition[CanaryState]:
-        """Run a due analysis check (acting on failures), then take a due ramp step."""
+        """Judge the shadow stage; or run a due analysis check (acting on failures), then
+        take a due ramp step."""
+        if state.phase == Phase.SHADOWING:
+            return shadowing_tick(spec, state, observation, now)
         events: list[Event] = []
         analysis = spec.analysis
         if analysis is None or observation is None or state.phase not in _ANALYSED:
@@ -363,6 +358,9 @@ class CanaryStrategy:
             out["message"] = f"all traffic on {spec.candidate}: make it the new stable in the file"
         elif state.phase == Phase.WAITING:
             out["message"] = "waiting for promote"
+        elif state.phase == Phase.SHADOWING and spec.shadow_first is not None:
+            out["message"] = "shadowing: stable answers every client, the candidate gets copies"
+            out["shadow_first"] = shadow_status(spec.shadow_first, state.last_verdict)
         return out
 
     def dump_state(self, state: CanaryState) -> dict[str, Any]:
@@ -394,6 +392,7 @@ class CanaryStrategy:
                 last_verdict=verdict_from_dict(data.get("last_verdict")),
                 consecutive_failures=int(data.get("consecutive_failures", 0)),
                 mark=mark_from_dict(data.get("mark")),
+                shadow_mark=counts_from_dict(data.get("shadow_mark")),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"bad canary state: {exc!r}") from exc

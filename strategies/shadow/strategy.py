@@ -25,7 +25,7 @@ from strategies.base import (
 from strategies.compare import Comparator
 from strategies.units import ByteSize
 
-__all__ = ["CompareSpec", "ShadowSpec", "ShadowState", "ShadowStrategy"]
+__all__ = ["CompareSpec", "ShadowSpec", "ShadowState", "ShadowStrategy", "mirroring_picker"]
 
 
 class CompareSpec(BaseModel):
@@ -75,6 +75,42 @@ class ShadowState:
     since: float = 0.0
 
 
+def mirroring_picker(
+    plain: Decision,
+    shadows: tuple[str, ...],
+    percent: float,
+    compare: CompareSpec,
+    *,
+    max_body: int,
+    max_in_flight: int,
+    mismatch_log: str | None = None,
+) -> Picker:
+    """Always ``plain``, with ``percent`` of requests also mirrored to ``shadows`` and compared.
+
+    Shared by shadow routes and a canary's ``shadow_first`` stage: one way to mirror.
+    """
+    if percent <= 0:
+
+        def pick_plain(request: RequestView, rand: float) -> Decision:
+            return plain
+
+        return pick_plain
+    plan = MirrorPlan(
+        backends=shadows,
+        variant="shadow",
+        max_body=max_body,
+        max_in_flight=max_in_flight,
+        compare=Comparator(compare),
+        mismatch_log=mismatch_log,
+    )
+    mirrored = dataclasses.replace(plain, reason=f"{plain.reason}, mirrored", mirror=plan)
+
+    def pick(request: RequestView, rand: float) -> Decision:
+        return mirrored if rand * 100.0 < percent else plain
+
+    return pick
+
+
 class ShadowStrategy:
     """The primary answers every request; a share is mirrored to the shadows and compared.
 
@@ -116,27 +152,11 @@ class ShadowStrategy:
     def picker(self, spec: ShadowSpec, state: ShadowState) -> Picker:
         """Pre-built decisions: mirrored with probability ``percent`` while mirroring."""
         plain = Decision(variant="primary", backend=spec.primary, reason="shadow: primary")
-        if state.phase != _MIRRORING or spec.percent <= 0:
-
-            def pick_plain(request: RequestView, rand: float) -> Decision:
-                return plain
-
-            return pick_plain
-        plan = MirrorPlan(
-            backends=spec.shadows,
-            variant="shadow",
-            max_body=spec.max_body,
-            max_in_flight=spec.max_in_flight,
-            compare=Comparator(spec.compare),
-            mismatch_log=spec.mismatch_log,
+        percent = spec.percent if state.phase == _MIRRORING else 0.0
+        return mirroring_picker(
+            plain, spec.shadows, percent, spec.compare, max_body=spec.max_body,
+            max_in_flight=spec.max_in_flight, mismatch_log=spec.mismatch_log,
         )
-        mirrored = dataclasses.replace(plain, reason="shadow: primary, mirrored", mirror=plan)
-        percent = spec.percent
-
-        def pick(request: RequestView, rand: float) -> Decision:
-            return mirrored if rand * 100.0 < percent else plain
-
-        return pick
 
     def apply(
         self, spec: ShadowSpec, state: ShadowState, command: Command, now: float, reason: str

@@ -121,3 +121,41 @@ def test_null_output_gate_and_its_minimum_sample(stack: Stack, knobs: dict[str, 
     (rollback,) = stack.events("nulls", "rollback")
     assert rollback["reason"].startswith("null_output_rate_increase "), rollback["reason"]
     assert " null outputs)" in rollback["reason"]
+
+
+@pytest.mark.parametrize(("candidate_label", "after"), [(1, "waiting"), (2, "rolled_back")],
+                         ids=["agrees", "disagrees"])
+def test_shadow_first_stage(
+    stack: Stack, knobs: dict[str, Knobs], candidate_label: int, after: str
+) -> None:
+    knobs["stable"].answer = labels([1])
+    knobs["candidate"].answer = labels([candidate_label])
+    name = f"sf{candidate_label}"
+    stack.add_route(name, {
+        "type": "canary", "stable": "stable", "candidate": "candidate",
+        "steps": [{"weight": 50, "hold": "manual"}],
+        "shadow_first": {"min_compared": 50, "min_agreement": 0.95},
+    })
+    status = stack.route_status(name)
+    assert status["phase"] == "shadowing"
+    assert status["weights"] == {"stable": 100, "candidate": 0}
+    url = stack.url(name) + PATH
+    copies_before = knobs["candidate"].served
+    answered: set[str | None] = set()
+    for _ in range(40):
+        if stack.route_status(name)["phase"] != "shadowing":
+            break
+        answered |= {o.backend for o in burst(url, 20, concurrency=4, body=BODY)}
+    assert answered == {"stable"}, "the candidate answered a client during the stage"
+    assert knobs["candidate"].served - copies_before >= 50  # it got the copies
+    assert stack.route_status(name)["phase"] == after
+    if after == "waiting":
+        (event,) = stack.events(name, "shadow_passed")
+        assert event["reason"].startswith("shadow_agreement 100.0% >= 95.0% (")
+        assert event["shadow_compared"] >= 50 and event["to_weight"] == 50
+        assert {o.backend for o in burst(url, 60, concurrency=4, body=BODY)} == {
+            "stable", "candidate"}
+    else:
+        (event,) = stack.events(name, "rollback")
+        assert event["reason"].startswith("shadow_agreement 0.0% (min 95.0%")
+        assert event["trigger"] == "analysis"

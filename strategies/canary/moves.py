@@ -1,0 +1,67 @@
+"""Canary's basic moves: where a ramp starts, the next step, and the events that record a move.
+
+Shared by the state machine (``canary.strategy``) and the shadow-first stage
+(``canary.shadow_first``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from strategies.base import Event, Phase, Transition
+from strategies.canary.model import CanarySpec, CanaryState
+from strategies.canary.picker import current_weight
+
+__all__ = ["changed", "next_step", "ramp_start", "rollout_event", "start_state", "step_phase"]
+
+
+def step_phase(spec: CanarySpec, index: int) -> Phase:
+    """``waiting`` for a manual hold, else ``progressing``."""
+    assert spec.steps is not None
+    return Phase.WAITING if spec.steps[index].hold == "manual" else Phase.PROGRESSING
+
+
+def ramp_start(spec: CanarySpec, now: float) -> CanaryState:
+    """Step 0 of the ramp, or ``steady`` at a fixed weight."""
+    phase = Phase.STEADY if spec.steps is None else step_phase(spec, 0)
+    return CanaryState(phase=phase.value, since=now)
+
+
+def start_state(spec: CanarySpec, now: float) -> CanaryState:
+    """A new rollout: ``shadowing`` first when ``shadow_first`` is set, else the ramp's start."""
+    if spec.shadow_first is not None:
+        return CanaryState(phase=Phase.SHADOWING.value, since=now)
+    return ramp_start(spec, now)
+
+
+def rollout_event(
+    kind: str, reason: str, spec: CanarySpec, old: CanaryState, new: CanaryState, **extra: Any
+) -> Event:
+    """An event recording a move from ``old`` to ``new``, with both phases, steps and weights."""
+    fields: dict[str, Any] = {
+        "from_phase": old.phase,
+        "to_phase": new.phase,
+        "from_step": old.step,
+        "to_step": new.step,
+        "from_weight": current_weight(spec, old),
+        "to_weight": current_weight(spec, new),
+        **extra,
+    }
+    return Event(kind=kind, reason=reason, fields=fields)
+
+
+def changed(
+    kind: str, spec: CanarySpec, old: CanaryState, new: CanaryState, reason: str, **extra: Any
+) -> Transition[CanaryState]:
+    """The transition to ``new`` with its one event."""
+    return Transition(new, (rollout_event(kind, reason, spec, old, new, **extra),))
+
+
+def next_step(spec: CanarySpec, state: CanaryState, now: float) -> CanaryState:
+    """The state after the current step completes: the next step, or ``promoted``."""
+    assert spec.steps is not None
+    if state.step >= len(spec.steps) - 1:
+        return replace(state, phase=Phase.PROMOTED.value, step=len(spec.steps) - 1, since=now)
+    index = state.step + 1
+    return replace(state, phase=step_phase(spec, index).value, step=index, since=now)
