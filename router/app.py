@@ -14,7 +14,6 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +23,7 @@ from router.config.model import Config, ProxySpec
 from router.control.fleet import Fleet
 from router.control.health import HealthChecker, probe
 from router.control.metric_checks import MetricChecks
+from router.control.reload import ReloadResult
 from router.control.rollouts import Rollouts
 from router.control.store import StateStoreError
 from router.control.store_health import WatchedStore, open_store
@@ -46,20 +46,10 @@ from router.telemetry.windows import WindowSet
 from strategies import Observation, get_strategy
 from strategies.base import CheckRequest
 
-__all__ = ["ReloadResult", "RouterApp"]
+__all__ = ["RouterApp"]
 
 CONTROLLER_TICK_S = 0.1
 STORE_SYNC_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class ReloadResult:
-    """What a reload did: ``ok``, the version now serving, whether it changed, and errors."""
-
-    ok: bool
-    version: str
-    changed: bool
-    errors: tuple[str, ...] = ()
 
 
 class _AnalysisSink:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import signal
 import socket
@@ -28,7 +27,7 @@ from router.app import RouterApp
 from router.config.loader import ConfigError
 from router.config.model import Config, ProxySpec, parse_listen
 from router.control.store import StateStoreError
-from router.server.listener import HardenedHttpToolsProtocol, build_uvicorn_config
+from router.server.listener import build_uvicorn_config, update_limits
 from router.telemetry.logs import configure_logging, get_logger
 
 __all__ = ["bind_socket", "run_serve"]
@@ -68,25 +67,15 @@ def _check_admin_security(config: Config, admin_listen: str) -> str | None:
     return None
 
 
-def _protocol_class(config: uvicorn.Config) -> type[HardenedHttpToolsProtocol]:
-    protocol_class = config.http
-    assert isinstance(protocol_class, type)
-    assert issubclass(protocol_class, HardenedHttpToolsProtocol)
-    return protocol_class
-
-
-async def _serve_one(args: argparse.Namespace, config: Config, raw: bytes) -> int:
-    log = get_logger("router.serve")
-    listen = args.listen or config.listen
-    admin_listen = args.admin_listen or config.admin.listen
-    router = RouterApp(Path(args.config), access_log=not args.no_access_log)
-    await router.start(config, raw)
-    proxy_sock = bind_socket(listen, reuse_port=args.reuse_port)
-    admin_sock = bind_socket(admin_listen, reuse_port=args.reuse_port)
+def _listener_configs(
+    router: RouterApp, config: Config, listen: str, admin_listen: str,
+    socks: tuple[socket.socket, socket.socket],
+) -> tuple[uvicorn.Config, uvicorn.Config]:
+    """The proxy's and the admin's uvicorn configs on their bound sockets."""
     proxy_config = build_uvicorn_config(
         router.proxy,
         host=parse_listen(listen)[0],
-        sock=proxy_sock,
+        sock=socks[0],
         header_timeout=config.proxy.header_timeout,
         max_header_bytes=config.proxy.max_header_bytes,
         body_timeout=config.proxy.body_timeout,
@@ -96,11 +85,11 @@ async def _serve_one(args: argparse.Namespace, config: Config, raw: bytes) -> in
         date_header=False,  # the backend's Date passes through; two would be wrong
     )
     admin_host = parse_listen(admin_listen)[0]
-    # The admin listener gets the proxy's header deadline and header cap (SPEC §15).
+    # The admin listener gets the proxy's header deadline and header cap.
     admin_config = build_uvicorn_config(
         build_admin_app(router, admin_host),
         host=admin_host,
-        sock=admin_sock,
+        sock=socks[1],
         header_timeout=config.proxy.header_timeout,
         max_header_bytes=config.proxy.max_header_bytes,
         body_timeout=config.proxy.body_timeout,
@@ -109,13 +98,47 @@ async def _serve_one(args: argparse.Namespace, config: Config, raw: bytes) -> in
         lifespan="off",
         timeout_graceful_shutdown=5,
     )
-    protocol_classes = [_protocol_class(proxy_config), _protocol_class(admin_config)]
+    return proxy_config, admin_config
+
+
+def _handle_signals(router: RouterApp, servers: list[_Server]) -> set[asyncio.Task[object]]:
+    """SIGTERM/SIGINT stop the servers, SIGHUP reloads; the reload tasks in flight."""
+    loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[object]] = set()
+
+    def stop() -> None:
+        router.ready = False
+        for server in servers:
+            server.should_exit = True
+
+    def reload_on_sighup() -> None:
+        task = loop.create_task(router.reload("sighup"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    loop.add_signal_handler(signal.SIGHUP, reload_on_sighup)
+    return reloads
+
+
+async def _serve_one(args: argparse.Namespace, config: Config, raw: bytes) -> int:
+    log = get_logger("router.serve")
+    listen = args.listen or config.listen
+    admin_listen = args.admin_listen or config.admin.listen
+    router = RouterApp(Path(args.config), access_log=not args.no_access_log)
+    await router.start(config, raw)
+    socks = (
+        bind_socket(listen, reuse_port=args.reuse_port),
+        bind_socket(admin_listen, reuse_port=args.reuse_port),
+    )
+    configs = _listener_configs(router, config, listen, admin_listen, socks)
 
     def apply_head_limits(spec: ProxySpec) -> None:
-        # Read by each new connection: a reload changes them for the next clients.
-        for protocol_class in protocol_classes:
-            protocol_class.limits = dataclasses.replace(
-                protocol_class.limits,
+        # A reload's limits reach each listener's next connections.
+        for listener in configs:
+            update_limits(
+                listener,
                 header_timeout=spec.header_timeout,
                 max_header_bytes=spec.max_header_bytes,
                 body_timeout=spec.body_timeout,
@@ -123,8 +146,8 @@ async def _serve_one(args: argparse.Namespace, config: Config, raw: bytes) -> in
             )
 
     router.on_proxy_spec.append(apply_head_limits)
-    servers = [_Server(proxy_config), _Server(admin_config)]
-    for server, sock in zip(servers, (proxy_sock, admin_sock), strict=True):
+    servers = [_Server(c) for c in configs]
+    for server, sock in zip(servers, socks, strict=True):
         server.config.load()
         server.lifespan = server.config.lifespan_class(server.config)
         await server.startup(sockets=[sock])
@@ -135,29 +158,10 @@ async def _serve_one(args: argparse.Namespace, config: Config, raw: bytes) -> in
     gc.freeze()
     router.ready = True
     log.info("started", listen=listen, admin_listen=admin_listen, version=router.snapshot.version)
-
-    loop = asyncio.get_running_loop()
-
-    def stop() -> None:
-        router.ready = False
-        for server in servers:
-            server.should_exit = True
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
-    reloads: set[asyncio.Task[object]] = set()
-
-    def reload_on_sighup() -> None:
-        task = loop.create_task(router.reload("sighup"))
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    loop.add_signal_handler(signal.SIGHUP, reload_on_sighup)
+    reloads = _handle_signals(router, servers)
     await asyncio.gather(*(server.main_loop() for server in servers))
-    log.info("stopping", reason="signal", drain_s=DRAIN_S)
-    await asyncio.gather(
-        servers[0].shutdown(sockets=[proxy_sock]), servers[1].shutdown(sockets=[admin_sock])
-    )
+    log.info("stopping", reason="signal", drain_s=DRAIN_S, reloads_in_flight=len(reloads))
+    await asyncio.gather(*(s.shutdown(sockets=[k]) for s, k in zip(servers, socks, strict=True)))
     await router.stop()
     log.info("stopped")
     return 0

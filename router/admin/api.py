@@ -25,8 +25,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from router.admin.drift import drift_endpoints
 from router.admin.feedback import MAX_FEEDBACK_BODY, feedback_endpoint
 from router.admin.guard import BodyGuard
-from router.app import RouterApp
-from router.control.rollouts import StoreUnavailableError, UnknownRouteError
+from router.admin.view import RouterView
+from router.control.rollouts import Rollouts, StoreUnavailableError, UnknownRouteError
 from router.routing.selection import RouteQuery
 from router.telemetry.logs import get_logger
 from strategies import ActionRejectedError, Command
@@ -56,10 +56,9 @@ class _JSON(JSONResponse):
         return orjson.dumps(content)
 
 
-def _known(router: RouterApp) -> str:
+def _known(rollouts: Rollouts) -> str:
     """The route names for an error message: the first few of a large config."""
-    assert router.rollouts is not None
-    names = sorted(router.rollouts.routes)
+    names = sorted(rollouts.routes)
     shown = ", ".join(names[:20])
     return f"known: {shown}" + (f" and {len(names) - 20} more" if len(names) > 20 else "")
 
@@ -71,7 +70,7 @@ def _error(status: int, code: str, detail: str) -> Response:
 class _Guard:
     """Host check for everything, bearer token for ``/admin/*``."""
 
-    def __init__(self, app: ASGIApp, router: RouterApp, loopback: bool) -> None:
+    def __init__(self, app: ASGIApp, router: RouterView, loopback: bool) -> None:
         self.app = app
         self.router = router
         self.loopback = loopback
@@ -113,40 +112,37 @@ def _dashboard_file(name: str) -> str | None:
         return None
 
 
-def build_admin_app(
-    router: RouterApp, listen_host: str, body_limits: Mapping[str, int] | None = None
-) -> ASGIApp:
-    """The admin ASGI app for ``router``, listening on ``listen_host``.
+class _Endpoints:
+    """The admin API's handlers over one router."""
 
-    ``body_limits`` maps a path to the largest body it takes, for the paths that need more
-    than ``router.admin.guard.DEFAULT_BODY_LIMIT``.
-    """
-    log = get_logger("router.admin.api")
-    dashboard = _dashboard_file("index.html") or (
-        "<!doctype html><title>traffic-router</title><p>See /admin/status."
-    )
-    assets = {
-        name: (text, _ASSET_TYPES[suffix])
-        for name, suffix in (("app.js", ".js"), ("style.css", ".css"))
-        if (text := _dashboard_file(name)) is not None
-    }
+    def __init__(self, router: RouterView) -> None:
+        self.router = router
+        self.log = get_logger("router.admin.api")
+        self.dashboard = _dashboard_file("index.html") or (
+            "<!doctype html><title>traffic-router</title><p>See /admin/status."
+        )
+        self.assets = {
+            name: (text, _ASSET_TYPES[suffix])
+            for name, suffix in (("app.js", ".js"), ("style.css", ".css"))
+            if (text := _dashboard_file(name)) is not None
+        }
 
-    async def healthz(request: Request) -> Response:
+    async def healthz(self, request: Request) -> Response:
         return _JSON({"status": "ok"})
 
-    async def readyz(request: Request) -> Response:
-        if router.ready:
-            return _JSON({"status": "ready", "version": router.snapshot.version})
+    async def readyz(self, request: Request) -> Response:
+        if self.router.ready:
+            return _JSON({"status": "ready", "version": self.router.snapshot.version})
         return _JSON({"status": "starting"}, status_code=503)
 
-    async def metrics(request: Request) -> Response:
+    async def metrics(self, request: Request) -> Response:
         return Response(
-            router.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+            self.router.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
-    async def index(request: Request) -> Response:
+    async def index(self, request: Request) -> Response:
         return HTMLResponse(
-            dashboard,
+            self.dashboard,
             headers={
                 "content-security-policy": "default-src 'self'; img-src 'self' data:; "
                 "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
@@ -155,35 +151,35 @@ def build_admin_app(
             },
         )
 
-    async def asset(request: Request) -> Response:
-        found = assets.get(request.path_params["name"])
+    async def asset(self, request: Request) -> Response:
+        found = self.assets.get(request.path_params["name"])
         if found is None:
             return _error(404, "not_found", "no such file")
         text, media_type = found
         return Response(text, media_type=media_type, headers={"cache-control": "no-cache"})
 
-    async def status(request: Request) -> Response:
+    async def status(self, request: Request) -> Response:
         try:
             query = RouteQuery.parse(request.query_params)
         except ValueError as exc:
             return _error(400, "bad_request", str(exc))
-        return _JSON(router.status(query))
+        return _JSON(self.router.status(query))
 
-    async def stats(request: Request) -> Response:
+    async def stats(self, request: Request) -> Response:
         try:
             query = RouteQuery.parse(request.query_params)
         except ValueError as exc:
             return _error(400, "bad_request", str(exc))
-        return _JSON(router.stats(query))
+        return _JSON(self.router.stats(query))
 
-    async def events(request: Request) -> Response:
+    async def events(self, request: Request) -> Response:
         try:
             limit = int(request.query_params.get("limit", "100"))
         except ValueError:
             return _error(400, "bad_request", "limit must be an integer")
-        return _JSON({"events": router.events.recent(max(0, min(limit, 1000)))})
+        return _JSON({"events": self.router.events.recent(max(0, min(limit, 1000)))})
 
-    async def action(request: Request) -> Response:
+    async def action(self, request: Request) -> Response:
         name = request.path_params["name"]
         try:
             command = Command(request.path_params["action"])
@@ -198,28 +194,34 @@ def build_admin_app(
                 return _error(400, "bad_request", "body must be JSON like {\"reason\": \"...\"}")
             if isinstance(payload, dict) and isinstance(payload.get("reason"), str):
                 reason = payload["reason"][:500]
-        assert router.rollouts is not None
+        return await self._act(name, command, reason)
+
+    async def _act(self, name: str, command: Command, reason: str) -> Response:
+        rollouts = self.router.rollouts
+        assert rollouts is not None
         try:
-            route_status = await router.rollouts.act(name, command, reason)
+            route_status = await rollouts.act(name, command, reason)
         except UnknownRouteError:
-            return _error(404, "unknown_route", f"no route {name!r} ({_known(router)})")
+            return _error(404, "unknown_route", f"no route {name!r} ({_known(rollouts)})")
         except ActionRejectedError as exc:
-            log.info("action_refused", route=name, action=command.value, reason=exc.reason)
+            self.log.info("action_refused", route=name, action=command.value, reason=exc.reason)
             return _error(409, "action_not_applicable", exc.reason)
         except StoreUnavailableError as exc:
             return _error(
                 503, "state_store_unavailable",
                 f"the state store cannot be written ({exc}); only rollback works until it can",
             )
-        persisted = router.rollouts.persisted(name)
-        log.info("action", route=name, action=command.value, reason=reason, persisted=persisted)
+        persisted = rollouts.persisted(name)
+        self.log.info(
+            "action", route=name, action=command.value, reason=reason, persisted=persisted
+        )
         return _JSON(
             {"route": name, "action": command.value, "status": route_status,
              "persisted": persisted}
         )
 
-    async def reload(request: Request) -> Response:
-        result = await router.reload("api")
+    async def reload(self, request: Request) -> Response:
+        result = await self.router.reload("api")
         if not result.ok:
             return _JSON(
                 {"ok": False, "version": result.version, "errors": list(result.errors)},
@@ -227,20 +229,30 @@ def build_admin_app(
             )
         return _JSON({"ok": True, "version": result.version, "changed": result.changed})
 
+
+def build_admin_app(
+    router: RouterView, listen_host: str, body_limits: Mapping[str, int] | None = None
+) -> ASGIApp:
+    """The admin ASGI app for ``router``, listening on ``listen_host``.
+
+    ``body_limits`` maps a path to the largest body it takes, for the paths that need more
+    than ``router.admin.guard.DEFAULT_BODY_LIMIT``.
+    """
+    api = _Endpoints(router)
     drift_report, drift_pin = drift_endpoints(router, _JSON, _error)
     routes = [
-        Route("/healthz", healthz, methods=["GET", "HEAD"]),
-        Route("/readyz", readyz, methods=["GET", "HEAD"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/", index, methods=["GET"]),
-        Route("/dashboard/{name}", asset, methods=["GET"]),
-        Route("/admin/status", status, methods=["GET"]),
-        Route("/admin/stats", stats, methods=["GET"]),
-        Route("/admin/events", events, methods=["GET"]),
+        Route("/healthz", api.healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", api.readyz, methods=["GET", "HEAD"]),
+        Route("/metrics", api.metrics, methods=["GET"]),
+        Route("/", api.index, methods=["GET"]),
+        Route("/dashboard/{name}", api.asset, methods=["GET"]),
+        Route("/admin/status", api.status, methods=["GET"]),
+        Route("/admin/stats", api.stats, methods=["GET"]),
+        Route("/admin/events", api.events, methods=["GET"]),
         Route("/admin/routes/{name}/drift", drift_report, methods=["GET"]),
         Route("/admin/routes/{name}/drift/pin", drift_pin, methods=["POST"]),
-        Route("/admin/routes/{name}/{action}", action, methods=["POST"]),
-        Route("/admin/reload", reload, methods=["POST"]),
+        Route("/admin/routes/{name}/{action}", api.action, methods=["POST"]),
+        Route("/admin/reload", api.reload, methods=["POST"]),
         Route("/admin/feedback", feedback_endpoint(router.truth, _error), methods=["POST"]),
     ]
     app = Starlette(routes=routes)

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from router.admin.feedback import ErrorResponse
-from router.app import RouterApp
+from router.admin.view import RouterView
 
 __all__ = ["drift_endpoints"]
 
@@ -24,7 +24,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def drift_endpoints(
-    router: RouterApp, respond: Callable[[object], Response], refuse: ErrorResponse
+    router: RouterView, respond: Callable[[object], Response], refuse: ErrorResponse
 ) -> tuple[Endpoint, Endpoint]:
     """The report and pin handlers; ``respond`` renders JSON, ``refuse`` the admin errors."""
 

@@ -22,14 +22,16 @@ from router.config.model import ProxySpec
 from router.proxy.errors import ClientDisconnectedError
 from router.proxy.exchange import Exchange
 from router.proxy.headers import build_upstream_headers, client_address
-from router.proxy.sinks import MirrorSink, RequestSink, Services
+from router.proxy.sinks import RequestSink, Services
+from router.routing.backends import Backend
 from router.routing.matching import body_fields
-from router.routing.snapshot import SnapshotHolder
+from router.routing.snapshot import CompiledRoute, Snapshot, SnapshotHolder
+from router.shadow.jobs import MirrorSink
 from router.telemetry.inspection import BodyInspector
 from router.telemetry.logs import access_log as shared_access_log
 from router.telemetry.logs import get_logger
 from router.telemetry.metrics import Metrics
-from strategies import RequestView
+from strategies import Decision, RequestView
 
 __all__ = ["ProxyApp"]
 
@@ -101,85 +103,121 @@ class ProxyApp:
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         snapshot = self.holder.current
-        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
-        headers: dict[str, str] = {}
-        for name, value in raw_headers:
-            key = name.decode("latin-1")
-            if key not in headers:
-                headers[key] = value.decode("latin-1")
+        headers = _first_values(scope["headers"])
         request_id = headers.get("x-request-id")
         if not _valid_request_id(request_id):
             request_id = _new_request_id()
         assert request_id is not None
-        method: str = scope["method"]
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
-        path = raw_path.decode("latin-1")
-        ctx = Exchange(self.services, scope, request_id, method, path, started)
-
+        ctx = Exchange(
+            self.services, scope, request_id, scope["method"], raw_path.decode("latin-1"), started
+        )
         if snapshot is None:
             return await ctx.fail(send, 503, "no_healthy_backend", "no configuration loaded")
         proxy = snapshot.config.proxy
-        # Header size, header deadline and ambiguous framing (CL + TE) are refused by the
-        # server protocol before a request gets here (router.server.protocol).
-        if not raw_path.startswith(b"/"):
-            return await ctx.fail(send, 400, "bad_request", "request target must be a path")
-        index = snapshot.index.match(method, path, headers)
-        fields: Mapping[str, Any] | None = None
-        if index is not None and snapshot.routes[index].reads_body:
-            try:
+        try:
+            index = _match(snapshot, ctx, raw_path, headers)
+            fields: Mapping[str, Any] | None = None
+            if index is not None and snapshot.routes[index].reads_body:
                 fields = await self._read_fields(ctx, receive, headers, proxy)
-            except ClientDisconnectedError:
-                ctx.status = 499
-                return ctx.finish(error="client_closed")
-            if snapshot.routes[index].rule.body:  # the body may rule this route out
-                index = snapshot.index.match(method, path, headers, fields)
-        if index is None:
-            return await ctx.fail(send, 404, "no_route", f"no route matches {method} {path}")
-        route = snapshot.routes[index]
-        ctx.route = route.name
-        decision = route.cell.picker(
-            RequestView(method, path, headers, route.name, fields), _rand()
-        )
-        backend = snapshot.backends[decision.backend]
-        ctx.variant, ctx.backend = decision.variant, backend.name
-        if not backend.up:
-            fallback = ctx.fall_back(snapshot.backends, decision, backend)
-            if fallback is None:
-                return await ctx.fail(
-                    send, 503, "no_healthy_backend", f"backend {backend.name} is down",
-                    retry_after=True,
-                )
-            backend = fallback
-
-        content_length: int | None = None
-        if "content-length" in headers:
-            try:
-                content_length = int(headers["content-length"])
-            except ValueError:
-                return await ctx.fail(send, 400, "bad_request", "invalid Content-Length")
-            if content_length < 0:
-                return await ctx.fail(send, 400, "bad_request", "invalid Content-Length")
-            if content_length > proxy.max_request_body:
-                return await ctx.fail(
-                    send, 413, "body_too_large",
-                    f"request body of {content_length} bytes exceeds {proxy.max_request_body}",
-                )
-        ctx.content_length = content_length
-        ctx.has_body = (content_length is not None and content_length > 0) or (
-            "transfer-encoding" in headers
-        )
-        client = scope.get("client")
-        peer = client[0] if client else "unknown"
-        ctx.client = client_address(peer, raw_headers, proxy.trusted_proxies)
-        host = headers.get("host", "").encode("latin-1") if proxy.preserve_host else backend.host
-        ctx.upstream_headers = build_upstream_headers(
-            raw_headers,
-            host=host or backend.host,
-            client_ip=peer.encode("latin-1"),
-            scheme=scope.get("scheme", "http").encode("latin-1"),
-            request_id=request_id.encode("latin-1"),
-            has_connection_header="connection" in headers,
-        )
-        query: bytes = scope.get("query_string", b"")
-        ctx.target = raw_path + b"?" + query if query else raw_path
+                if snapshot.routes[index].rule.body:  # the body may rule this route out
+                    index = snapshot.index.match(ctx.method, ctx.path, headers, fields)
+            route, decision, backend = _pick(ctx, snapshot, index, headers, fields)
+            _prepare(ctx, scope, proxy, backend, raw_path, headers)
+        except _Refusal as refusal:
+            status, code, detail = refusal.args
+            return await ctx.fail(send, status, code, detail, retry_after=status == 503)
+        except ClientDisconnectedError:
+            return ctx.client_gone()
         await ctx.forward(send, receive, route, decision, backend, snapshot.backends, proxy)
+
+
+class _Refusal(Exception):  # noqa: N818 (a signal inside this module, not an error)
+    """A request the proxy answers itself: args are (status, code, detail)."""
+
+
+def _first_values(raw_headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The request's headers by lower-case name, the first value of each."""
+    headers: dict[str, str] = {}
+    for name, value in raw_headers:
+        key = name.decode("latin-1")
+        if key not in headers:
+            headers[key] = value.decode("latin-1")
+    return headers
+
+
+def _match(
+    snapshot: Snapshot, ctx: Exchange, raw_path: bytes, headers: Mapping[str, str]
+) -> int | None:
+    """The index of the first route whose rules (all but the body's) take the request."""
+    # Header size, header deadline and ambiguous framing (CL + TE) are refused by the
+    # server protocol before a request gets here (router.server.protocol).
+    if not raw_path.startswith(b"/"):
+        raise _Refusal(400, "bad_request", "request target must be a path")
+    return snapshot.index.match(ctx.method, ctx.path, headers)
+
+
+def _pick(
+    ctx: Exchange, snapshot: Snapshot, index: int | None, headers: Mapping[str, str],
+    fields: Mapping[str, Any] | None,
+) -> tuple[CompiledRoute, Decision, Backend]:
+    """The matched route, its picker's decision and the backend to send to (or its fallback)."""
+    if index is None:
+        raise _Refusal(404, "no_route", f"no route matches {ctx.method} {ctx.path}")
+    route = snapshot.routes[index]
+    ctx.route = route.name
+    decision = route.cell.picker(
+        RequestView(ctx.method, ctx.path, headers, route.name, fields), _rand()
+    )
+    backend = snapshot.backends[decision.backend]
+    ctx.variant, ctx.backend = decision.variant, backend.name
+    if not backend.up:
+        fallback = ctx.fall_back(snapshot.backends, decision, backend)
+        if fallback is None:
+            raise _Refusal(503, "no_healthy_backend", f"backend {backend.name} is down")
+        backend = fallback
+    return route, decision, backend
+
+
+def _content_length(headers: Mapping[str, str], max_body: int) -> int | None:
+    """The announced body length, if any; refuses one that is malformed or over ``max_body``."""
+    if "content-length" not in headers:
+        return None
+    try:
+        length = int(headers["content-length"])
+    except ValueError:
+        raise _Refusal(400, "bad_request", "invalid Content-Length") from None
+    if length < 0:
+        raise _Refusal(400, "bad_request", "invalid Content-Length")
+    if length > max_body:
+        raise _Refusal(
+            413, "body_too_large", f"request body of {length} bytes exceeds {max_body}"
+        )
+    return length
+
+
+def _prepare(
+    ctx: Exchange, scope: Scope, proxy: ProxySpec, backend: Backend, raw_path: bytes,
+    headers: Mapping[str, str],
+) -> None:
+    """Fill in the outgoing request: framing, client address, upstream headers, target."""
+    content_length = _content_length(headers, proxy.max_request_body)
+    ctx.content_length = content_length
+    ctx.has_body = (content_length is not None and content_length > 0) or (
+        "transfer-encoding" in headers
+    )
+    raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+    client = scope.get("client")
+    peer = client[0] if client else "unknown"
+    ctx.client = client_address(peer, raw_headers, proxy.trusted_proxies)
+    host = headers.get("host", "").encode("latin-1") if proxy.preserve_host else backend.host
+    ctx.upstream_headers = build_upstream_headers(
+        raw_headers,
+        host=host or backend.host,
+        client_ip=peer.encode("latin-1"),
+        scheme=scope.get("scheme", "http").encode("latin-1"),
+        request_id=ctx.request_id.encode("latin-1"),
+        has_connection_header="connection" in headers,
+    )
+    query: bytes = scope.get("query_string", b"")
+    ctx.target = raw_path + b"?" + query if query else raw_path

@@ -27,11 +27,11 @@ from router.proxy.errors import (
     error_body,
 )
 from router.proxy.headers import filter_response_headers
-from router.proxy.sinks import MirrorJob, Services
+from router.proxy.sinks import Services
 from router.routing.backends import Backend
 from router.routing.snapshot import CompiledRoute
-from router.server.cycle import BODY_FOLLOWS
-from router.server.protocol import DISCONNECT_KEY
+from router.server.keys import BODY_FOLLOWS, DISCONNECT_KEY
+from router.shadow.jobs import MirrorJob
 from router.telemetry.inspection import BodyInspector
 from router.telemetry.streams import SSE, AnswerMeter, answer_kind
 from router.upstream import (
@@ -244,7 +244,7 @@ class Exchange:
         backend: Backend, backends: Mapping[str, Backend], proxy: ProxySpec,
     ) -> None:
         """Send the request upstream and stream the answer back; a failure becomes an answer."""
-        plan = self._admit_mirror(route.name, decision.mirror)
+        plan = self._admit_mirror(route.name, decision.mirror) if decision.mirror else None
         copy = _Capture(plan.max_body) if plan is not None else None
         started = time.perf_counter()
         try:
@@ -252,7 +252,15 @@ class Exchange:
                 await self._read_body(receive, proxy.max_request_body, copy)
                 if self.has_body else None
             )
-            response, backend = await self._send(backend, backends, decision, body)
+            try:
+                response = await backend.pool.request(
+                    self.method.encode("latin-1"), self.target, self.upstream_headers, body,
+                    self.content_length,
+                )
+            except (UpstreamConnectError, PoolTimeoutError) as exc:
+                response, backend = await self._retry_on_fallback(
+                    backends, decision, backend, exc, body
+                )
             # Model calls carry a body (POST/PUT/PATCH); a GET answers metadata or health,
             # whose inspection would cost the hot path and tell nothing about predictions.
             inspector = self.services.inspector if self.method in _MODEL_METHODS else None
@@ -274,14 +282,14 @@ class Exchange:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            self._client_gone(why)
+            self.client_gone(why)
 
     # -- the steps ---------------------------------------------------------
 
-    def _admit_mirror(self, route: str, plan: MirrorPlan | None) -> MirrorPlan | None:
+    def _admit_mirror(self, route: str, plan: MirrorPlan) -> MirrorPlan | None:
         """The decision's mirror plan if the dispatcher can take one now (else counted dropped)."""
         mirror = self.services.mirror
-        if plan is None or mirror is None:
+        if mirror is None:
             return None
         if not mirror.admits(route, plan):
             mirror.drop(route, plan)
@@ -309,24 +317,19 @@ class Exchange:
                 chunks.append(chunk)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _send(
-        self, backend: Backend, backends: Mapping[str, Backend], decision: Decision, body: _Body
+    async def _retry_on_fallback(
+        self, backends: Mapping[str, Backend], decision: Decision, failed: Backend,
+        exc: UpstreamConnectError | PoolTimeoutError, body: _Body,
     ) -> tuple[UpstreamResponse, Backend]:
-        """The upstream's answer and who gave it: ``backend``, or the fallback if unreachable."""
-        method = self.method.encode("latin-1")
-        try:
-            response = await backend.pool.request(
-                method, self.target, self.upstream_headers, body, self.content_length
-            )
-        except (UpstreamConnectError, PoolTimeoutError) as exc:
-            fallback = self.fall_back(backends, decision, backend, exc)
-            if fallback is None:
-                raise
-            backend = fallback
-            response = await backend.pool.request(
-                method, self.target, self.upstream_headers, body, self.content_length
-            )
-        return response, backend
+        """Send once more to the fallback when ``failed`` could not be reached; else re-raise."""
+        fallback = self.fall_back(backends, decision, failed, exc)
+        if fallback is None:
+            raise exc
+        response = await fallback.pool.request(
+            self.method.encode("latin-1"), self.target, self.upstream_headers, body,
+            self.content_length,
+        )
+        return response, fallback
 
     def _response_extra(
         self, route: CompiledRoute, backend: Backend, expose: bool
@@ -393,7 +396,7 @@ class Exchange:
         if isinstance(exc, BodyTooLargeError):
             await self.fail(send, 413, "body_too_large", f"request body exceeds {max_body} bytes")
         elif isinstance(exc, ClientDisconnectedError):
-            self._client_gone()
+            self.client_gone()
         elif isinstance(exc, UpstreamError):
             self._count_upstream_error(exc)
             if self.status:
@@ -405,7 +408,7 @@ class Exchange:
 
     # -- helpers -----------------------------------------------------------
 
-    def _client_gone(self, why: object = True) -> None:
+    def client_gone(self, why: object = True) -> None:
         """The client left (499), or the server cut a stalled one off: ``body_timeout`` (408)."""
         self.status = 408 if why == "body_timeout" else 499
         self.finish(error=why if isinstance(why, str) else "client_closed")

@@ -27,11 +27,9 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HEADER_RE, STATUS_LINE, RequestResponseCycle
 
-__all__ = ["BODY_FOLLOWS", "ProxyCycle"]
+from router.server.keys import BODY_FOLLOWS
 
-# A key an app may set on ``http.response.start`` to say its first body message is sent
-# before it next awaits: the head is then held for it without scheduling a flush.
-BODY_FOLLOWS = "router.body_follows"
+__all__ = ["ProxyCycle"]
 
 # Every control character but HTAB: an encoded head holds exactly one CR and one LF per line
 # and no other, so deleting these must remove exactly two bytes per line.

@@ -26,12 +26,26 @@ __all__ = [
     "HeadLimits",
     "RequestRefusedError",
     "build_uvicorn_config",
+    "update_limits",
 ]
 
 # Settings that keep the listener safe; a caller cannot override them through ``extra``.
 _PINNED = frozenset(
     {"http", "http2", "proxy_headers", "forwarded_allow_ips", "access_log", "fd", "uds"}
 )
+
+
+def _limits(
+    header_timeout: float, max_header_bytes: int, body_timeout: float, send_timeout: float
+) -> HeadLimits:
+    """The listener's limits, each refused when it is not positive."""
+    if header_timeout <= 0:
+        raise ValueError(f"header_timeout must be positive, got {header_timeout!r}")
+    if min(body_timeout, send_timeout) <= 0:
+        raise ValueError("body_timeout and send_timeout must be positive")
+    if max_header_bytes <= 0:
+        raise ValueError(f"max_header_bytes must be positive, got {max_header_bytes!r}")
+    return HeadLimits(header_timeout, max_header_bytes, body_timeout, send_timeout)
 
 
 def build_uvicorn_config(
@@ -60,21 +74,14 @@ def build_uvicorn_config(
     """
     if (port is None) == (sock is None):
         raise ValueError("give exactly one of port and sock")
-    if header_timeout <= 0:
-        raise ValueError(f"header_timeout must be positive, got {header_timeout!r}")
-    if min(body_timeout, send_timeout) <= 0:
-        raise ValueError("body_timeout and send_timeout must be positive")
-    if max_header_bytes <= 0:
-        raise ValueError(f"max_header_bytes must be positive, got {max_header_bytes!r}")
     pinned = sorted(_PINNED.intersection(extra))
     if pinned:
         raise TypeError(f"build_uvicorn_config does not let callers set {', '.join(pinned)}")
     if sock is not None:
         port = sock.getsockname()[1]
     assert port is not None
-    limits = HeadLimits(
-        header_timeout, max_header_bytes, body_timeout, send_timeout, on_refusal=on_refusal
-    )
+    limits = _limits(header_timeout, max_header_bytes, body_timeout, send_timeout)
+    limits = dataclasses.replace(limits, on_refusal=on_refusal)
     if request_id_factory is not None:
         limits = dataclasses.replace(limits, request_id_factory=request_id_factory)
     options: dict[str, Any] = {
@@ -97,3 +104,14 @@ def build_uvicorn_config(
         log_level=log_level,
         **options,
     )
+
+
+def update_limits(config: uvicorn.Config, **changes: Any) -> None:
+    """New :class:`HeadLimits` fields for the next connections of the server built from ``config``.
+
+    uvicorn instantiates the protocol class itself, so the limits live on the class
+    ``build_uvicorn_config`` made for this one server; connections already open keep theirs.
+    """
+    protocol = config.http
+    assert isinstance(protocol, type) and issubclass(protocol, HardenedHttpToolsProtocol)
+    protocol.limits = dataclasses.replace(protocol.limits, **changes)

@@ -55,13 +55,9 @@ from uvicorn.protocols.http.httptools_impl import (
 from uvicorn.server import ServerState
 
 from router.server.cycle import ProxyCycle
+from router.server.keys import DISCONNECT_KEY
 from router.server.refusals import HeadLimits, RequestRefusedError, check_head
 from router.server.sweeper import sweeper_for
-
-# Set in the scope of a request cancelled because its client went away: True, or the deadline
-# that cut it off ("body_timeout", "send_timeout").
-DISCONNECT_KEY = "router.client_disconnected"
-
 
 __all__ = ["HardenedHttpToolsProtocol", "HeadLimits", "RequestRefusedError"]
 

@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from router.proxy.sinks import MirrorJob
 from router.routing.backends import Backend
+from router.shadow.jobs import MirrorJob
 from router.shadow.mismatch_log import MismatchLog
 from router.shadow.stats import ShadowBookkeeping, ShadowRouteStats
 from router.shadow.turns import OnePerTurn

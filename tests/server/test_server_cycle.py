@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from uvicorn.protocols.http.flow_control import FlowControl
 
-from router.server.cycle import BODY_FOLLOWS, ProxyCycle
+from router.server.cycle import ProxyCycle
+from router.server.keys import BODY_FOLLOWS
 from router.server.sweeper import sweeper_for
 from tests.server.test_server_limits import hardened_server, read_until_closed
 

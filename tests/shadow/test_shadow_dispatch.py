@@ -22,9 +22,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from router.config.model import BackendSpec, TimeoutSpec
-from router.proxy.sinks import MirrorJob
 from router.routing.backends import Backend
 from router.shadow.dispatcher import ShadowDispatcher
+from router.shadow.jobs import MirrorJob
 from router.telemetry.events import EventLog
 from router.telemetry.metrics import Metrics
 from strategies.base import MirrorPlan
