@@ -45,6 +45,7 @@ __all__ = [
     "DriftSpec",
     "FeatureReport",
     "Value",
+    "compare_binned",
     "compare_categorical",
     "compare_numeric",
     "extract_rows",
@@ -231,7 +232,7 @@ class FeatureReport:
         }
 
 
-def _shares(counts: Sequence[int]) -> tuple[float, ...]:
+def _shares(counts: Sequence[float]) -> tuple[float, ...]:
     total = sum(counts)
     return tuple(c / total if total else 0.0 for c in counts)
 
@@ -255,12 +256,24 @@ def compare_numeric(
 ) -> FeatureReport:
     """Drift of a numeric feature; ``missing`` and ``seen`` are (reference, live) row counts."""
     edges = decile_edges(reference)
-    ref_counts, live_counts = bin_counts(reference, edges), bin_counts(live, edges)
-    index = psi(ref_counts, live_counts) if len(live) >= MIN_LIVE and reference else None
+    return compare_binned(
+        name, edges, bin_counts(reference, edges), bin_counts(live, edges), missing, seen
+    )
+
+
+def compare_binned(
+    name: str, edges: Sequence[float], reference: Sequence[float], live: Sequence[float],
+    missing: tuple[int, int], seen: tuple[int, int],
+) -> FeatureReport:
+    """Drift of a numeric feature already counted into the bins cut at ``edges``.
+
+    Counts may be fractional (a reservoir's counts scaled to the values it stands for).
+    """
+    n_ref, n_live = round(sum(reference)), round(sum(live))
+    index = psi(reference, live) if n_live >= MIN_LIVE and n_ref else None
     return FeatureReport(
         name, "numeric", index, _share(missing[0], seen[0]), _share(missing[1], seen[1]),
-        _edge_names(edges), _shares(ref_counts), _shares(live_counts), len(reference), len(live),
-        seen,
+        _edge_names(edges), _shares(reference), _shares(live), n_ref, n_live, seen,
     )
 
 

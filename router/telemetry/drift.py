@@ -19,7 +19,7 @@ import collections
 import contextlib
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +68,12 @@ class _Route:
 class DriftMonitor:
     """Every drift route's samples; the queue from the request path; gauges and events."""
 
-    def __init__(self, metrics: Metrics, events: EventLog, *, seed: int | None = None) -> None:
+    def __init__(
+        self, metrics: Metrics, events: EventLog, *, seed: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.metrics = metrics
+        self.clock = clock
         self.events = events
         self.rng = random.Random(seed)  # noqa: S311 - sampling, not a secret
         self._routes: dict[str, _Route] = {}
@@ -96,7 +100,7 @@ class DriftMonitor:
         """Queue a sampled request body of ``route`` (hot path: a lookup and a draw)."""
         share = self._shares.get(route)
         if share is not None and _rand() < share:
-            self._queue.append((route, protocol, body, time.time()))
+            self._queue.append((route, protocol, body, self.clock()))
 
     async def run(self) -> None:
         """Drain the queue and evaluate, until cancelled."""
@@ -106,7 +110,7 @@ class DriftMonitor:
             try:
                 self._start_loads()
                 self.drain()
-                now = time.time()
+                now = self.clock()
                 if now - last >= EVALUATE_S:
                     last = now
                     self.evaluate(now)

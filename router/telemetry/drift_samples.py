@@ -7,10 +7,16 @@ most ``REFERENCE_CAP`` or ``SLICE_CAP``), counts of its categories (at most
 at most ``MAX_FEATURES`` features, a route holds at most 32 x (3,200 + 10 x
 320) numbers: 1,638,400 bytes, under 2 MiB with the arrays' slack and the
 category counts, whatever the traffic.
+
+Reports must stay cheap (they run on the event loop every few seconds, and for
+every dashboard poll): once the reference is ready, its decile edges and bin
+counts are computed once, and each live slice counts its values into those bins
+as they arrive. A report then sums at most ten short lists per feature.
 """
 
 from __future__ import annotations
 
+import bisect
 import random
 from array import array
 from collections.abc import Iterable, Mapping
@@ -22,9 +28,11 @@ from strategies.drift import (
     DriftSpec,
     FeatureReport,
     Value,
+    compare_binned,
     compare_categorical,
     compare_numeric,
 )
+from strategies.psi import bin_counts, decile_edges
 
 __all__ = ["REFERENCE_CAP", "SLICES", "SLICE_CAP", "RouteSamples", "Sample"]
 
@@ -35,17 +43,22 @@ MAX_CATEGORIES = 32
 
 
 class Sample:
-    """One feature over some rows: a value reservoir, category counts, missing and seen rows."""
+    """One feature over some rows: a value reservoir, category counts, missing and seen rows.
 
-    __slots__ = ("cap", "counts", "missing", "offered", "rows", "values")
+    With ``edges`` set, every numeric value offered is also counted into ``bins``.
+    """
 
-    def __init__(self, cap: int) -> None:
+    __slots__ = ("bins", "cap", "counts", "edges", "missing", "offered", "rows", "values")
+
+    def __init__(self, cap: int, edges: tuple[float, ...] | None = None) -> None:
         self.cap = cap
         self.values = array("d")
         self.offered = 0  # numeric values offered to the reservoir
         self.counts: dict[str, int] = {}
         self.missing = 0
         self.rows = 0
+        self.edges = edges
+        self.bins: list[float] | None = [0.0] * (len(edges) + 1) if edges is not None else None
 
     def add(self, value: Value, rng: random.Random) -> None:
         """Count one row's value (Algorithm R keeps the reservoir a uniform sample)."""
@@ -56,13 +69,25 @@ class Sample:
             key = value if value in self.counts or len(self.counts) < MAX_CATEGORIES else OTHER
             self.counts[key] = self.counts.get(key, 0) + 1
         else:
+            number = float(value)
             self.offered += 1
+            if self.bins is not None and self.edges is not None:
+                self.bins[bisect.bisect_left(self.edges, number)] += 1
             if len(self.values) < self.cap:
-                self.values.append(float(value))
+                self.values.append(number)
             else:
                 slot = rng.randrange(self.offered)
                 if slot < self.cap:
-                    self.values[slot] = float(value)
+                    self.values[slot] = number
+
+    def rebin(self, edges: tuple[float, ...] | None) -> None:
+        """Count into new bins: the reservoir's counts, scaled to the values it stands for."""
+        self.edges = edges
+        if edges is None:
+            self.bins = None
+            return
+        scale = self.offered / len(self.values) if self.values else 0.0
+        self.bins = [n * scale for n in bin_counts(self.values, edges)]
 
     @property
     def categorical(self) -> bool:
@@ -94,12 +119,8 @@ class Sample:
         return whole
 
 
-def compare(name: str, reference: Sample, live: Sample) -> FeatureReport:
-    """The drift report of one feature from its reference and live samples."""
-    missing, seen = (reference.missing, live.missing), (reference.rows, live.rows)
-    if reference.categorical:
-        return compare_categorical(name, reference.counts, live.counts, missing, seen)
-    return compare_numeric(name, reference.values, live.values, missing, seen)
+def _totals(parts: list[Sample]) -> tuple[int, int]:
+    return sum(p.missing for p in parts), sum(p.rows for p in parts)
 
 
 class RouteSamples:
@@ -114,6 +135,7 @@ class RouteSamples:
         self.reference_target = spec.reference_size  # None: from a file (or pinned)
         self.reference_ready = False
         self.pinned_at: float | None = None
+        self.edges: dict[str, tuple[float, ...]] = {}
         self.slice_s = spec.window / SLICES
         self.slices: dict[int, dict[str, Sample]] = {}
 
@@ -142,7 +164,7 @@ class RouteSamples:
             value = row.get(name)
             sample = live.get(name)
             if sample is None:
-                sample = live[name] = Sample(SLICE_CAP)
+                sample = live[name] = Sample(SLICE_CAP, self.edges.get(name))
             sample.add(value, self.rng)
             if filling:
                 ref = self.reference.get(name)
@@ -152,7 +174,20 @@ class RouteSamples:
         if filling:
             self.reference_rows += 1
             if self.reference_target is not None and self.reference_rows >= self.reference_target:
-                self.reference_ready = True
+                self._ready()
+
+    def _ready(self) -> None:
+        """The reference is complete: cut its bins once, and count the live slices into them."""
+        self.reference_ready = True
+        self.edges = {
+            name: decile_edges(ref.values)
+            for name, ref in self.reference.items() if not ref.categorical
+        }
+        for name, ref in self.reference.items():
+            ref.rebin(self.edges.get(name))
+        for part in self.slices.values():
+            for name, sample in part.items():
+                sample.rebin(self.edges.get(name))
 
     def load_reference(self, rows: Iterable[Mapping[str, Value]]) -> int:
         """Make ``rows`` (a reference file's) the reference; how many rows it had."""
@@ -165,13 +200,17 @@ class RouteSamples:
                     sample = reference[name] = Sample(REFERENCE_CAP)
                 sample.add(row.get(name), self.rng)
             count += 1
-        self.reference, self.reference_rows, self.reference_ready = reference, count, True
+        self.reference, self.reference_rows = reference, count
+        self._ready()
         return count
+
+    def _current(self, now: float) -> list[dict[str, Sample]]:
+        newest = int(now // self.slice_s)
+        return [s for i, s in self.slices.items() if newest - SLICES < i <= newest]
 
     def live(self, now: float) -> dict[str, Sample]:
         """Each feature's sample over the live window (slices older than it left out)."""
-        newest = int(now // self.slice_s)
-        current = [s for i, s in self.slices.items() if newest - SLICES < i <= newest]
+        current = self._current(now)
         return {
             name: Sample.merged((s[name] for s in current if name in s), REFERENCE_CAP, self.rng)
             for name in self.names
@@ -182,22 +221,35 @@ class RouteSamples:
         live = self.live(now)
         self.reference = live
         self.reference_rows = max((s.rows for s in live.values()), default=0)
-        self.reference_ready = True
         self.reference_target = None
         self.pinned_at = now
+        self._ready()
+
+    def _report(self, name: str, current: list[dict[str, Sample]]) -> FeatureReport:
+        parts = [s[name] for s in current if name in s]
+        ref = self.reference.get(name) or Sample(0)
+        (miss, rows), edges = _totals(parts), self.edges.get(name)
+        missing, seen = (ref.missing, miss), (ref.rows, rows)
+        if ref.categorical:
+            live_counts: dict[str, int] = {}
+            for part in parts:
+                for key, n in part.counts.items():
+                    live_counts[key] = live_counts.get(key, 0) + n
+            return compare_categorical(name, ref.counts, live_counts, missing, seen)
+        if edges is not None and ref.bins is not None:
+            live_bins = [0.0] * (len(edges) + 1)
+            for part in parts:
+                for i, share in enumerate(part.bins or ()):
+                    live_bins[i] += share
+            return compare_binned(name, edges, ref.bins, live_bins, missing, seen)
+        # The reference is still filling: a small sample of each side, no PSI.
+        live = Sample.merged(parts, SLICE_CAP, self.rng)
+        return replace(compare_numeric(name, ref.values, live.values, missing, seen), psi=None)
 
     def reports(self, now: float) -> list[FeatureReport]:
         """Every feature's drift, the highest PSI first (features without one last)."""
-        live = self.live(now)
-        found = [
-            compare(name, self.reference.get(name) or Sample(0), live[name])
-            for name in self.names
-        ]
+        current = self._current(now)
+        found = [self._report(name, current) for name in self.names]
         if not self.reference_ready:
-            found = [_without_psi(r) for r in found]
+            found = [replace(r, psi=None) for r in found]
         return sorted(found, key=lambda r: (r.psi is None, -(r.psi or 0.0), r.name))
-
-
-def _without_psi(report: FeatureReport) -> FeatureReport:
-    """A report shown while the reference still fills: no PSI yet."""
-    return replace(report, psi=None)

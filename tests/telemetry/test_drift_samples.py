@@ -58,3 +58,14 @@ def test_the_live_window_forgets_old_slices_and_pin_makes_it_the_reference() -> 
         samples.add({"x": rng.random() + 5, "c": "a"}, 1130.0 + n * 0.1)
     after = samples.reports(1150.0)[0]
     assert after.psi is not None and after.psi < 0.3
+
+
+def test_live_values_are_counted_into_the_reference_bins_as_they_arrive() -> None:
+    rng = random.Random(4)
+    samples = RouteSamples(DriftSpec(reference="first 100", window=600), rng)
+    for n in range(1100):  # 100 for the reference, then 1,000 in one slice (reservoir: 320)
+        samples.add({"x": rng.random()}, 1000.0 + n * 0.01)
+    report = samples.reports(1011.0)[0]
+    assert report.live_count == 1100  # every value counted, not only the reservoir's
+    assert len(samples.slices[int(1000.0 // samples.slice_s)]["x"].values) == SLICE_CAP
+    assert report.psi is not None and report.psi < 0.1

@@ -1,0 +1,42 @@
+"""DriftMonitor: sampled bodies read in the background, gauges, one event per crossing."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+
+from router.telemetry.drift import DriftMonitor
+from router.telemetry.events import EventLog
+from router.telemetry.metrics import Metrics
+from strategies.drift import DriftSpec
+
+
+def test_input_drift_is_emitted_once_per_crossing() -> None:
+    metrics, events = Metrics(), EventLog()
+    now = 1000.0
+    monitor = DriftMonitor(metrics, events, seed=1, clock=lambda: now)
+    monitor.configure({"r": DriftSpec(reference="first 200", window=10, sample=1.0)})
+    rng = random.Random(2)
+
+    def feed(n: int, shift: float) -> None:
+        nonlocal now
+        for _ in range(n):
+            body = orjson.dumps({"x": rng.gauss(shift, 1.0)})
+            monitor.offer("r", None, body)
+            monitor.drain()
+        now += 11.0  # past the live window: the next batch is all the window holds
+
+    def crossings() -> list[str]:
+        return [e["feature"] for e in events.recent(1000) if e["event"] == "input_drift"]
+
+    feed(200, 0.0)  # the reference
+    monitor.evaluate(now - 11.0)
+    assert crossings() == []
+    for shift, expected in ((3.0, ["x"]), (3.0, ["x"]), (0.0, ["x"]), (3.0, ["x", "x"])):
+        feed(300, shift)
+        monitor.evaluate(now - 11.0)
+        assert crossings() == expected
+    labels = {"route": "r", "feature": "x"}
+    gauge = metrics.registry.get_sample_value("router_input_drift_psi", labels)
+    assert gauge is not None and gauge > 0.2
