@@ -16,14 +16,16 @@ from typing import Any
 
 import httpx
 
+from router.demo.llm_traffic import drive_llm
 from router.demo.traffic import LoadStats, body_maker, drive
 from router.demo.truth import SHIFT, LabelledBodies
 from router.demo.view import Frame, Screen, event_line, notable, render, status_line
 from router.telemetry.events import iso_time
 
-__all__ = ["FAULT", "ROUTE", "Session"]
+__all__ = ["FAULT", "LLM_ROUTE", "ROUTE", "Session"]
 
 ROUTE = "iris"
+LLM_ROUTE = "chat"
 FAULT = {"error_rate": 0.5}
 EVENTS_FETCHED = 30
 
@@ -37,7 +39,7 @@ class Session:
 
     def __init__(
         self, scenario: str, admin_url: str, token: str, infer_url: str, v2_port: int, *,
-        headless: bool, hints: Sequence[str] = (), labels: bool = False,
+        headless: bool, hints: Sequence[str] = (), labels: bool = False, llm: bool = False,
     ) -> None:
         self.scenario = scenario
         self.admin_url = admin_url
@@ -49,12 +51,14 @@ class Session:
         self.stats = LoadStats()
         # Labelled traffic whose true labels go back to the router (drift-and-truth).
         self.labelled = LabelledBodies() if labels else None
+        self.llm = llm  # streamed chat completions (the llm scenario) instead of iris requests
+        self.route = LLM_ROUTE if llm else ROUTE
         self.notes: list[dict[str, Any]] = []
         self._printed: set[tuple[str, ...]] = set()
 
     def note(self, reason: str) -> None:
         """Record something the demo itself did, shown among the router's events."""
-        self.notes.append({"at": iso_time(time.time()), "event": "demo", "route": ROUTE,
+        self.notes.append({"at": iso_time(time.time()), "event": "demo", "route": self.route,
                            "reason": reason})
 
     async def run(
@@ -64,16 +68,17 @@ class Session:
 
         Returns the router's last ``/admin/status`` (None if it did not answer).
         """
-        make = body_maker()
         headers = {"authorization": f"Bearer {self.token}"}
         async with httpx.AsyncClient(
             base_url=self.admin_url, headers=headers, timeout=2.0, trust_env=False
         ) as admin:
             self.stats = LoadStats()
             loop = asyncio.get_running_loop()
-            tasks = [asyncio.create_task(
-                drive(self.infer_url, self.stats, make=make, labelled=self.labelled)
-            )]
+            load = (
+                drive_llm(self.infer_url, self.stats) if self.llm else
+                drive(self.infer_url, self.stats, make=body_maker(), labelled=self.labelled)
+            )
+            tasks = [asyncio.create_task(load)]
             tasks[0].add_done_callback(self._driver_done)
             if self.labelled is not None:
                 tasks.append(asyncio.create_task(self.labelled.send(admin)))
@@ -118,9 +123,9 @@ class Session:
                 self.note(f"the inputs drift: petal width now reads {SHIFT} cm more than the "
                           "flower has (labels stay true)")
             elif action == "promote":
-                response = await admin.post(f"/admin/routes/{ROUTE}/promote")
+                response = await admin.post(f"/admin/routes/{self.route}/promote")
                 detail = response.json().get("detail", "") if response.is_error else ""
-                self.note(f"promote {ROUTE}: HTTP {response.status_code} {detail}".rstrip())
+                self.note(f"promote {self.route}: HTTP {response.status_code} {detail}".rstrip())
         except (httpx.HTTPError, ValueError) as exc:
             self.note(f"{action} failed: {exc}")
 

@@ -32,6 +32,7 @@ __all__ = [
     "LoadStats",
     "Outcome",
     "VariantNumbers",
+    "answered",
     "body_maker",
     "drive",
     "iris_rows",
@@ -53,6 +54,7 @@ class Outcome:
     backend: str
     status: int
     latency_s: float
+    ttft_s: float | None = None  # streamed answers: when the first event arrived
 
     @property
     def failed(self) -> bool:
@@ -71,6 +73,21 @@ class VariantNumbers:
     error_rate: float | None
     p99_ms: float | None
     requests: int
+    ttft_p99_ms: float | None = None  # time to first token, for streamed answers
+
+
+def answered(response: httpx.Response, started: float, ttft_s: float | None = None) -> Outcome:
+    """The outcome of an answered request, its route and variant from the router's headers."""
+    got = response.headers
+    return Outcome(
+        at=time.monotonic(),
+        route=got.get("x-router-route", UNKNOWN),
+        variant=got.get("x-router-variant", UNKNOWN),
+        backend=got.get("x-router-backend", UNKNOWN),
+        status=response.status_code,
+        latency_s=time.monotonic() - started,
+        ttft_s=ttft_s,
+    )
 
 
 def _p99(values: list[float]) -> float:
@@ -119,6 +136,7 @@ class LoadStats:
         result = []
         for (route, variant), items in sorted(groups.items()):
             answered = [o.latency_s for o in items if o.status]
+            first_tokens = [o.ttft_s for o in items if o.ttft_s is not None]
             result.append(VariantNumbers(
                 route=route,
                 variant=variant,
@@ -127,6 +145,7 @@ class LoadStats:
                 error_rate=sum(o.failed for o in items) / len(items),
                 p99_ms=_p99(answered) * 1000 if answered else None,
                 requests=len(items),
+                ttft_p99_ms=_p99(first_tokens) * 1000 if first_tokens else None,
             ))
         return result
 
@@ -211,17 +230,9 @@ async def _worker(
             stats.record(Outcome(time.monotonic(), UNKNOWN, UNKNOWN, UNKNOWN, 0,
                                  time.monotonic() - started))
             continue
-        got = response.headers
         if labelled is not None and response.status_code == 200:
             labelled.answered(request_id, label)
-        stats.record(Outcome(
-            at=time.monotonic(),
-            route=got.get("x-router-route", UNKNOWN),
-            variant=got.get("x-router-variant", UNKNOWN),
-            backend=got.get("x-router-backend", UNKNOWN),
-            status=response.status_code,
-            latency_s=time.monotonic() - started,
-        ))
+        stats.record(answered(response, started))
 
 
 async def drive(

@@ -154,9 +154,10 @@ def _route_block(frame: Frame, name: str, route: Mapping[str, Any], colour: bool
         rate = f"{numbers.rate:6.1f} req/s" if numbers else "     - req/s"
         error_rate = numbers.error_rate if numbers else None
         p99 = numbers.p99_ms if numbers else None
-        lines.append(
-            f"  {variant:<10} {backend:<10} {rate}   errors {_pct(error_rate)}   p99 {_ms(p99)}"
-        )
+        line = f"  {variant:<10} {backend:<10} {rate}   errors {_pct(error_rate)}   p99 {_ms(p99)}"
+        if numbers is not None and numbers.ttft_p99_ms is not None:
+            line += f"   first token p99 {_ms(numbers.ttft_p99_ms)}"
+        lines.append(line)
     lines.extend(f"  {line}" for line in _details(route))
     return lines
 
@@ -206,6 +207,7 @@ def status_line(frame: Frame) -> str:
         seen = _route_numbers(frame, name)
         per = [
             f"{v} {n.rate:.0f}/s err {_pct(n.error_rate).strip()} p99 {_ms(n.p99_ms).strip()}"
+            + (f" ttft p99 {_ms(n.ttft_p99_ms).strip()}" if n.ttft_p99_ms is not None else "")
             for v, n in seen.items()
         ]
         shadow = route.get("shadow")

@@ -7,12 +7,8 @@ from tests.demo.test_demo_runner import Demo, leftovers
 
 
 def test_drift_is_flagged_and_the_accuracy_gate_rolls_v2_back() -> None:
-    demo = Demo(["--scenario", "drift-and-truth", "--duration", "45"]).start()
-    try:
-        code, summary = demo.wait(timeout=150)
-    finally:
-        demo.kill()
-    output = "\n".join(demo.lines)
+    demo = Demo(["--scenario", "drift-and-truth", "--duration", "45"])
+    code, summary, output = demo.run(timeout=150)
     assert code == 0, output
     events = [line for line in demo.lines if line.startswith("event ")]
     shift = next(i for i, line in enumerate(events) if "the inputs drift" in line)

@@ -63,6 +63,15 @@ class Demo:
         wait_until(lambda: self.lines and self.lines[-1].startswith("{"), timeout=5)
         return code, orjson.loads(self.lines[-1])
 
+    def run(self, timeout: float) -> tuple[int, dict[str, Any], str]:
+        """Start, wait for the end (killing what is left if that fails): code, summary, output."""
+        self.start()
+        try:
+            code, summary = self.wait(timeout=timeout)
+        finally:
+            self.kill()
+        return code, summary, "\n".join(self.lines)
+
     def kill(self) -> None:
         """After a failed test: the demo and everything under it."""
         if self.proc is None or self.proc.poll() is not None:
@@ -98,7 +107,8 @@ def leftovers(summary: dict[str, Any]) -> list[str]:
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
         if summary["config"] in cmdline or (
-            "router.demo.model_server" in cmdline and any(p in cmdline for p in ports)
+            ("router.demo.model_server" in cmdline or "router.demo.llm_server" in cmdline)
+            and any(p in cmdline for p in ports)
         ):
             found.append(cmdline)
     return found
