@@ -120,6 +120,16 @@ SCENARIOS: tuple[Scenario, ...] = (
         strategy=CANARY_ROUTE, workers=2, loads=AT_64,
     ),
     Scenario(
+        "router-canary-body", "router",
+        "router, canary behind a route with a match.body rule that every request is read "
+        "for and fails (the 2 KB POST body is parsed, then the canary route matches)",
+        strategy=CANARY_ROUTE, config={"routes": [
+            {"name": "llm", "match": {"path_prefix": "/", "body": {"model": "llama-3-8b"}},
+             "strategy": DIRECT_ROUTE},
+            {"name": "bench", "match": {"path_prefix": "/"}, "strategy": CANARY_ROUTE},
+        ]}, loads=AT_64,
+    ),
+    Scenario(
         "router-canary-noinspect", "router",
         "router, canary, model input/output inspection off (proxy.inspect_max_body: 0)",
         strategy=CANARY_ROUTE, config={"proxy": {"inspect_max_body": 0}}, loads=AT_64,
@@ -170,6 +180,8 @@ COMPARISONS: tuple[Comparison, ...] = (
     *_both_methods("router-direct / nginx", "router-direct", "nginx", 64),
     *_both_methods("workers 2 / workers 1", "router-canary-w2", "router-canary", 64, target=1.6),
     *_both_methods("inspection on / off", "router-canary", "router-canary-noinspect", 64),
+    *_both_methods("CPU/req match.body / none", "router-canary-body", "router-canary", 64,
+                   kind="cpu_ratio", target=1.15),
     *_both_methods(
         "p50 router-canary - nginx", "router-canary", "nginx", 16,
         kind="p50_diff_ms", target=1.0,
