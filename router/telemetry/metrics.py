@@ -7,7 +7,6 @@ status code, so a request costs a dict lookup and two increments.
 from __future__ import annotations
 
 import bisect
-import contextlib
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -15,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from router.telemetry.rollout_gauges import RolloutCollector
 from router.telemetry.streams import StreamCollector, StreamStats, cumulative
 
 __all__ = ["LATENCY_BUCKETS", "Metrics", "RequestCollector", "RequestRecorder"]
@@ -24,10 +24,6 @@ LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 30.0, 60.0,
 )
 BODY_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
-PHASES = (
-    "steady", "progressing", "waiting", "paused", "promoted", "rolled_back", "mirroring",
-    "shadowing",
-)
 
 
 class RequestRecorder:
@@ -133,14 +129,8 @@ class Metrics:
             "router_upstream_errors_total", "Failures talking to a backend, by kind.",
             ["route", "backend", "kind"], registry=r,
         )
-        self.traffic_weight = Gauge(
-            "router_traffic_weight_percent", "Share of a route's traffic per variant.",
-            ["route", "variant"], registry=r,
-        )
-        self.rollout_phase = Gauge(
-            "router_rollout_phase", "1 for a route's current phase, 0 for the others.",
-            ["route", "phase"], registry=r,
-        )
+        self.rollouts = RolloutCollector()
+        r.register(self.rollouts)
         self.rollbacks = Counter(
             "router_rollbacks_total", "Rollbacks by what triggered them.",
             ["route", "trigger"], registry=r,
@@ -234,19 +224,11 @@ class Metrics:
 
     def set_rollout(self, route: str, phase: str, weights: dict[str, float]) -> None:
         """Point the weight and phase gauges of a route at its current status."""
-        for variant, weight in weights.items():
-            self.traffic_weight.labels(route, variant).set(weight)
-        for name in PHASES:
-            self.rollout_phase.labels(route, name).set(1.0 if name == phase else 0.0)
+        self.rollouts.set(route, phase, weights)
 
     def forget_route(self, route: str, variants: tuple[str, ...]) -> None:
         """Drop the gauges of a removed route so it stops showing."""
-        for variant in variants:
-            with contextlib.suppress(KeyError):
-                self.traffic_weight.remove(route, variant)
-        for name in PHASES:
-            with contextlib.suppress(KeyError):
-                self.rollout_phase.remove(route, name)
+        self.rollouts.forget(route)
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""
