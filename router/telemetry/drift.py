@@ -3,9 +3,11 @@
 On the request path, ``DriftMonitor.offer`` (called by the body inspector after
 the client has its answer) draws one random number and, for a ``sample`` share
 of a drift route's requests, appends the body it already holds to a bounded
-queue (the oldest dropped when full): O(1), nothing parsed. ``run`` drains the
-queue a few times a second — parse, read the feature rows, add them to the
-route's bounded samples (``router.telemetry.drift_samples``) — and every
+queue (1,024 bodies and 4 MiB; beyond, the body is dropped and counted): O(1),
+nothing parsed. ``run`` drains the queue four times a second, at most 256
+feature rows each time so the event loop is never held long — parse, read the
+rows, add them to the route's bounded samples
+(``router.telemetry.drift_samples``) — and every
 ``EVALUATE_S`` computes each feature's PSI, sets
 ``router_input_drift_psi{route,feature}`` and emits ``input_drift`` when a
 feature crosses ``max_psi`` (once per crossing: again only after it fell back
@@ -32,8 +34,10 @@ from strategies.drift import DriftSpec, FeatureReport, Value, extract_rows
 
 __all__ = ["DRAIN_S", "EVALUATE_S", "DriftMonitor", "read_reference_file"]
 
-QUEUE = 1024
+QUEUE = 1024  # bodies waiting to be read, and at most QUEUE_BYTES of them
+QUEUE_BYTES = 4 * 1024 * 1024
 DRAIN_S = 0.25
+DRAIN_ROWS = 256  # feature rows read per drain: the event loop is never held long
 EVALUATE_S = 2.0
 MAX_FILE_ROWS = 200_000
 
@@ -78,9 +82,11 @@ class DriftMonitor:
         self.rng = random.Random(seed)  # noqa: S311 - sampling, not a secret
         self._routes: dict[str, _Route] = {}
         self._shares: dict[str, float] = {}
-        self._queue: collections.deque[tuple[str, str | None, bytes, float]] = collections.deque(
-            maxlen=QUEUE
+        self._queue: collections.deque[tuple[str, str | None, bytes, float]] = (
+            collections.deque()
         )
+        self._queued_bytes = 0
+        self.dropped = 0  # sampled bodies not read: the queue was full
         self._loads: set[asyncio.Task[None]] = set()
         self._log = get_logger("router.telemetry.drift")
 
@@ -100,6 +106,10 @@ class DriftMonitor:
         """Queue a sampled request body of ``route`` (hot path: a lookup and a draw)."""
         share = self._shares.get(route)
         if share is not None and _rand() < share:
+            if len(self._queue) >= QUEUE or self._queued_bytes + len(body) > QUEUE_BYTES:
+                self.dropped += 1
+                return
+            self._queued_bytes += len(body)
             self._queue.append((route, protocol, body, self.clock()))
 
     async def run(self) -> None:
@@ -118,16 +128,18 @@ class DriftMonitor:
                 self._log.exception("drift_error", reason=repr(exc))
 
     def drain(self) -> int:
-        """Add every queued body's rows to its route; how many bodies were read."""
-        read = 0
-        while self._queue:
+        """Add queued bodies' rows to their routes, up to ``DRAIN_ROWS`` rows; bodies read."""
+        read = rows = 0
+        while self._queue and rows < DRAIN_ROWS:
             name, protocol, body, at = self._queue.popleft()
+            self._queued_bytes -= len(body)
             route = self._routes.get(name)
             parsed = parse_body(body) if route is not None else None
             if route is None or parsed is None:
                 continue
             for row in extract_rows(protocol, parsed[0]):
                 route.samples.add(row, at)
+                rows += 1
             read += 1
         return read
 
@@ -191,6 +203,7 @@ class DriftMonitor:
             "window_s": route.spec.window,
             "max_psi": route.spec.max_psi,
             "sample": route.spec.sample,
+            "dropped": self.dropped,
             "reference": {
                 "source": "pinned" if samples.pinned_at is not None else route.spec.reference,
                 "rows": samples.reference_rows,

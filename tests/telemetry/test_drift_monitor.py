@@ -6,7 +6,7 @@ import random
 
 import orjson
 
-from router.telemetry.drift import DriftMonitor
+from router.telemetry.drift import DRAIN_ROWS, QUEUE, QUEUE_BYTES, DriftMonitor
 from router.telemetry.events import EventLog
 from router.telemetry.metrics import Metrics
 from strategies.drift import DriftSpec
@@ -40,3 +40,20 @@ def test_input_drift_is_emitted_once_per_crossing() -> None:
     labels = {"route": "r", "feature": "x"}
     gauge = metrics.registry.get_sample_value("router_input_drift_psi", labels)
     assert gauge is not None and gauge > 0.2
+
+
+def test_the_queue_is_bounded_in_bodies_and_bytes_and_a_drain_in_rows() -> None:
+    monitor = DriftMonitor(Metrics(), EventLog(), seed=1)
+    monitor.configure({"r": DriftSpec(sample=1.0)})
+    small = orjson.dumps({"x": 1.0})
+    for _ in range(QUEUE + 10):
+        monitor.offer("r", None, small)
+    assert monitor.dropped == 10
+    assert monitor.drain() == DRAIN_ROWS  # one row a body: 256 bodies, the rest wait
+    monitor.drain()
+    monitor.drain()
+    monitor.drain()
+    big = orjson.dumps({"x": 1.0, "pad": "x" * 60_000})
+    for _ in range(100):
+        monitor.offer("r", None, big)
+    assert monitor.dropped == 10 + 100 - QUEUE_BYTES // len(big)
