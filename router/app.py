@@ -148,7 +148,7 @@ class RouterApp:
         if self.store.shared:
             self.fleet = Fleet(
                 self.store, self.rollouts, replica=self.replica_id, lease_s=config.state.lease,
-                metrics=self.metrics, events=self.events,
+                metrics=self.metrics, events=self.events, windows=self.windows,
             )
             self._tasks.append(asyncio.create_task(self.fleet.run(), name="fleet"))
         self._tasks.append(asyncio.create_task(self.drift.run(), name="drift"))
@@ -344,17 +344,19 @@ class RouterApp:
         # The current second is still filling up: read ``window_s`` whole seconds
         # plus it, so a short window neither misses traffic nor lags a second.
         span = window_s + 1.0
+        variants = route.strategy.variants
+        if self.fleet is not None:  # the leader judges the whole fleet's traffic
+            figures = self.fleet.figures
+            stats = {v: figures.stats(route.name, v, window_s) for v in variants}
+            totals = {v: figures.tally(route.name, v) for v in variants}
+        else:
+            stats = {v: self.windows.stats(route.name, v, now, span) for v in variants}
+            totals = {v: self.windows.tally(route.name, v) for v in variants}
         return Observation(
             window_s=window_s,
-            variants={
-                variant: self.windows.stats(route.name, variant, now, span)
-                for variant in route.strategy.variants
-            },
+            variants=stats,
             backend_up={name: backend.up for name, backend in backends.items()},
-            totals={
-                variant: self.windows.tally(route.name, variant)
-                for variant in route.strategy.variants
-            },
+            totals=totals,
             quality={
                 variant: self.quality.quality(route.name, variant, now, span)
                 for variant in route.strategy.variants

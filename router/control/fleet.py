@@ -19,7 +19,8 @@ paused past its lease cannot overwrite what its successor decided. A leader
 stops leading by its own clock when it could not renew within the lease
 (measured from before the renew call, so never later than Redis lets the lease
 go), and a stopping leader lets go of the lease at once. A new leader reads the
-shared state before its first decision.
+shared state before its first decision. The leader judges the fleet's traffic:
+every replica reports its per-second figures (``router.control.fleet_figures``).
 
 Store failures are counted and logged by the ``WatchedStore``; these loops just
 try again.
@@ -33,6 +34,7 @@ import time
 
 from redis.exceptions import RedisError
 
+from router.control.fleet_figures import FleetFigures
 from router.control.redis_store import RedisStateStore
 from router.control.rollouts import Rollouts
 from router.control.store import StateStoreError
@@ -40,10 +42,12 @@ from router.control.store_health import WatchedStore
 from router.telemetry.events import EventLog
 from router.telemetry.logs import get_logger
 from router.telemetry.metrics import Metrics
+from router.telemetry.windows import WindowSet
 
 __all__ = ["POLL_S", "Fleet"]
 
 POLL_S = 0.25
+FIGURES_S = 1.0
 RECONNECT_S = 1.0
 
 
@@ -59,6 +63,7 @@ class Fleet:
         lease_s: float,
         metrics: Metrics,
         events: EventLog,
+        windows: WindowSet,
     ) -> None:
         assert isinstance(watched.inner, RedisStateStore)
         self.redis: RedisStateStore = watched.inner
@@ -73,6 +78,7 @@ class Fleet:
         self._events = events
         self._changed = asyncio.Event()
         self._log = get_logger("router.control.fleet")
+        self.figures = FleetFigures(watched, self.redis, windows)
         metrics.leader.set(0.0)
 
     @property
@@ -82,7 +88,7 @@ class Fleet:
 
     async def run(self) -> None:
         """Follow (or lead) the fleet until cancelled."""
-        await asyncio.gather(self._listen(), self._follow(), self._lead())
+        await asyncio.gather(self._listen(), self._follow(), self._lead(), self._count())
 
     async def release(self) -> None:
         """Let go of the lease (on a clean stop), so another replica leads at once."""
@@ -117,12 +123,31 @@ class Fleet:
                 self._set_leading(None, "lease not renewed in time")
             await asyncio.sleep(self.lease_s / 3)
 
+    async def _count(self) -> None:
+        """Report this replica's figures every second; the leader also reads the fleet's."""
+        while True:
+            await asyncio.sleep(FIGURES_S)
+            with contextlib.suppress(StateStoreError):
+                await self.figures.report()
+                if self.leading:
+                    await self.figures.read(self._analysed())
+
+    def _analysed(self) -> list[tuple[str, tuple[str, ...]]]:
+        """The routes whose strategy runs an analysis now, with their variants."""
+        return [
+            (name, route.strategy.variants)
+            for name, route in self.rollouts.routes.items()
+            if route.strategy.analysis_window(route.spec, route.cell.state)
+        ]
+
     def _set_leading(self, token: int | None, reason: str) -> None:
         self._token = token
         self.rollouts.fence = token
         self._metrics.leader.set(0.0 if token is None else 1.0)
         if token is not None:
             self.leader = self.replica
+        else:
+            self.figures.forget()
         kind = "leader_elected" if token is not None else "leader_lost"
         self._log.info(kind, replica=self.replica, reason=reason, token=token)
 

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
@@ -242,6 +243,10 @@ class RedisStateStore:
         """The id of the replica holding the lease, or None."""
         value = await self._run(self.client.get(self.keys["leader"]))
         return value.decode() if isinstance(value, bytes) else None
+
+    async def run_pipeline(self, pipe: Pipeline) -> list[Any]:
+        """Send a pipeline built on ``client`` in one round trip; its replies."""
+        return await self._run(pipe.execute())
 
     async def _run(self, call: Awaitable[_T]) -> _T:
         self._open()

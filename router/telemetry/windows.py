@@ -73,6 +73,28 @@ class VariantWindow:
         hist[bucket] += 1
         self._total_hist[bucket] += 1
 
+    def slot(self, second: int) -> tuple[int, int, list[int]] | None:
+        """Requests, errors and latency buckets of one second, if it is still in the ring."""
+        slot = second % SPAN_S
+        hist = self._hists[slot]
+        if self._stamps[slot] != second or hist is None:
+            return None
+        return self._counts[slot], self._errors[slot], hist
+
+    def add(self, second: int, requests: int, errors: int, hist: list[int]) -> None:
+        """Add a second's figures counted elsewhere (another replica's; a fleet's sum)."""
+        slot = second % SPAN_S
+        if self._stamps[slot] != second:
+            self._stamps[slot] = second
+            self._counts[slot] = self._errors[slot] = 0
+            self._hists[slot] = [0] * _NBUCKETS
+        mine = self._hists[slot]
+        assert mine is not None
+        self._counts[slot] += requests
+        self._errors[slot] += errors
+        for i, n in enumerate(hist):
+            mine[i] += n
+
     def tally(self) -> Tally:
         """Requests, errors and the latency histogram since this window was created."""
         return Tally(self._total, self._total_errors, tuple(self._total_hist))
@@ -170,6 +192,10 @@ class WindowSet:
         """The running totals of (route, variant); empty before its first request."""
         found = self._windows.get((route, variant))
         return found.tally() if found is not None else Tally()
+
+    def items(self) -> list[tuple[tuple[str, str], VariantWindow]]:
+        """Every ((route, variant), window)."""
+        return list(self._windows.items())
 
     def forget(self, route: str) -> None:
         """Drop a removed route's windows."""

@@ -23,7 +23,7 @@ import redis
 from tests.control.test_canary_e2e import canary
 from tests.fleet_support import Replica, replicas, use_redis
 from tests.redis_support import RedisServer
-from tests.rollout_support import Stack, burst, failures, running_stack
+from tests.rollout_support import Knobs, Stack, burst, failures, running_stack
 from tests.support import ServerThread, wait_until
 
 pytestmark = pytest.mark.usefixtures("healthy")
@@ -114,3 +114,33 @@ def test_three_replicas_take_each_step_once_and_a_killed_leader_is_replaced(
     steps = sorted(record["to_step"] for record in decisions(fleet, "iris", "rollout_step"))
     assert steps == [1, 2, 3, 4, 5], steps
     assert len(decisions(fleet, "iris", "promote")) == 1
+
+
+def test_the_leader_judges_the_fleets_requests_not_its_own(
+    stack: Stack, redis_server: RedisServer, knobs: dict[str, Knobs]
+) -> None:
+    """20 failing candidate requests on each of two replicas: neither alone reaches
+    ``min_requests`` (30), the fleet does, and the leader rolls the candidate back."""
+    analysis = {"interval": "1s", "window": "60s", "min_requests": 30, "max_error_rate": 0.1,
+                "failures_to_act": 1}
+    stack.routes["iris"] = canary(weight=0, force_header="x-router-variant", analysis=analysis)
+    forced = {"x-router-variant": "candidate"}
+    knobs["candidate"].fail = True
+    with replicas(stack, 2) as (a, b):
+        assert {o.status for o in burst(a.url("iris"), 20, headers=lambda i: forced)} == {500}
+
+        def verdict() -> dict[str, Any] | None:
+            last = a.status()["routes"]["iris"]["analysis"]["last"]
+            return last if last and any("20 candidate requests" in r for r in last["reasons"]) \
+                else None
+
+        held = wait_until(verdict, timeout=15)
+        assert held["outcome"] == "hold" and a.phase("iris") == "steady"
+
+        assert {o.status for o in burst(b.url("iris"), 20, headers=lambda i: forced)} == {500}
+        wait_until(lambda: a.phase("iris") == "rolled_back", timeout=15)
+        wait_until(lambda: b.phase("iris") == "rolled_back", timeout=5)
+        last = b.status()["routes"]["iris"]["analysis"]["last"]
+        assert last["ok"] is False and any("40 of 40 requests" in r for r in last["reasons"]), last
+        rollbacks = decisions([a, b], "iris", "rollback")
+        assert len(rollbacks) == 1 and rollbacks[0]["trigger"] == "analysis"

@@ -1,0 +1,144 @@
+"""Analysis over the whole fleet: every replica's per-second figures, summed in Redis.
+
+The proxy records each request in the replica's own ``WindowSet`` (an O(1)
+in-memory update, as with one router). Once a second, off the request path,
+each replica adds the seconds it completed since its last report to Redis in
+one pipelined round trip::
+
+    {prefix}:fig:{route}:{variant}:{second}   hash  n, e, h<bucket>  (expires after 15 min)
+    {prefix}:tot:{route}:{variant}            hash  n, e, h<bucket>  (running totals)
+
+Fields are added with HINCRBY, so the keys hold the fleet's sums. The leader
+reads the seconds completed since its last read (``LAG_S`` behind the clock, so
+every replica has reported them) into a ``WindowSet`` of the fleet and the
+totals, and judges those: ``min_requests`` counts the fleet's requests. A new
+leader first reads back the whole 15 minutes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from redis.asyncio.client import Pipeline
+
+from router.control.redis_store import RedisStateStore
+from router.control.store_health import WatchedStore
+from router.telemetry.windows import SPAN_S, WindowSet
+from strategies import VariantStats
+from strategies.base import LATENCY_BOUNDS, Tally
+
+__all__ = ["LAG_S", "FleetFigures"]
+
+LAG_S = 2  # seconds a replica may take to report a completed second
+_EXPIRE_S = SPAN_S + 60
+
+
+def _fields(requests: int, errors: int, hist: Iterable[int]) -> dict[str, int]:
+    fields = {"n": requests, "e": errors}
+    fields.update({f"h{i}": n for i, n in enumerate(hist) if n})
+    return fields
+
+
+def _parse(raw: dict[bytes, bytes], buckets: int) -> tuple[int, int, list[int]]:
+    hist = [0] * buckets
+    requests = errors = 0
+    for key, value in raw.items():
+        name, count = key.decode(), int(value)
+        if name == "n":
+            requests = count
+        elif name == "e":
+            errors = count
+        elif name.startswith("h") and int(name[1:]) < buckets:
+            hist[int(name[1:])] = count
+    return requests, errors, hist
+
+
+class FleetFigures:
+    """One replica's reports to the fleet's sums, and (on the leader) the sums read back."""
+
+    def __init__(
+        self,
+        watched: WatchedStore,
+        redis: RedisStateStore,
+        local: WindowSet,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.watched = watched
+        self.redis = redis
+        self.local = local
+        self.clock = clock
+        self.windows = WindowSet()  # the fleet's sum, on the leader
+        self.totals: dict[tuple[str, str], Tally] = {}
+        self.read_until: int | None = None  # the newest second in ``windows``
+        self._reported = int(clock()) - 1
+
+    def _key(self, route: str, variant: str, second: int | None = None) -> str:
+        if second is None:
+            return self.redis.key(f"tot:{route}:{variant}")
+        return self.redis.key(f"fig:{route}:{variant}:{second}")
+
+    async def report(self) -> None:
+        """Add the seconds completed since the last report to the fleet's sums."""
+        until = int(self.clock()) - 1
+        seconds = range(max(self._reported + 1, until - SPAN_S + 1), until + 1)
+        self._reported = until  # a failed report is dropped, never counted twice
+        pipe = self.redis.client.pipeline(transaction=False)
+        queued = False
+        for (route, variant), window in self.local.items():
+            for second in seconds:
+                found = window.slot(second)
+                if found is None or not found[0]:
+                    continue
+                fields = _fields(*found)
+                key = self._key(route, variant, second)
+                _add(pipe, key, fields)
+                pipe.expire(key, _EXPIRE_S)
+                _add(pipe, self._key(route, variant), fields)
+                queued = True
+        if queued:
+            await self.watched.call("report", self.redis.run_pipeline(pipe))
+
+    async def read(self, routes: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+        """(Leader) read the completed seconds since the last read, and the totals."""
+        until = int(self.clock()) - LAG_S
+        start = until - SPAN_S + 1 if self.read_until is None else self.read_until + 1
+        pairs = [(route, variant) for route, variants in routes for variant in variants]
+        pipe = self.redis.client.pipeline(transaction=False)
+        for route, variant in pairs:
+            pipe.hgetall(self._key(route, variant))
+            for second in range(start, until + 1):
+                pipe.hgetall(self._key(route, variant, second))
+        replies = await self.watched.call("read", self.redis.run_pipeline(pipe))
+        buckets = len(LATENCY_BOUNDS) + 1
+        per_pair = until - start + 2
+        for index, (route, variant) in enumerate(pairs):
+            chunk = replies[index * per_pair:(index + 1) * per_pair]
+            requests, errors, hist = _parse(chunk[0], buckets)
+            self.totals[(route, variant)] = Tally(requests, errors, tuple(hist))
+            window = self.windows.window(route, variant)
+            for second, raw in zip(range(start, until + 1), chunk[1:], strict=True):
+                if raw:
+                    window.add(second, *_parse(raw, buckets))
+        self.read_until = until
+
+    def forget(self) -> None:
+        """Drop the sums read (leadership lost): a next term reads everything again."""
+        self.windows = WindowSet()
+        self.totals.clear()
+        self.read_until = None
+
+    def stats(self, route: str, variant: str, window_s: float) -> VariantStats:
+        """The fleet's numbers over the ``window_s`` seconds up to the newest one read."""
+        if self.read_until is None:
+            return VariantStats()
+        return self.windows.stats(route, variant, self.read_until, window_s)
+
+    def tally(self, route: str, variant: str) -> Tally:
+        """The fleet's running totals of (route, variant)."""
+        return self.totals.get((route, variant), Tally())
+
+
+def _add(pipe: Pipeline, key: str, fields: dict[str, int]) -> None:
+    for name, count in fields.items():
+        pipe.hincrby(key, name, count)
