@@ -68,4 +68,7 @@ def replicas(stack: Stack, n: int) -> Iterator[list[Replica]]:
         yield [Replica(p) for p in started]
     finally:
         for process in started:
+            if process.proc is not None and process.proc.poll() is not None:
+                tail = "\n".join(process.logs().splitlines()[-20:])
+                print(f"replica {process.port} had exited ({process.proc.returncode}):\n{tail}")
             process.stop()
