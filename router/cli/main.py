@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the live demo")
     demo.add_argument(
         "--scenario", default="canary",
-        choices=["canary", "bad-canary", "shadow", "blue-green", "drift-and-truth", "llm"],
+        choices=["canary", "bad-canary", "shadow", "blue-green", "drift-and-truth", "llm",
+                 "drift", "shadow-first"],
     )
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     demo.add_argument("--headless", action="store_true", help="no live view, plain log lines")

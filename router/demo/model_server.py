@@ -5,7 +5,9 @@ Two versions are trained at start-up on the iris data set that ships inside scik
 they genuinely disagree on a few inputs. Missing inputs (null, NaN) get the training means.
 Faults for the bad-canary demo and tests (a share of 500s, added latency) are set at start
 (``--error-rate``/``--latency-ms`` or ``DEMO_ERROR_RATE``/``DEMO_LATENCY_MS``) and at runtime
-with ``POST /admin/fault {"error_rate": 0.3, "latency_ms": 200}`` (0 clears).
+with ``POST /admin/fault {"error_rate": 0.3, "latency_ms": 200}`` (0 clears); ``skew``
+(0..1, runtime only) makes that share of predictions the first class: a model that
+still answers 200 quickly but is wrong in a way only its outputs show.
 
 Needs the ``demo`` extra (numpy, scikit-learn). Run:
 ``python -m router.demo.model_server --version v1 --port 8001 [--host 127.0.0.1]``
@@ -93,14 +95,18 @@ def train_model(version: str) -> IrisModel:
 
 @dataclass(slots=True)
 class FaultSettings:
-    """Injected faults: the share of inference requests answered 500, and added latency."""
+    """Injected faults: the share of inference requests answered 500, added latency, and
+    the share of predictions forced to the first class (``skew``)."""
 
     error_rate: float = 0.0
     latency_ms: float = 0.0
+    skew: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.error_rate <= 1.0:
-            raise ValueError(f"error_rate must be between 0 and 1 (got {self.error_rate})")
+        for name in ("error_rate", "skew"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1 (got {value})")
         if not 0.0 <= self.latency_ms < math.inf:
             raise ValueError(f"latency_ms must be 0 or more (got {self.latency_ms})")
 
@@ -205,6 +211,8 @@ class _Server:
         rows, missing = self.model.impute(raw)
         self.stats["missing_values"] += missing
         labels, proba = self.model.predict(rows)
+        if self.fault.skew > 0:
+            self._skew(labels, proba)
         answer: dict[str, Any] = {"model_name": self.model_name,
                                   "model_version": self.model.version}
         if request_id is not None:
@@ -218,21 +226,31 @@ class _Server:
         ]
         return _json(answer)
 
+    def _skew(self, labels: npt.NDArray[Any], proba: npt.NDArray[Any]) -> None:
+        """Force a ``skew`` share of the predictions to the first class (in place)."""
+        for i in range(len(labels)):
+            if self.rng.random() < self.fault.skew:
+                labels[i] = self.model.classes[0]
+                proba[i] = 0.0
+                proba[i, 0] = 1.0
+
     async def fault_endpoint(self, request: Request) -> Response:
         """``GET /admin/fault``: faults and counters; ``POST``: change faults (absent keys kept)."""
         if request.method == "POST" and (refused := await self._set_fault(request)):
             return refused
-        fault = {"error_rate": self.fault.error_rate, "latency_ms": self.fault.latency_ms}
+        fault = {"error_rate": self.fault.error_rate, "latency_ms": self.fault.latency_ms,
+                 "skew": self.fault.skew}
         return _json({**fault, **self.stats})
 
     async def _set_fault(self, request: Request) -> Response | None:
         try:
             payload = json.loads(await request.body() or b"{}")
-            if not isinstance(payload, dict) or set(payload) - {"error_rate", "latency_ms"}:
-                raise ValueError('expected {"error_rate": 0..1, "latency_ms": >= 0}')
+            if not isinstance(payload, dict) or set(payload) - {"error_rate", "latency_ms", "skew"}:
+                raise ValueError('expected {"error_rate": 0..1, "latency_ms": >= 0, "skew": 0..1}')
             fault = FaultSettings(
                 error_rate=float(payload.get("error_rate", self.fault.error_rate)),
                 latency_ms=float(payload.get("latency_ms", self.fault.latency_ms)),
+                skew=float(payload.get("skew", self.fault.skew)),
             )
         except (ValueError, TypeError) as exc:
             return _json({"error": str(exc)}, 400)

@@ -46,7 +46,8 @@ class Scenario:
     name: str
     template: str
     story: str
-    action: str | None = None  # "fault" (v2 starts failing), "promote" or "shift" (inputs drift)
+    # "fault" (v2 starts failing), "skew" (v2 predicts one class), "promote" or "shift" (inputs)
+    action: str | None = None
     action_at: float = 0.0  # seconds after the traffic starts
     llm: bool = False  # stand-in LLM servers and streamed chat traffic instead of iris models
 
@@ -66,8 +67,16 @@ SCENARIOS = {
                  "v2 ramps up 10 → 25 → 50 → 100 % in 5 s steps, gated by live analysis, "
                  "then is promoted"),
         Scenario("bad-canary", "demo-bad-canary.yaml",
-                 "v2 ramps up, starts failing mid-ramp (50 % errors) and analysis rolls it "
-                 "back automatically", action="fault", action_at=6.0),
+                 "v2 takes 25 % of traffic, judged by the sequential judge; at 6 s half its "
+                 "answers fail and it is rolled back after a few dozen of its requests",
+                 action="fault", action_at=6.0),
+        Scenario("drift", "demo-drift.yaml",
+                 "v2 takes 25 % of traffic; at 3 s it starts predicting class 0 far too often, "
+                 "still 200 and fast: the prediction drift gate (PSI) rolls it back",
+                 action="skew", action_at=3.0),
+        Scenario("shadow-first", "demo-shadow-first.yaml",
+                 "v2 first gets only mirrored copies (phase shadowing); once 200 are compared "
+                 "and agree, the ramp starts at 10 %"),
         Scenario("shadow", "demo-shadow.yaml",
                  "v1 answers every request; a copy goes to v2 and the answers are compared"),
         Scenario("blue-green", "demo-blue-green.yaml",

@@ -27,6 +27,7 @@ __all__ = ["FAULT", "LLM_ROUTE", "ROUTE", "Session"]
 ROUTE = "iris"
 LLM_ROUTE = "chat"
 FAULT = {"error_rate": 0.5}
+SKEW = {"skew": 0.8}
 EVENTS_FETCHED = 30
 
 
@@ -112,12 +113,17 @@ class Session:
             await asyncio.wait_for(stop.wait(), at)
             return
         try:
-            if action == "fault":
+            if action in ("fault", "skew"):
                 url = f"http://127.0.0.1:{self.v2_port}/admin/fault"
                 async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
-                    (await client.post(url, json=FAULT)).raise_for_status()
-                self.note(f"v2 starts failing: {FAULT['error_rate']:.0%} of its answers are "
-                          "now errors (POST /admin/fault on the model server)")
+                    fault = FAULT if action == "fault" else SKEW
+                    (await client.post(url, json=fault)).raise_for_status()
+                if action == "fault":
+                    self.note(f"v2 starts failing: {FAULT['error_rate']:.0%} of its answers are "
+                              "now errors (POST /admin/fault on the model server)")
+                else:
+                    self.note(f"v2 goes wrong quietly: {SKEW['skew']:.0%} of its predictions "
+                              "are now class 0, still 200 and fast (POST /admin/fault)")
             elif action == "shift" and self.labelled is not None:
                 self.labelled.shift()
                 self.note(f"the inputs drift: petal width now reads {SHIFT} cm more than the "

@@ -96,6 +96,14 @@ def demos() -> Iterator[dict[str, Demo]]:
             demo.kill()
 
 
+def finished(demo: Demo) -> tuple[dict[str, Any], str]:
+    """Wait for a demo run with ``--duration`` to end cleanly: its summary and its output."""
+    code, summary = demo.wait(timeout=100)
+    output = "\n".join(demo.lines)
+    assert code == 0, output
+    return summary, output
+
+
 def leftovers(summary: dict[str, Any]) -> list[str]:
     """Processes the demo started that still exist."""
     ports = {f"--port {port}" for port in summary["ports"].values()}
@@ -117,9 +125,7 @@ def leftovers(summary: dict[str, Any]) -> list[str]:
 @pytest.mark.e2e
 def test_bad_canary_is_rolled_back_and_everything_stops(demos: dict[str, Demo]) -> None:
     demo = demos["bad-canary"]
-    code, summary = demo.wait(timeout=100)
-    output = "\n".join(demo.lines)
-    assert code == 0, output
+    summary, output = finished(demo)
     assert summary["routes"]["iris"]["phase"] == "rolled_back", output
     assert summary["routes"]["iris"]["weights"] == {"stable": 100, "candidate": 0}
     assert summary["requests"]["iris"]["candidate"]["errors"] > 0
@@ -127,6 +133,45 @@ def test_bad_canary_is_rolled_back_and_everything_stops(demos: dict[str, Demo]) 
     assert set(summary["pids"]) == {"model-v1", "model-v2", "router"}
     assert leftovers(summary) == []
     assert not Path(summary["config"]).exists()  # the temp dir is gone
+
+
+@pytest.fixture(scope="module")
+def judging_demos() -> Iterator[dict[str, Demo]]:
+    started = {
+        "drift": Demo(["--scenario", "drift", "--duration", "20"]).start(),
+        "shadow-first": Demo(["--scenario", "shadow-first", "--duration", "16"]).start(),
+    }
+    try:
+        yield started
+    finally:
+        for demo in started.values():
+            demo.kill()
+
+
+def _events(demo: Demo, kind: str) -> list[str]:
+    return [line for line in demo.lines if line.startswith("event ") and f" {kind} " in line]
+
+
+@pytest.mark.e2e
+def test_drift_demo_rolls_back_a_quietly_wrong_candidate(judging_demos: dict[str, Demo]) -> None:
+    demo = judging_demos["drift"]
+    summary, output = finished(demo)
+    assert summary["routes"]["iris"]["phase"] == "rolled_back", output
+    assert summary["requests"]["iris"]["candidate"]["errors"] == 0  # 200s all along
+    (rollback,) = _events(demo, "rollback")
+    assert "prediction_drift " in rollback and "(psi, " in rollback, output
+    assert leftovers(summary) == []
+
+
+@pytest.mark.e2e
+def test_shadow_first_demo_compares_copies_then_ramps(judging_demos: dict[str, Demo]) -> None:
+    demo = judging_demos["shadow-first"]
+    summary, output = finished(demo)
+    assert any(" iris shadowing stable=100 candidate=0" in line for line in demo.lines), output
+    (passed,) = _events(demo, "shadow_passed")
+    assert "shadow_agreement " in passed, output
+    assert summary["routes"]["iris"]["phase"] in ("progressing", "promoted"), output
+    assert leftovers(summary) == []
 
 
 @pytest.mark.e2e
