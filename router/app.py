@@ -100,6 +100,7 @@ class RouterApp:
         self.holder = SnapshotHolder()
         self.backends = BackendSet()
         self.shadow = ShadowDispatcher(self.metrics, self.events, lambda: self.snapshot.backends)
+        self.shadow.truth = self.truth
         self.proxy = ProxyApp(
             self.holder,
             self.metrics,

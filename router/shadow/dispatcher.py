@@ -29,7 +29,9 @@ from router.shadow.mismatch_log import MismatchLog
 from router.shadow.stats import ShadowBookkeeping, ShadowRouteStats
 from router.shadow.turns import OnePerTurn
 from router.telemetry.events import EventLog
+from router.telemetry.feedback import GroundTruth
 from router.telemetry.metrics import Metrics
+from router.telemetry.payloads import parse_body, path_protocol, read_predictions
 from router.upstream.errors import UpstreamConnectError, UpstreamError
 from router.upstream.pool import UpstreamPool
 from strategies import MirrorPlan
@@ -67,6 +69,8 @@ class ShadowDispatcher(ShadowBookkeeping):
         self._tasks: set[asyncio.Task[None]] = set()
         self._turns = OnePerTurn()
         self._closed = False
+        # Routes with feedback: each shadow's prediction is kept to score it on the labels.
+        self.truth: GroundTruth | None = None
         # A shadow that refuses connections is skipped for a growing pause, so a
         # dead shadow costs the primary nothing (a connect attempt per request did).
         self._unreachable: dict[str, tuple[float, float]] = {}  # name -> (until, pause)
@@ -142,6 +146,8 @@ class ShadowDispatcher(ShadowBookkeeping):
             stats.shadow_ms.append((time.perf_counter() - began) * 1000.0)
             await self._turns.wait()  # answers arrive in bursts: compare one per loop turn
             outcome, reason = self._judge(job, name, stats, status, body)
+            if 200 <= status < 300:
+                self._remember(job, name, body)
         except asyncio.CancelledError:
             outcome, reason = "dropped", "cancelled"
             raise
@@ -199,6 +205,22 @@ class ShadowDispatcher(ShadowBookkeeping):
         if comparison.outcome == "mismatch":
             self._record_mismatch(job, name, stats, comparison, body)
         return comparison.outcome, ""
+
+    def _remember(self, job: MirrorJob, name: str, body: bytes) -> None:
+        """Keep the shadow's first prediction, for routes that join true labels."""
+        truth = self.truth
+        if truth is None or not truth.keeps(job.route):
+            return
+        parsed = parse_body(body)
+        found = None
+        if parsed is not None:
+            doc, exotic = parsed
+            found = read_predictions(path_protocol(job.path), doc, exotic or b"null" in body)
+        first = found.first() if found is not None else None
+        if first is not None:
+            truth.remember_mirrored(
+                job.route, job.request_id, job.plan.variant, name, first, self._clock()
+            )
 
     def _record_mismatch(
         self, job: MirrorJob, name: str, stats: ShadowRouteStats, comparison: Comparison,

@@ -23,6 +23,7 @@ from strategies.feedback import FeedbackItem, FeedbackSpec, LabelTally, Predicti
 __all__ = ["AccuracyWindow", "GroundTruth", "JoinResult", "PredictionStore"]
 
 _BUCKETS = 60
+_MAX_MIRRORS = 8  # shadow backends per route whose predictions are kept
 _NO_ROUTE = "none"
 
 
@@ -97,12 +98,21 @@ class AccuracyWindow:
 class _RouteTruth:
     """One route's remembered predictions and per-variant accuracy windows."""
 
-    __slots__ = ("spec", "store", "unknown", "windows")
+    __slots__ = ("mirror_backends", "mirrored", "spec", "store", "windows")
 
     def __init__(self, spec: FeedbackSpec) -> None:
         self.spec = spec
         self.store = PredictionStore(spec.keep)
+        # Shadow answers to the same requests, keyed "request id \n backend".
+        self.mirrored = PredictionStore(spec.keep)
+        self.mirror_backends: set[str] = set()
         self.windows: dict[str, AccuracyWindow] = {}
+
+    def pop(self, request_id: str) -> list[tuple[str, str, Prediction, float]]:
+        """Every prediction made for ``request_id`` (the answer's and the shadows'), forgotten."""
+        found = [self.store.pop(request_id)]
+        found += [self.mirrored.pop(f"{request_id}\n{b}") for b in self.mirror_backends]
+        return [row for row in found if row is not None]
 
     def window(self, variant: str) -> AccuracyWindow:
         found = self.windows.get(variant)
@@ -137,6 +147,8 @@ class GroundTruth:
             fresh = _RouteTruth(spec)
             if old is not None:
                 fresh.store = old.store.resized(spec.keep)
+                fresh.mirrored = old.mirrored.resized(spec.keep)
+                fresh.mirror_backends = old.mirror_backends
                 if old.spec.window == spec.window:
                     fresh.windows = old.windows
             routes[name] = fresh
@@ -151,34 +163,51 @@ class GroundTruth:
         if found is not None:
             found.store.add(request_id, variant, backend, value, at)
 
+    def remember_mirrored(
+        self, route: str, request_id: str, variant: str, backend: str, value: Prediction,
+        at: float,
+    ) -> None:
+        """Keep a shadow's prediction for ``request_id``, to score it against the same label."""
+        found = self._routes.get(route)
+        if found is not None and (
+            backend in found.mirror_backends or len(found.mirror_backends) < _MAX_MIRRORS
+        ):
+            found.mirror_backends.add(backend)
+            found.mirrored.add(f"{request_id}\n{backend}", variant, backend, value, at)
+
+    def keeps(self, route: str) -> bool:
+        """Whether ``route`` remembers predictions (has a ``feedback`` section)."""
+        return route in self._routes
+
     def join(self, items: Iterable[FeedbackItem], now: float) -> JoinResult:
-        """Score each label against the prediction it is for; count unknown ids."""
+        """Score each label against the predictions it is for; count unknown ids."""
         joined = unknown = 0
         for item in items:
-            found = self._pop(item.request_id)
-            if found is None:
+            name, truth, rows = self._pop(item.request_id)
+            if truth is None:
                 unknown += 1
                 self.metrics.feedback.labels(_NO_ROUTE, _NO_ROUTE, "unknown_request").inc()
                 continue
-            name, truth, (variant, _backend, value, _at) = found
-            verdict, error = score(value, item.label)
-            tally = LabelTally(
-                correct=int(verdict == "correct"), wrong=int(verdict == "wrong"),
-                scored=int(verdict == "scored"), abs_error=error if verdict == "scored" else 0.0,
-            )
-            truth.window(variant).add(now, tally)
-            self.metrics.feedback.labels(name, variant, verdict).inc()
+            for variant, _backend, value, _at in rows:
+                verdict, error = score(value, item.label)
+                tally = LabelTally(
+                    correct=int(verdict == "correct"), wrong=int(verdict == "wrong"),
+                    scored=int(verdict == "scored"),
+                    abs_error=error if verdict == "scored" else 0.0,
+                )
+                truth.window(variant).add(now, tally)
+                self.metrics.feedback.labels(name, variant, verdict).inc()
             joined += 1
         return JoinResult(joined, unknown)
 
     def _pop(
         self, request_id: str
-    ) -> tuple[str, _RouteTruth, tuple[str, str, Prediction, float]] | None:
+    ) -> tuple[str, _RouteTruth | None, list[tuple[str, str, Prediction, float]]]:
         for name, truth in self._routes.items():
-            found = truth.store.pop(request_id)
-            if found is not None:
+            found = truth.pop(request_id)
+            if found:
                 return name, truth, found
-        return None
+        return _NO_ROUTE, None, []
 
     def tallies(self, route: str, now: float) -> dict[str, LabelTally]:
         """Per variant of ``route``: the labels received over its feedback window."""
@@ -196,5 +225,6 @@ class GroundTruth:
             "window_s": found.spec.window,
             "keep": found.spec.keep,
             "remembered": len(found.store),
+            "remembered_from_shadows": len(found.mirrored),
             "variants": {v: t.render() for v, t in sorted(self.tallies(route, now).items())},
         }

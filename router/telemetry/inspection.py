@@ -156,9 +156,7 @@ class BodyInspector:
             assert response_body is not None
             result = self._observe_output(route, health, protocol, response_body)
             if result is not None and request_id and self.truth is not None:
-                first = result.labels[0] if result.labels else (
-                    result.values[0] if result.values else None
-                )
+                first = result.first()
                 if first is not None:
                     self.truth.remember(route, request_id, health.variant, backend, first,
                                         time.time())

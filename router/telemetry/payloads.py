@@ -165,6 +165,12 @@ class Predictions:
         self.labels: list[str] = []
         self.values: list[float] = []
 
+    def first(self) -> str | float | None:
+        """The first prediction: a label, else a value; None when there is neither."""
+        if self.labels:
+            return self.labels[0]
+        return self.values[0] if self.values else None
+
     def leaves(self, items: Sequence[Any], walk: bool) -> None:
         """V1-style predictions: one per item."""
         if not items:

@@ -46,6 +46,10 @@ routes:
     match: {{path_prefix: /v2/models/price}}
     strategy: {{type: direct, backend: says-12.5}}
     feedback: {{}}
+  - name: mirrored
+    match: {{path_prefix: /v2/models/mirrored}}
+    strategy: {{type: shadow, primary: says-1, shadows: [says-2]}}
+    feedback: {{}}
   - name: plain
     match: {{path_prefix: /}}
     strategy: {{type: direct, backend: says-1}}
@@ -145,6 +149,18 @@ def test_unknown_expired_and_repeated_ids_are_counted_not_refused(router: Router
     assert again.status_code == 204 and again.headers["x-feedback-unknown"] == "1"
     assert counter(router, "none", "none", "unknown_request") == unknown_before + 4
     assert route_feedback(router, "tiny")["variants"]["default"]["labels"] == 3
+
+
+def test_a_shadow_is_judged_on_the_same_labels(router: RouterProcess) -> None:
+    ids = [predict(router, "mirrored") for _ in range(5)]
+    wait_until(lambda: route_feedback(router, "mirrored")["remembered_from_shadows"] == 5, 10)
+    wait_remembered(router, "mirrored", 5)
+    response = post(router, [{"request_id": i, "label": 1} for i in ids])
+    assert response.headers["x-feedback-joined"] == "5"
+    variants = route_feedback(router, "mirrored")["variants"]
+    assert variants["primary"]["accuracy"] == 1.0 and variants["primary"]["labels"] == 5
+    assert variants["shadow"]["accuracy"] == 0.0 and variants["shadow"]["labels"] == 5
+    assert counter(router, "mirrored", "shadow", "wrong") == 5
 
 
 def test_a_route_without_feedback_remembers_nothing(router: RouterProcess) -> None:
