@@ -4,7 +4,8 @@ Starts two nginx model stand-ins, nginx and Traefik as 90/10 proxies, and the ro
 scenarios of ``scenarios.py``, all on 127.0.0.1, then loads each with wrk in
 interleaved rounds and prints medians, the comparisons with the issue's
 targets, and (with ``--soak N``) the router's RSS over N requests. Results are
-also written to ``bench/results/latest.json``. Everything started is stopped at
+also written to ``bench/results/latest.json``. A route-count sweep follows
+(``route_sweep.py``; ``--routes-only`` runs it alone). Everything started is stopped at
 the end, on errors and on Ctrl-C too.
 """
 
@@ -40,6 +41,8 @@ from report import (
     summarize,
     write_json,
 )
+from route_sweep import CONNECTIONS, SweepRow, run_route_sweep
+from route_sweep import render as render_sweep
 from scenarios import BACKENDS, COMPARISONS, LOADS, SCENARIOS, Scenario
 from soak import MIB, run_soak
 from stack import Endpoint, Stack
@@ -66,6 +69,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--profile", action="store_true",
         help="sample the router with py-spy under load (flamegraph in bench/results)")
     add("--keep", action="store_true", help="keep the temporary directory (configs, logs)")
+    add("--no-routes", dest="routes", action="store_false",
+        help="skip the route-count sweep (1 to 10,000 routes); it runs by default unless "
+        "--only is given")
+    add("--routes-only", action="store_true",
+        help="run only the route-count sweep (bench/route_sweep.py)")
     add("--no-shadow", dest="shadow", action="store_false",
         help="skip the shadow comparison (direct vs 100%% mirroring to a 1 s shadow); "
         "it runs by default unless --only is given")
@@ -73,7 +81,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.quick:
         args.rounds, args.duration = 1, 3.0
     if args.only:
-        args.shadow = False
+        args.shadow = args.routes = False
     return args
 
 
@@ -297,6 +305,8 @@ def bench(args: argparse.Namespace, scenarios: Sequence[Scenario], stack: Stack)
         shadow = run_shadow_bench(args.duration, 64, args.rounds)
         print(render_shadow(shadow))
         payload["shadow"] = shadow
+    if args.routes:
+        payload["routes"] = route_sweep(stack.workdir / "routes", args)
     write_json(RESULTS / "latest.json", payload)
     print(f"\nresults: {RESULTS / 'latest.json'}")
     for name, reason in failed.items():
@@ -308,6 +318,18 @@ def bench(args: argparse.Namespace, scenarios: Sequence[Scenario], stack: Stack)
     return 1 if failed or errored else 0
 
 
+def route_sweep(workdir: Path, args: argparse.Namespace) -> list[SweepRow]:
+    """The route-count sweep, printed; its rows for the JSON results."""
+    print(f"\nRoute-count sweep: canary routes /m0/, /m1/ ... one line each, wrk GET@"
+          f"{CONNECTIONS} on the last route in the file; medians over {args.rounds} round(s) "
+          f"of {args.duration:g} s")
+    busy_warning()
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows = run_route_sweep(workdir, args.duration, args.rounds)
+    print(render_sweep(rows))
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; exit status 1 when a scenario failed or any request errored."""
     args = parse_args(argv)
@@ -316,6 +338,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     scenarios = select(args.only)
     stack = Stack(Path(tempfile.mkdtemp(prefix="router-bench-")))
     try:
+        if args.routes_only:
+            rows = route_sweep(stack.workdir / "routes", args)
+            write_json(RESULTS / "routes.json", {"args": vars(args), "routes": rows})
+            return 1 if any(row.errors for row in rows) else 0
         return bench(args, scenarios, stack)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -147,31 +147,40 @@ class Stack:
         config = render_router_config(scenario, urls, port, admin_port)
         config_path = self.workdir / f"{scenario.name}.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return self.launch_router(
+            scenario.name, config_path, port, admin_port, REQUEST_PATH, scenario.workers
+        )
+
+    def launch_router(
+        self, name: str, config_path: Path, port: int, admin_port: int, request_path: str,
+        workers: int = 1, ready_timeout: float = 30.0,
+    ) -> Endpoint:
+        """Start a router on ``config_path``; return once ``request_path`` answers 200."""
         cmd = [
             *router_command(), "serve", "--config", str(config_path),
             "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin_port}",
-            "--workers", str(scenario.workers), "--log-format", "json",
+            "--workers", str(workers), "--log-format", "json",
         ]
-        log_path = self.workdir / f"{scenario.name}.log"
-        service = Service(scenario.name, cmd, log_path).start()
+        log_path = self.workdir / f"{name}.log"
+        service = Service(name, cmd, log_path).start()
         endpoint = Endpoint(
-            f"http://127.0.0.1:{port}{REQUEST_PATH}", service,
-            f"http://127.0.0.1:{admin_port}", log_path, scenario.workers,
+            f"http://127.0.0.1:{port}{request_path}", service,
+            f"http://127.0.0.1:{admin_port}", log_path, workers,
         )
-        self.routers[scenario.name] = endpoint
+        self.routers[name] = endpoint
         admin = endpoint.admin_url
         try:
             wait_for(
-                scenario.name,
+                name,
                 lambda: service.check_alive() and http_status(f"{admin}/readyz") == 200,
-                timeout=30,
+                timeout=ready_timeout,
             )
             # Ready means listening; one proxied request proves the route works end to end.
-            wait_for(f"{scenario.name} route", lambda: http_status(endpoint.url) == 200, timeout=10)
+            wait_for(f"{name} route", lambda: http_status(endpoint.url) == 200, timeout=10)
         except RuntimeError as exc:
             status = http_status(endpoint.url)
             service.stop()
-            del self.routers[scenario.name]
+            del self.routers[name]
             raise RuntimeError(
                 f"{exc} (last proxied status: {status}); router output ends:\n{service.log_tail(3)}"
             ) from exc

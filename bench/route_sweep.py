@@ -1,0 +1,179 @@
+"""The route-count sweep of ``make bench``: does a route cost requests that do not use it?
+
+One router per file size (1, 100, 1,000 and 10,000 canary routes with distinct path
+prefixes, one line each), all on the same two nginx stand-ins. Each round loads every
+router in turn with wrk (GET, 64 connections) on the *last* route in its file, the one a
+scan in file order would reach last. Then each file is reloaded twice through
+``POST /admin/reload``: with one route edited, and with every route edited. Printed:
+requests/s, CPU per request and RSS of each router, both reload times, and the targets
+(requests/s at 10,000 routes >= 0.9 x at 1 route; RSS <= 60 MiB above; reload <= 2 s)
+as met or not met.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import httpx
+from cpu import metered
+from procs import free_port, rss_bytes
+from scenarios import CANDIDATE, STABLE
+from soak import MIB
+from stack import Endpoint, Stack
+from wrk import run_wrk, write_script
+
+__all__ = ["SIZES", "SweepRow", "render_routes", "run_route_sweep", "targets"]
+
+SIZES = (1, 100, 1_000, 10_000)
+RPS_RATIO, RSS_MARGIN_MIB, RELOAD_S = 0.9, 60.0, 2.0
+CONNECTIONS = 64
+
+
+def render_routes(count: int, urls: dict[str, str], port: int, admin_port: int,
+                  weight: int = 10, first_weight: int | None = None) -> str:
+    """A config of ``count`` canary routes ``/m0/`` ... on one line each (10,000 fit in 1 MiB).
+
+    ``first_weight`` gives the first route another weight (a file with one route edited).
+    """
+    lines = [
+        f"listen: 127.0.0.1:{port}",
+        f"admin: {{listen: '127.0.0.1:{admin_port}'}}",
+        "state: {store: memory}",
+        "backends:",
+        f"  a: {{url: '{urls[STABLE]}', max_connections: 256}}",
+        f"  b: {{url: '{urls[CANDIDATE]}', max_connections: 256}}",
+        "routes:",
+    ]
+    for n in range(count):
+        share = first_weight if n == 0 and first_weight is not None else weight
+        lines.append(f"- {{name: m{n},match: {{path_prefix: /m{n}/}},"
+                     f"strategy: {{type: canary,stable: a,candidate: b,weight: {share}}}}}")
+    return "\n".join(lines) + "\n"
+
+
+def last_path(count: int) -> str:
+    """A request path that only the last route of a ``count``-route file matches."""
+    return f"/m{count - 1}/infer"
+
+
+@dataclass(slots=True)
+class SweepRow:
+    """One file size: medians over the rounds, and its reloads (None: not measured)."""
+
+    routes: int
+    file_bytes: int
+    rps: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)
+    errors: int = 0
+    rss_mib: float = 0.0
+    reload_one_s: float | None = None
+    reload_all_s: float | None = None
+
+
+def timed_reload(endpoint: Endpoint, path: Path, text: str) -> float | None:
+    """Seconds ``POST /admin/reload`` took to install ``text``; None if it did not change.
+
+    ``path`` is a hard link to the config file in another directory: the router's file
+    watcher does not hear of the write, so only this request loads it.
+    """
+    path.write_text(text)
+    started = time.perf_counter()
+    answer = httpx.post(f"{endpoint.admin_url}/admin/reload", timeout=60, trust_env=False)
+    elapsed = time.perf_counter() - started
+    body = answer.json()
+    return elapsed if answer.status_code == 200 and body.get("changed") else None
+
+
+def targets(rows: Sequence[SweepRow]) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) for the smallest against the largest file."""
+    small, large = rows[0], rows[-1]
+    ratio = statistics.median(large.rps) / max(statistics.median(small.rps), 1e-9)
+    growth = large.rss_mib - small.rss_mib
+    reload_s = large.reload_all_s
+    return [
+        (f"req/s at {large.routes:,} routes >= {RPS_RATIO} x at {small.routes}",
+         f"{ratio:.2f} x", ratio >= RPS_RATIO),
+        (f"RSS at {large.routes:,} routes <= {RSS_MARGIN_MIB:.0f} MiB above {small.routes}",
+         f"{growth:+.1f} MiB", growth <= RSS_MARGIN_MIB),
+        (f"reload of the {large.routes:,}-route file (every route edited) <= {RELOAD_S:g} s",
+         "not measured" if reload_s is None else f"{reload_s:.2f} s",
+         reload_s is not None and reload_s <= RELOAD_S),
+    ]
+
+
+def render(rows: Sequence[SweepRow]) -> str:
+    """The sweep's table and its targets."""
+    out = [f"  {'routes':>7} {'file KiB':>9} {'req/s':>9} {'CPU/req':>9} {'RSS MiB':>8} "
+           f"{'reload, 1 edited':>17} {'reload, all edited':>19}"]
+
+    def secs(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.2f} s"
+
+    for row in rows:
+        out.append(
+            f"  {row.routes:>7,} {row.file_bytes / 1024:>9.0f} {statistics.median(row.rps):>9,.0f} "
+            f"{statistics.median(row.cpu_us):>6.0f} µs {row.rss_mib:>8.1f} "
+            f"{secs(row.reload_one_s):>17} {secs(row.reload_all_s):>19}"
+            + (f"  ERRORS: {row.errors}" if row.errors else "")
+        )
+    out.append("")
+    for label, measured, met in targets(rows):
+        out.append(f"  {'met    ' if met else 'NOT MET'}  {label}: {measured}")
+    return "\n".join(out)
+
+
+def _start(stack: Stack, count: int) -> tuple[Endpoint, Path, Callable[..., str]]:
+    port, admin_port = free_port(), free_port()
+    urls = {name: instance.url for name, instance in stack.backends.items()}
+    text = partial(render_routes, count, urls, port, admin_port)
+    path = stack.workdir / f"routes-{count}.yaml"
+    path.write_text(text())
+    endpoint = stack.launch_router(
+        f"routes-{count}", path, port, admin_port, last_path(count), ready_timeout=120
+    )
+    unwatched = stack.workdir / "unwatched" / path.name
+    unwatched.parent.mkdir(exist_ok=True)
+    unwatched.hardlink_to(path)
+    return endpoint, unwatched, text
+
+
+def run_route_sweep(workdir: Path, duration: float, rounds: int,
+                    sizes: Sequence[int] = SIZES) -> list[SweepRow]:
+    """Start the stand-ins and one router per size, measure, reload, stop everything."""
+    stack = Stack(workdir)
+    try:
+        stack.start([], {})
+        script = write_script(workdir, "GET")
+        started = {count: _start(stack, count) for count in sizes}
+        rows = {count: SweepRow(count, path.stat().st_size) for count, (_, path, _) in
+                started.items()}
+        stand_ins = [i.service.pid for i in stack.backends.values() if i.service is not None]
+        for endpoint, _, _ in started.values():  # warm-up: connections, lazy imports
+            run_wrk(endpoint.url, script, 16, 1.0)
+        for rnd in range(rounds):
+            for count in sizes[rnd % len(sizes):] + sizes[:rnd % len(sizes)]:
+                endpoint, row = started[count][0], rows[count]
+                assert endpoint.service is not None
+                result, cpu = metered(
+                    partial(run_wrk, endpoint.url, script, CONNECTIONS, duration),
+                    endpoint.service.pid, stand_ins, time.monotonic,
+                )
+                row.rps.append(result.rps)
+                row.cpu_us.append(cpu.per_request_us(result.requests)[0])
+                row.errors += result.errors
+                print(f"  round {rnd + 1}/{rounds} {count:>6,} routes {result.rps:>9,.0f} req/s",
+                      flush=True)
+        for count, (endpoint, path, text) in started.items():
+            assert endpoint.service is not None
+            rows[count].rss_mib = rss_bytes(endpoint.service.pid) / MIB
+            rows[count].reload_all_s = timed_reload(endpoint, path, text(weight=20))
+            edited = text(weight=20, first_weight=30)
+            rows[count].reload_one_s = timed_reload(endpoint, path, edited)
+        return [rows[count] for count in sizes]
+    finally:
+        stack.close()
