@@ -25,8 +25,7 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HEADER_RE, STATUS_LINE, RequestResponseCycle
-
+from router.server.borrowed import HEADER_NAME_RE, STATUS_LINE, RequestResponseCycle
 from router.server.keys import BODY_FOLLOWS
 
 __all__ = ["ProxyCycle"]
@@ -42,7 +41,7 @@ _COALESCE_MAX = 64 * 1024  # larger first chunks are written beside the head, no
 
 def _checked_lower(name: bytes) -> bytes:
     """``name`` lower-cased, once checked to be a token (remembered for later heads)."""
-    if not name or HEADER_RE.search(name):
+    if not name or HEADER_NAME_RE.search(name):
         raise RuntimeError("Invalid HTTP header name.")
     lowered = name.lower()
     if len(_known_names) < _MAX_KNOWN_NAMES:

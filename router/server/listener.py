@@ -16,9 +16,9 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-import uvicorn
 from starlette.types import ASGIApp
 
+from router.server.borrowed import Config
 from router.server.protocol import HardenedHttpToolsProtocol, HeadLimits, RequestRefusedError
 
 __all__ = [
@@ -62,7 +62,7 @@ def build_uvicorn_config(
     on_refusal: Callable[[str], None] | None = None,
     request_id_factory: Callable[[], str] | None = None,
     **extra: Any,
-) -> uvicorn.Config:
+) -> Config:
     """A ``uvicorn.Config`` serving ``app`` through the hardened httptools protocol.
 
     Give exactly one of ``port`` and ``sock``. With ``sock`` (an already bound listening
@@ -94,7 +94,7 @@ def build_uvicorn_config(
         "log_config": None,  # the router configures logging itself
         **extra,
     }
-    return uvicorn.Config(
+    return Config(
         app,
         host=host,
         port=port,
@@ -106,7 +106,7 @@ def build_uvicorn_config(
     )
 
 
-def update_limits(config: uvicorn.Config, **changes: Any) -> None:
+def update_limits(config: Config, **changes: Any) -> None:
     """New :class:`HeadLimits` fields for the next connections of the server built from ``config``.
 
     uvicorn instantiates the protocol class itself, so the limits live on the class

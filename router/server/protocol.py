@@ -41,23 +41,25 @@ import asyncio
 import contextvars
 import sys
 import urllib.parse
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import httptools
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserInvalidURLError
-from uvicorn._types import ASGI3Application
-from uvicorn.config import Config
-from uvicorn.protocols.http.flow_control import service_unavailable
-from uvicorn.protocols.http.httptools_impl import (
+
+from router.server.borrowed import (
+    Config,
     HttpToolsProtocol,
     RequestResponseCycle,
+    ServerState,
+    service_unavailable,
 )
-from uvicorn.server import ServerState
-
 from router.server.cycle import ProxyCycle
 from router.server.keys import DISCONNECT_KEY
 from router.server.refusals import HeadLimits, RequestRefusedError, check_head
 from router.server.sweeper import sweeper_for
+
+if TYPE_CHECKING:
+    from router.server.borrowed import ASGI3Application
 
 __all__ = ["HardenedHttpToolsProtocol", "HeadLimits", "RequestRefusedError"]
 

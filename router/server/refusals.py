@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+from router.server.borrowed import STATUS_LINE
 
 __all__ = ["HeadLimits", "RequestRefusedError", "check_head"]
 
