@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@echo "creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version))"
@@ -19,11 +19,23 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install the package with its dev extras
 
+# A second venv with the lowest uvicorn and httptools we accept (constraints/lowest.txt).
+LOWEST := .venv-lowest
+$(LOWEST)/.installed: pyproject.toml constraints/lowest.txt
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/pip install --quiet --upgrade pip
+	$(LOWEST)/bin/pip install --quiet -c constraints/lowest.txt -e '.[test]'
+	@touch $@
+
 demo: $(STAMP) ## run the live demo: two model versions behind the router, a canary ramp (Ctrl-C stops)
 	$(BIN)/traffic-router demo
 
-test: $(STAMP) lint browser redis prometheus ## lint, type-check and run the whole test suite
+test: $(STAMP) lint browser redis prometheus ## lint, type-check, the whole test suite, then test-lowest
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory test-lowest
+
+test-lowest: $(LOWEST)/.installed ## the listener's and the pool's tests on the lowest uvicorn/httptools
+	$(LOWEST)/bin/python -m pytest tests/server tests/upstream -q
 
 test-fast: $(STAMP) ## the in-process tests alone, no lint and no e2e (tests/conftest.py)
 	$(BIN)/python -m pytest -m "not e2e" -q
@@ -54,6 +66,6 @@ bench: $(STAMP) ## benchmark against nginx and a direct call (installs nginx and
 	$(BIN)/python bench/run.py
 
 clean: ## remove the virtualenv and caches
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) .mypy_cache .pytest_cache .ruff_cache
 
-.PHONY: help venv demo test test-fast lint bench clean browser redis prometheus
+.PHONY: help venv demo test test-lowest test-fast lint bench clean browser redis prometheus
