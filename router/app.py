@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from router.config.loader import ConfigError, parse_config
-from router.config.model import Config, ProxySpec
+from router.config.loader import ConfigError, ConfigIssue, parse_config
+from router.config.model import Config, ProxySpec, admin_exposure
 from router.control.fleet import Fleet
 from router.control.health import HealthChecker, probe
 from router.control.metric_checks import MetricChecks
@@ -115,6 +115,7 @@ class RouterApp:
         # The pod name under Kubernetes; the pid tells apart the processes of --workers N.
         self.replica_id = f"{socket.gethostname()}-{os.getpid()}"
         self.ready = False
+        self.admin_listen: str | None = None  # where the admin API listens, if not the file's
         self.last_reload: dict[str, Any] = {"ok": True, "at": None, "error": None}
         self._reload_lock = asyncio.Lock()
         self._failed_version: str | None = None
@@ -216,8 +217,10 @@ class RouterApp:
         urls: dict[str, str],
     ) -> None:
         assert self.rollouts is not None
+        # Everything that can fail is built before prepare_cells writes any state (SPEC §15).
+        built = self.backends.build(config.backends)
         cells = await self.rollouts.prepare_cells(entries, urls)
-        backends = self.backends.update(config.backends)
+        backends = self.backends.commit(built)
         routes = tuple(
             CompiledRoute(
                 name=name, rule=rule, strategy=strategy, spec=spec, cell=cells[name],
@@ -296,7 +299,11 @@ class RouterApp:
                 errors = tuple(str(self.last_reload["error"] or "").split("; "))
                 return ReloadResult(ok=False, version=current.version, changed=False, errors=errors)
             try:
-                config = self.read_config(self.config_path, raw)
+                # Off the event loop: a large file takes long to parse (SPEC §15).
+                config = await asyncio.to_thread(self.read_config, self.config_path, raw)
+                refusal = admin_exposure(config, self.admin_listen or current.config.admin.listen)
+                if refusal is not None:
+                    raise ConfigError([ConfigIssue("admin.token", refusal)])
             except ConfigError as exc:
                 self._failed_version = version
                 return self._reload_failed(source, [str(issue) for issue in exc.issues])
@@ -310,7 +317,10 @@ class RouterApp:
                     listen=config.listen, admin_listen=config.admin.listen,
                 )
             _register_secrets(config)
-            await self._install(config, raw)
+            try:
+                await self._install(config, raw)
+            except ValueError as exc:  # a part that cannot be built: nothing was written
+                return self._reload_failed(source, [f"cannot install: {exc}"])
             self.metrics.config_reloads.labels("success").inc()
             self.last_reload = {"ok": True, "at": iso_time(time.time()), "error": None}
             self.events.emit(

@@ -22,10 +22,10 @@ from typing import Any
 
 import uvicorn
 
-from router.admin.api import build_admin_app, is_loopback_host
+from router.admin.api import build_admin_app
 from router.app import RouterApp
 from router.config.loader import ConfigError
-from router.config.model import Config, ProxySpec, parse_listen
+from router.config.model import Config, ProxySpec, admin_exposure, parse_listen
 from router.control.store import StateStoreError
 from router.server.listener import build_uvicorn_config, update_limits
 from router.telemetry.logs import configure_logging, get_logger
@@ -58,13 +58,8 @@ class _Server(uvicorn.Server):
 
 
 def _check_admin_security(config: Config, admin_listen: str) -> str | None:
-    host, _ = parse_listen(admin_listen)
-    if not is_loopback_host(host) and config.admin.token is None:
-        return (
-            f"refusing to start: admin listener {admin_listen} is off loopback and no "
-            "admin.token is set (set ROUTER_ADMIN_TOKEN or admin.token)"
-        )
-    return None
+    refusal = admin_exposure(config, admin_listen)
+    return None if refusal is None else f"refusing to start: {refusal}"
 
 
 def _listener_configs(
@@ -127,6 +122,7 @@ async def _serve_one(args: argparse.Namespace, config: Config, raw: bytes) -> in
     listen = args.listen or config.listen
     admin_listen = args.admin_listen or config.admin.listen
     router = RouterApp(Path(args.config), access_log=not args.no_access_log)
+    router.admin_listen = admin_listen  # a reload may not leave it open without a token
     await router.start(config, raw)
     socks = (
         bind_socket(listen, reuse_port=args.reuse_port),

@@ -10,7 +10,6 @@ may change something the cross-site, media type and body size refusals of
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any
@@ -26,30 +25,13 @@ from router.admin.drift import drift_endpoints
 from router.admin.feedback import MAX_FEEDBACK_BODY, feedback_endpoint
 from router.admin.guard import BodyGuard
 from router.admin.view import RouterView
+from router.config.model import is_loopback_host
 from router.control.rollouts import Rollouts, StoreUnavailableError, UnknownRouteError
 from router.routing.selection import RouteQuery
 from router.telemetry.logs import get_logger
 from strategies import ActionRejectedError, Command
 
 __all__ = ["build_admin_app", "is_loopback_host"]
-
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
-
-
-def is_loopback_host(host: str) -> bool:
-    """Whether a listen host or a ``Host`` header value (port stripped) names loopback."""
-    name = host.strip().lower()
-    if name.startswith("["):
-        name = name[1:].partition("]")[0]
-    elif name.count(":") == 1:
-        name = name.partition(":")[0]
-    if name in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
 
 class _JSON(JSONResponse):
     def render(self, content: Any) -> bytes:

@@ -31,6 +31,8 @@ __all__ = [
     "RouteSpec",
     "StateSpec",
     "TimeoutSpec",
+    "admin_exposure",
+    "is_loopback_host",
     "parse_listen",
 ]
 
@@ -46,6 +48,39 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise ValueError(f"port must be between 0 and 65535 (got {port})")
     return host.strip("[]"), port
+
+
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a listen host or a ``Host`` header value (port stripped) names loopback."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1:].partition("]")[0]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    if name in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def admin_exposure(config: Config, admin_listen: str) -> str | None:
+    """Why ``config`` must not serve an admin listener on ``admin_listen``, or None.
+
+    Off loopback without a token, anyone who reaches the port could roll back or promote:
+    refused at start and by every reload (SPEC §8, §15).
+    """
+    host, _ = parse_listen(admin_listen)
+    if not is_loopback_host(host) and config.admin.token is None:
+        return (
+            f"admin listener {admin_listen} is off loopback and no admin.token is set "
+            "(set ROUTER_ADMIN_TOKEN or admin.token)"
+        )
+    return None
 
 
 def _check_listen(value: str) -> str:

@@ -29,7 +29,7 @@ from router.routing.snapshot import CompiledRoute, RouteCell
 from router.telemetry.events import EventLog
 from router.telemetry.logs import get_logger
 from router.telemetry.metrics import Metrics
-from strategies import Command, Observation, StrategySpec, Transition
+from strategies import ActionRejectedError, Command, Observation, StrategySpec, Transition
 from strategies.base import CheckRequest, Strategy
 
 __all__ = ["CheckRunner", "Observer", "Rollouts", "StoreUnavailableError", "UnknownRouteError"]
@@ -265,6 +265,11 @@ class Rollouts:
                 )
                 if await self._commit(route, transition, trigger="manual", action=command.value):
                     break
+            else:  # never answer 200 for an action that did not happen (SPEC §15)
+                raise ActionRejectedError(
+                    "the route's stored state kept changing under the action (3 lost "
+                    "compare-and-sets, or another config's state): nothing changed, try again"
+                )
             return self.status(route)
 
     def persisted(self, name: str) -> bool:
@@ -371,7 +376,12 @@ class Rollouts:
         cell = route.cell
         if route.name in self._unsaved:
             return  # ours is newer: it is written first (``flush_unsaved``)
-        if found is None or (cell.version is not None and found.version <= cell.version):
+        if found is None:
+            # The stored record is gone (state directory or key removed): the next write
+            # creates it, instead of losing every compare-and-set against a version of nothing.
+            cell.version = None
+            return
+        if cell.version is not None and found.version <= cell.version:
             return
         state = self._load(route.name, route.strategy, cell.identity, found)
         if state is None:

@@ -47,6 +47,13 @@ class BackendSet:
 
     def update(self, specs: Mapping[str, BackendSpec]) -> dict[str, Backend]:
         """Backends for ``specs``: reuse identical ones, create new, retire the removed/changed."""
+        return self.commit(self.build(specs))
+
+    def build(self, specs: Mapping[str, BackendSpec]) -> dict[str, Backend]:
+        """Backends for ``specs`` (identical ones reused), changing nothing yet; may raise.
+
+        A reload builds them before it writes any state, and ``commit``s them once installed.
+        """
         fresh: dict[str, Backend] = {}
         for name, spec in specs.items():
             current = self._backends.get(name)
@@ -54,6 +61,10 @@ class BackendSet:
                 fresh[name] = current
             else:
                 fresh[name] = Backend(name, spec)
+        return fresh
+
+    def commit(self, fresh: dict[str, Backend]) -> dict[str, Backend]:
+        """Make ``fresh`` (from ``build``) the live set; retire the backends it does not keep."""
         for name, backend in self._backends.items():
             if fresh.get(name) is not backend:
                 self._retire(backend)

@@ -4,7 +4,8 @@ Routes (``/r/NAME``): ``healthy`` (the traffic every row checks is undisturbed),
 ``patient`` (the misbehaving backend, with a 1 s and a 5 s read timeout), ``refused`` (nothing
 listening), ``echo`` (describes the request it got), ``flood`` (200 MB answers), ``shadowed``
 and ``shadowdead`` (shadows on the misbehaving backend and on nothing), ``colours`` (blue-green
-over two event streams). Client deadlines are 1 s so that the client rows are quick.
+over two event streams), ``canary`` (a ramp whose state the store keeps). Client deadlines
+are 1 s so that the client rows are quick.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tests.faults.misbehaving import FaultServer
 from tests.rollout_support import Knobs, Load, Stack, failures, knob_app
 from tests.support import ServerThread, free_port
 
-__all__ = ["ROUTES", "running_matrix", "undisturbed"]
+__all__ = ["ROUTES", "running_matrix", "state_file", "undisturbed"]
 
 ROUTES = {
     "healthy": {"type": "direct", "backend": "healthy"},
@@ -30,6 +31,10 @@ ROUTES = {
     "shadowed": {"type": "shadow", "primary": "healthy", "shadows": ["fault"]},
     "shadowdead": {"type": "shadow", "primary": "healthy", "shadows": ["refused"]},
     "colours": {"type": "blue_green", "blue": "blue", "green": "green", "active": "blue"},
+    "canary": {
+        "type": "canary", "stable": "healthy", "candidate": "echo",
+        "steps": [{"weight": 10, "hold": "1h"}, {"weight": 50, "hold": "1h"}],
+    },
 }
 
 
@@ -51,6 +56,7 @@ def running_matrix(directory: Path) -> Iterator[Stack]:
         stack.backends["fault"] = {"url": fault.url, "timeout": {"read": "1s"}}
         stack.backends["patient"] = {"url": fault.url, "timeout": {"read": "5s"}}
         stack.routes = dict(ROUTES)
+        stack.state_options = {"path": str(state_file(stack))}
         stack.sections["proxy"] = {
             "header_timeout": "1s", "body_timeout": "1s", "send_timeout": "1s",
             "max_request_body": "64MiB",
@@ -58,6 +64,11 @@ def running_matrix(directory: Path) -> Iterator[Stack]:
         stack.start()
         running.callback(stack.stop)
         yield stack
+
+
+def state_file(stack: Stack) -> Path:
+    """Where the matrix router keeps its state: a directory of its own, which a row removes."""
+    return stack.dir / "state" / "state.json"
 
 
 @contextlib.contextmanager
