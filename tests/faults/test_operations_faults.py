@@ -25,6 +25,7 @@ from tests.faults.matrix import running_matrix, state_file, undisturbed
 from tests.rollout_support import Stack
 from tests.support import RouterProcess, shared_client, wait_until
 
+pytestmark = pytest.mark.e2e  # runs a router process
 HTTP = shared_client()
 
 

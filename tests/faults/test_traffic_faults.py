@@ -22,6 +22,7 @@ from tests.raw_http import connect, parse_responses, read_until_closed
 from tests.rollout_support import Stack, metric
 from tests.support import shared_client, wait_until
 
+pytestmark = pytest.mark.e2e  # runs a router process
 HTTP = shared_client()
 
 

@@ -18,6 +18,7 @@ from tests.backends import echo_app, flood_app
 from tests.raw_http import connect, parse_responses, read_until_closed
 from tests.support import RouterProcess, servers, shared_client, wait_until
 
+pytestmark = pytest.mark.e2e  # runs a router process
 HTTP = shared_client()
 STALLED = 3  # more than max_connections
 
