@@ -16,9 +16,12 @@ from tests.admin.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.backends import model_app
 from tests.support import RouterProcess, ServerThread, wait_until
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"
+    ),
+    pytest.mark.e2e,  # a router process and a browser
+]
 
 
 @pytest.fixture(scope="module")

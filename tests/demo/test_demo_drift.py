@@ -3,9 +3,12 @@ true labels come back, and the accuracy gate rolls the less accurate v2 back."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.demo.test_demo_runner import Demo, leftovers
 
 
+@pytest.mark.e2e
 def test_drift_is_flagged_and_the_accuracy_gate_rolls_v2_back() -> None:
     demo = Demo(["--scenario", "drift-and-truth", "--duration", "45"])
     code, summary, output = demo.run(timeout=150)
