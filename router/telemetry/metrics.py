@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from router.telemetry.lockfree import LabeledCounter, LabeledHistogram
 from router.telemetry.rollout_gauges import RolloutCollector
 from router.telemetry.streams import StreamCollector, StreamStats, cumulative
 
@@ -146,30 +147,31 @@ class Metrics:
             "router_backend_up", "1 when a backend passes its health checks.", ["backend"],
             registry=r,
         )
-        self.request_body_bytes = Histogram(
+        # Updated per request by the inspector: lock-free families (router.telemetry.lockfree).
+        self.request_body_bytes = LabeledHistogram(
             "router_request_body_bytes", "Request body sizes.", ["route", "variant"],
-            buckets=BODY_BUCKETS, registry=r,
+            registry=r, buckets=BODY_BUCKETS,
         )
-        self.input_missing_values = Counter(
+        self.input_missing_values = LabeledCounter(
             "router_input_missing_values_total", "Null or NaN values in model inputs.",
             ["route", "variant"], registry=r,
         )
-        self.input_invalid = Counter(
+        self.input_invalid = LabeledCounter(
             "router_input_invalid_total", "Bodies that are not JSON or not the route's protocol.",
             ["route", "variant"], registry=r,
         )
-        self.output_null = Counter(
+        self.output_null = LabeledCounter(
             "router_output_null_total", "Null, empty or NaN predictions.", ["route", "variant"],
             registry=r,
         )
-        self.predictions = Counter(
+        self.predictions = LabeledCounter(
             "router_predictions_total",
             "Predicted classification labels (20 per route, then other).",
             ["route", "variant", "label"], registry=r,
         )
-        self.prediction_value = Histogram(
+        self.prediction_value = LabeledHistogram(
             "router_prediction_value", "First numeric output of regression models.",
-            ["route", "variant"], registry=r,
+            ["route", "variant"], registry=r, buckets=Histogram.DEFAULT_BUCKETS[:-1],
         )
         self.state_store_up = Gauge(
             "router_state_store_up", "1 while the rollout state store answers.", registry=r,
