@@ -12,7 +12,7 @@ import ipaddress
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from strategies.base import StrategySpec
 from strategies.drift import DriftSpec
@@ -306,6 +306,16 @@ class RouteSpec(_Strict):
     strategy: StrategySpec
     feedback: FeedbackSpec | None = None  # remember predictions to join late labels to
     drift: DriftSpec | None = None  # compare model inputs with a reference
+
+    @model_validator(mode="after")
+    def _labels_for_the_accuracy_gate(self) -> RouteSpec:
+        analysis = getattr(self.strategy, "analysis", None)
+        if getattr(analysis, "min_accuracy_ratio", None) is not None and self.feedback is None:
+            raise ValueError(
+                "strategy.analysis.min_accuracy_ratio needs a feedback section on the route "
+                "(the labels it judges by)"
+            )
+        return self
 
 
 class Config(_Strict):

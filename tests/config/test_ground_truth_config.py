@@ -1,0 +1,27 @@
+"""Config rules of SPEC §16: the accuracy gate needs the route's labels."""
+
+from __future__ import annotations
+
+import pytest
+
+from router.config.loader import ConfigError, parse_config
+
+ROUTE = """
+backends: {{a: {{url: "http://127.0.0.1:1"}}, b: {{url: "http://127.0.0.1:2"}}}}
+routes:
+  - name: r
+    strategy: {{type: canary, stable: a, candidate: b, weight: 10,
+               analysis: {{min_accuracy_ratio: 0.9}}}}
+{feedback}
+"""
+
+
+def test_min_accuracy_ratio_without_feedback_is_refused_with_its_place() -> None:
+    with pytest.raises(ConfigError, match=r"routes\[0\]: strategy\.analysis\.min_accuracy_ratio "
+                                          r"needs a feedback section"):
+        parse_config(ROUTE.format(feedback=""))
+
+
+def test_min_accuracy_ratio_with_feedback_loads() -> None:
+    config = parse_config(ROUTE.format(feedback="    feedback: {keep: 10, window: 5m}"))
+    assert config.routes[0].feedback is not None and config.routes[0].feedback.window == 300
