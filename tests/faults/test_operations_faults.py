@@ -157,6 +157,26 @@ def test_state_directory_gone(stack: Stack) -> None:
     assert stack.act("canary", "resume").status_code == 200
 
 
+def test_an_action_that_cannot_be_stored_is_not_answered_200(stack: Stack) -> None:
+    """Another config's state for the route (a replica ahead, a half-done reload): not adopted,
+    and every compare-and-set against it lost. The action used to answer 200, changing nothing."""
+    path = state_file(stack)
+    doc = json.loads(path.read_text())
+    entry = doc["routes"]["canary"]
+    entry["version"] += 100
+    entry["data"] = {**entry["data"], "identity": "another-config"}
+    path.write_text(json.dumps(doc))
+    with undisturbed(stack):
+        paused = stack.act("canary", "pause", "lost compare-and-sets")
+        assert paused.status_code == 409, paused.text
+        assert "nothing changed" in paused.json()["detail"]
+        assert stack.route_status("canary")["phase"] == "progressing"
+        del doc["routes"]["canary"]
+        path.write_text(json.dumps(doc))
+        assert stack.act("canary", "pause").status_code == 200  # its record written anew
+    assert stack.act("canary", "resume").status_code == 200
+
+
 def test_state_file_corrupt_at_start(stack: Stack) -> None:
     """Runs last: restarts the module's router on a state file of garbage."""
     stack.stop()
