@@ -22,7 +22,9 @@
     status: null, stats: null, events: [], clockOffset: 0, updated: 0, failure: null,
     needToken: false, pending: null, armed: null, results: {}, timer: null,
     view: { route: "", phase: "", offset: 0 }, typing: null,
+    evidence: {},  // "route/rule" -> the last EVIDENCE_POINTS checks of that rule, oldest first
   };
+  const EVIDENCE_POINTS = 40;
 
   // ---- small helpers -------------------------------------------------------------------
 
@@ -156,6 +158,7 @@
       }
       if (status.status !== 200 || !status.body) throw new Error("/admin/status answered " + status.status);
       state.status = status.body;
+      remember(state.status);
       state.stats = stats.status === 200 ? stats.body : null;
       state.events = events.status === 200 && events.body ? events.body.events || [] : [];
       if (state.stats && state.stats.generated_at) {
@@ -430,7 +433,7 @@
     return h("table", { class: "variants" }, h("thead", {}, head), h("tbody", {}, rows));
   }
 
-  function details(route) {
+  function details(name, route) {
     const out = [];
     if (isNum(route.step) && isNum(route.steps)) {
       const dots = h("span", { class: "steps" });
@@ -463,15 +466,18 @@
         .filter((k) => k in shadow).map((k) => k + " " + shadow[k]).join(" · ");
       out.push(h("div", { class: "line sub", text: counts }));
     }
+    if (route.shadow_first) out.push(shadowFirst(route.shadow_first));
     const analysis = route.analysis;
     if (analysis) {
       const last = analysis.last;
-      const verdict = !last ? "no check yet" : last.ok === true ? "PASS" : last.ok === false ? "FAIL" : "NO DATA";
+      const verdict = !last ? "no check yet" : last.ok === true ? "PASS" : last.ok === false ? "FAIL" : "HOLD";
       const cls = !last ? "" : last.ok === true ? "good-text" : last.ok === false ? "bad-text" : "warn-text";
       const box = h("div", { class: "analysis" }, "last analysis ", h("strong", { class: cls, text: verdict }),
         last ? " at " + clock(last.at) + (isNum(last.window_s) ? " over " + duration(last.window_s) : "") : "",
         analysis.consecutive_failures ? h("span", { class: "pill bad", text: analysis.consecutive_failures + " consecutive failures" }) : null);
-      if (last && last.reasons && last.reasons.length) {
+      if (last && last.checks && last.checks.length) {
+        box.append(h("div", { class: "checks" }, last.checks.map((c) => checkRow(name, c))));
+      } else if (last && last.reasons && last.reasons.length) {
         box.append(h("ul", { class: "reasons" }, last.reasons.map((r) => h("li", { text: short(r, 200) }))));
       }
       if (last && last.numbers && Object.keys(last.numbers).length) {
@@ -481,6 +487,81 @@
       out.push(box);
     }
     return out;
+  }
+
+  // ---- evidence: each check's running statistic against its boundary ------------------------
+
+  // A check's point: its statistic, and for the sequential judge the interval [low, high].
+  function point(check) {
+    const n = check.numbers || {};
+    const low = n[check.rule + "_low"];
+    const high = n[check.rule + "_high"];
+    return { stat: isNum(check.statistic) ? check.statistic : null, low: isNum(low) ? low : null,
+      high: isNum(high) ? high : null, outcome: check.outcome };
+  }
+
+  function remember(status) {
+    for (const [name, route] of Object.entries((status && status.routes) || {})) {
+      const last = route.analysis && route.analysis.last;
+      if (!last || !last.checks) continue;
+      for (const check of last.checks) {
+        const key = name + "/" + check.rule;
+        const seen = state.evidence[key] || (state.evidence[key] = []);
+        if (seen.length && seen[seen.length - 1].at === last.at) continue;
+        seen.push({ at: last.at, ...point(check) });
+        if (seen.length > EVIDENCE_POINTS) seen.shift();
+      }
+    }
+  }
+
+  // A sparkline of the statistic (and the band of its interval) with the boundary dashed.
+  function evidenceChart(history, boundary) {
+    const W = 160;
+    const H = 30;
+    const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", class: "evidence",
+      role: "img", "aria-label": "the statistic over the last checks against its limit " + num(boundary) });
+    const values = [boundary];
+    for (const p of history) for (const v of [p.stat, p.low, p.high]) if (isNum(v)) values.push(v);
+    let lo = Math.min(0, ...values);
+    let hi = Math.max(...values);
+    if (hi - lo < 1e-9) hi = lo + 1;
+    const y = (v) => (H - 2 - ((v - lo) / (hi - lo)) * (H - 4)).toFixed(1);
+    const x = (i) => (history.length > 1 ? (i / (history.length - 1)) * W : W).toFixed(1);
+    const band = history.map((p, i) => [i, p]).filter(([, p]) => isNum(p.low) && isNum(p.high));
+    if (band.length > 1) {
+      const top = band.map(([i, p]) => x(i) + "," + y(p.high));
+      const bottom = band.slice().reverse().map(([i, p]) => x(i) + "," + y(p.low));
+      chart.append(svg("polygon", { points: top.concat(bottom).join(" "), class: "band" }));
+    }
+    const line = history.map((p, i) => [i, p]).filter(([, p]) => isNum(p.stat))
+      .map(([i, p]) => x(i) + "," + y(p.stat));
+    if (line.length > 1) {
+      chart.append(svg("polyline", { points: line.join(" "), class: "stat", fill: "none",
+        "vector-effect": "non-scaling-stroke" }));
+    }
+    chart.append(svg("line", { x1: 0, x2: W, y1: y(boundary), y2: y(boundary), class: "boundary",
+      "vector-effect": "non-scaling-stroke" }));
+    return chart;
+  }
+
+  function checkRow(routeName, check) {
+    const cls = check.outcome === "pass" ? "good" : check.outcome === "fail" ? "bad" : "warn";
+    const history = state.evidence[routeName + "/" + check.rule] || [point(check)];
+    return h("div", { class: "check", "data-rule": check.rule, "data-outcome": check.outcome },
+      h("span", { class: "pill " + cls, text: check.outcome }),
+      h("span", { class: "check-text", text: short(check.explanation || check.rule, 220) }),
+      isNum(check.boundary) ? evidenceChart(history, check.boundary) : null);
+  }
+
+  function shadowFirst(first) {
+    const share = isNum(first.compared) && first.min_compared ? Math.min(first.compared / first.min_compared, 1) : 0;
+    const bar = h("div", { class: "progress", title: "comparisons made" }, h("div", { width: (share * 100).toFixed(1) + "%" }));
+    return h("div", { class: "analysis shadow-first" },
+      h("strong", { text: "shadow first" }), " · compared " + (first.compared || 0) + " of " + first.min_compared +
+      " · agreement " + pct(first.agreement, 1) + " (min " + pct(first.min_agreement, 1) + ")" +
+      (isNum(first.max_label_flip_rate) ? " · label flips " + pct(first.label_flip_rate, 1) +
+        " (max " + pct(first.max_label_flip_rate, 1) + ")" : ""),
+      bar, first.explanation ? h("div", { class: "sub", text: first.explanation }) : null);
   }
 
   // ---- input drift: the most drifting features, reference and live histograms side by side ----
@@ -577,7 +658,7 @@
       head,
       route.message ? h("div", { class: "message", text: route.message }) : null,
       weightBar(route.weights || {}, Object.keys(route.weights || {}).length ? Object.keys(route.weights) : order),
-      details(route),
+      details(name, route),
       variantTable(name, route, stats, order),
       charts,
       driftPanel(name, stats && stats.drift),
