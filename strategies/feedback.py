@@ -14,6 +14,7 @@ the item and field at fault.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -30,6 +31,7 @@ __all__ = [
     "LabelTally",
     "Prediction",
     "Score",
+    "accuracy_line",
     "parse_feedback",
     "score",
 ]
@@ -169,3 +171,23 @@ class LabelTally:
             "accuracy": self.accuracy,
             "mae": self.mae,
         }
+
+
+def accuracy_line(feedback: Any) -> str:
+    """``candidate 72.6% (388) · stable 94.0% (412)`` from a status's ``feedback``, or ''.
+
+    Regressors show their mean absolute error instead: ``default MAE 2.5 (40)``.
+    """
+    variants = feedback.get("variants") if isinstance(feedback, Mapping) else None
+    if not isinstance(variants, Mapping):
+        return ""
+    parts = []
+    for variant, tally in variants.items():
+        if not isinstance(tally, Mapping):
+            continue
+        accuracy, mae, labels = tally.get("accuracy"), tally.get("mae"), tally.get("labels", 0)
+        if isinstance(accuracy, float | int):
+            parts.append(f"{variant} {accuracy * 100:.1f}% ({labels})")
+        elif isinstance(mae, float | int):
+            parts.append(f"{variant} MAE {mae:.4g} ({labels})")
+    return " · ".join(parts)

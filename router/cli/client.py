@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import orjson
 
-from strategies.feedback import FeedbackError, parse_feedback
+from strategies.feedback import FeedbackError, accuracy_line, parse_feedback
 
 __all__ = ["ClientError", "format_status_table", "run_client"]
 
@@ -101,6 +101,8 @@ def format_status_table(status: dict[str, Any]) -> str:
     for name, route in status.get("routes", {}).items():
         if route.get("message"):
             lines.append(f"{name}: {route['message']}")
+        if accuracy := accuracy_line(route.get("feedback")):
+            lines.append(f"{name}: accuracy on true labels {accuracy}")
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from router.demo.traffic import UNKNOWN, VariantNumbers
+from strategies.feedback import accuracy_line
 
 __all__ = ["Frame", "Screen", "event_line", "notable", "render", "status_line", "weight_bar"]
 
@@ -129,16 +130,8 @@ def _details(route: Mapping[str, Any]) -> list[str]:
 
 
 def _accuracy(route: Mapping[str, Any]) -> str:
-    """``stable 94.0% (412) · candidate 72.6% (388)`` from the route's feedback, or ''."""
-    feedback = route.get("feedback")
-    variants = feedback.get("variants") if isinstance(feedback, Mapping) else None
-    if not isinstance(variants, Mapping):
-        return ""
-    parts = []
-    for variant, tally in variants.items():
-        if isinstance(tally, Mapping) and isinstance(tally.get("accuracy"), float | int):
-            parts.append(f"{variant} {tally['accuracy'] * 100:.1f}% ({tally.get('labels', 0)})")
-    return " · ".join(parts)
+    """The route's accuracy per version on true labels, or ''."""
+    return accuracy_line(route.get("feedback"))
 
 
 def _route_block(frame: Frame, name: str, route: Mapping[str, Any], colour: bool) -> list[str]:

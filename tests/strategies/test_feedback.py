@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from strategies.feedback import FeedbackError, LabelTally, parse_feedback, score
+from strategies.feedback import FeedbackError, LabelTally, accuracy_line, parse_feedback, score
 
 
 @pytest.mark.parametrize(
@@ -57,3 +57,13 @@ def test_tally_accuracy_and_mae() -> None:
     tally = LabelTally(correct=3, wrong=1).plus(LabelTally(scored=2, abs_error=3.0))
     assert (tally.labels, tally.accuracy, tally.mae) == (6, 0.75, 1.5)
     assert LabelTally().accuracy is None and LabelTally().mae is None
+
+
+def test_accuracy_line_shows_accuracy_or_mae_per_version() -> None:
+    feedback = {"variants": {
+        "candidate": LabelTally(3, 1).render(), "stable": LabelTally(9, 1).render(),
+        "default": LabelTally(scored=4, abs_error=10.0).render(),
+    }}
+    expected = "candidate 75.0% (4) · stable 90.0% (10) · default MAE 2.5 (4)"
+    assert accuracy_line(feedback) == expected
+    assert accuracy_line(None) == "" and accuracy_line({"variants": {}}) == ""
