@@ -130,6 +130,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         ]}, loads=AT_64,
     ),
     Scenario(
+        "router-canary-truth", "router",
+        "router, canary with feedback (100,000 predictions kept) and input drift sampled at 0.1",
+        strategy=CANARY_ROUTE, config={"routes": [
+            {"name": "bench", "match": {"path_prefix": "/"}, "strategy": CANARY_ROUTE,
+             "feedback": {"keep": 100_000, "window": "1h"},
+             "drift": {"reference": "first 2000", "window": "10m", "sample": 0.1}},
+        ]}, loads=AT_64,
+    ),
+    Scenario(
         "router-canary-noinspect", "router",
         "router, canary, model input/output inspection off (proxy.inspect_max_body: 0)",
         strategy=CANARY_ROUTE, config={"proxy": {"inspect_max_body": 0}}, loads=AT_64,
@@ -182,6 +191,9 @@ COMPARISONS: tuple[Comparison, ...] = (
     *_both_methods("inspection on / off", "router-canary", "router-canary-noinspect", 64),
     *_both_methods("CPU/req match.body / none", "router-canary-body", "router-canary", 64,
                    kind="cpu_ratio", target=1.15),
+    # GET requests carry no model body: feedback and drift cost nothing there.
+    Comparison("CPU/req feedback+drift / none POST@64", "router-canary-truth", "router-canary",
+               Load("POST", 64), kind="cpu_ratio", target=1.05),
     *_both_methods(
         "p50 router-canary - nginx", "router-canary", "nginx", 16,
         kind="p50_diff_ms", target=1.0,
