@@ -219,6 +219,7 @@ class RouterApp:
         assert self.rollouts is not None
         # Everything that can fail is built before prepare_cells writes any state (SPEC §15).
         built = self.backends.build(config.backends)
+        rules = build_rules(config)
         cells = await self.rollouts.prepare_cells(entries, urls)
         backends = self.backends.commit(built)
         routes = tuple(
@@ -226,7 +227,7 @@ class RouterApp:
                 name=name, rule=rule, strategy=strategy, spec=spec, cell=cells[name],
                 header=(b"x-router-route", name.encode()),
             )
-            for (name, strategy, spec), rule in zip(entries, build_rules(config), strict=True)
+            for (name, strategy, spec), rule in zip(entries, rules, strict=True)
         )
         snapshot = Snapshot(
             version=version,

@@ -87,8 +87,12 @@ def _echoed(router: RouterProcess, *lines: bytes) -> tuple[Response, dict[str, l
     return response, seen
 
 
-def test_request_id_comes_back_byte_for_byte(router: RouterProcess) -> None:
-    sent = b"req-\xe9t\xe9-42"
+@pytest.mark.parametrize(
+    "sent",
+    [b"req-\xe9t\xe9-42", b"no\xa0break\xad\x85", b"r" * 1000, b"a b\tc"],
+    ids=["latin-1", "unprintable-latin-1", "1000-bytes", "spaces"],
+)
+def test_request_id_comes_back_byte_for_byte(router: RouterProcess, sent: bytes) -> None:
     _, raw = exchange(
         router.port,
         b"GET /x HTTP/1.1\r\nHost: a.example\r\nX-Request-Id: " + sent
