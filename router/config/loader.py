@@ -296,16 +296,24 @@ def parse_config(
     if issues or config is None:
         raise ConfigError(sorted(issues, key=_order), source)
     config = _with_absolute_paths(config, Path(os.path.abspath(base_dir or Path.cwd())))
-    unreadable = _unreadable_references(config)
-    if unreadable:
-        raise ConfigError(unreadable, source)
+    unusable = _model_signal_issues(config)
+    if unusable:
+        raise ConfigError(unusable, source)
     return config
 
 
-def _unreadable_references(config: Config) -> list[ConfigIssue]:
-    """A drift reference file that cannot be read fails validation, not the running router."""
+def _model_signal_issues(config: Config) -> list[ConfigIssue]:
+    """Drift and feedback that could never work fail validation, not silently at run time:
+    a reference file that cannot be read, or body inspection turned off."""
     issues = []
+    inspecting = config.proxy.inspect_max_body > 0
     for index, route in enumerate(config.routes):
+        for section in ("drift", "feedback"):
+            if getattr(route, section) is not None and not inspecting:
+                issues.append(ConfigIssue(
+                    f"routes[{index}].{section}",
+                    "reads model bodies: needs proxy.inspect_max_body above 0",
+                ))
         path = route.drift.reference_file if route.drift is not None else None
         if path is not None and not os.access(path, os.R_OK):
             reason = "no such file" if not os.path.exists(path) else "not readable"

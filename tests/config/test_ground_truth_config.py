@@ -25,3 +25,20 @@ def test_min_accuracy_ratio_without_feedback_is_refused_with_its_place() -> None
 def test_min_accuracy_ratio_with_feedback_loads() -> None:
     config = parse_config(ROUTE.format(feedback="    feedback: {keep: 10, window: 5m}"))
     assert config.routes[0].feedback is not None and config.routes[0].feedback.window == 300
+
+
+def test_drift_and_feedback_need_body_inspection() -> None:
+    text = """
+proxy: {inspect_max_body: 0}
+backends: {a: {url: "http://127.0.0.1:1"}}
+routes:
+  - name: r
+    strategy: {type: direct, backend: a}
+    feedback: {}
+    drift: {}
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    places = [issue.place for issue in caught.value.issues]
+    assert places == ["routes[0].drift", "routes[0].feedback"]
+    assert "needs proxy.inspect_max_body above 0" in str(caught.value)
