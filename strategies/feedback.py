@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 MAX_LABEL_CHARS = 64  # as the inspector cuts predicted labels
-MAX_REQUEST_ID_CHARS = 200  # as the proxy accepts an X-Request-Id
+MAX_REQUEST_ID_CHARS = 1024  # as the proxy keeps an X-Request-Id (router.proxy.entry)
 
 Prediction = str | float
 """What an answer predicted: a class label (text) or a regression value."""

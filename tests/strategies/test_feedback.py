@@ -43,7 +43,7 @@ def test_parse_feedback_takes_an_object_or_a_list() -> None:
         ([], "body: the list is empty"),
         ([1], "[0].: must be an object"),
         ({"request_id": "", "label": 1}, "request_id: must be a non-empty string"),
-        ({"request_id": "x" * 201, "label": 1}, "request_id: longer than 200"),
+        ({"request_id": "x" * 1025, "label": 1}, "request_id: longer than 1024"),
         ({"request_id": "a", "label": None}, "label: must be a string, number or boolean"),
         ({"request_id": "a", "label": float("nan")}, "label: must be a finite number"),
     ],
