@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from strategies.analysis import AnalysisSpec, Evidence, assess
-from strategies.base import Tally, VariantStats
+from strategies.base import LATENCY_BOUNDS, Tally, VariantStats
 
-__all__ = ["Outcomes", "Traffic", "main", "simulate"]
+__all__ = ["Outcomes", "Traffic", "main", "peeking_fail_rate", "simulate", "simulate_latency"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +72,12 @@ def _run_one(spec: AnalysisSpec, traffic: Traffic, stable: np.ndarray, cand: np.
     return None, first_pass
 
 
+def _outcomes(firsts: list[tuple[int | None, int | None]]) -> Outcomes:
+    fails = [f for f, _ in firsts if f is not None]
+    passes = [p for f, p in firsts if f is None and p is not None]
+    return Outcomes(len(firsts), len(fails), len(passes), tuple(fails), tuple(passes))
+
+
 def simulate(
     spec: AnalysisSpec, traffic: Traffic, *, rollouts: int, checks: int, seed: int
 ) -> Outcomes:
@@ -80,15 +86,59 @@ def simulate(
     shape = (rollouts, checks)
     stable = rng.binomial(traffic.stable_per_check, traffic.stable_rate, shape).cumsum(axis=1)
     cand = rng.binomial(traffic.candidate_per_check, traffic.candidate_rate, shape).cumsum(axis=1)
-    fails: list[int] = []
-    passes: list[int] = []
-    for r in range(rollouts):
-        failed_at, passed_at = _run_one(spec, traffic, stable[r], cand[r])
-        if failed_at is not None:
-            fails.append(failed_at)
-        elif passed_at is not None:
-            passes.append(passed_at)
-    return Outcomes(rollouts, len(fails), len(passes), tuple(fails), tuple(passes))
+    return _outcomes([_run_one(spec, traffic, stable[r], cand[r]) for r in range(rollouts)])
+
+
+def peeking_fail_rate(traffic: Traffic, *, rollouts: int, checks: int, seed: int) -> float:
+    """The control: a fixed-sample one-sided z-test at 95 % (no margin) looked at after every
+    interval, on the same draws ``simulate`` makes. Peeking inflates its error well past 5 %."""
+    rng = np.random.default_rng(seed)
+    shape = (rollouts, checks)
+    stable = rng.binomial(traffic.stable_per_check, traffic.stable_rate, shape).cumsum(axis=1)
+    cand = rng.binomial(traffic.candidate_per_check, traffic.candidate_rate, shape).cumsum(axis=1)
+    k = np.arange(1, checks + 1)
+    n_s, n_c = k * traffic.stable_per_check, k * traffic.candidate_per_check
+    p_s, p_c = stable / n_s, cand / n_c
+    pooled = (stable + cand) / (n_s + n_c)
+    se = np.sqrt(pooled * (1 - pooled) * (1 / n_s + 1 / n_c))
+    z = np.divide(p_c - p_s, se, out=np.zeros(shape), where=se > 0)
+    return float((z > 1.645).any(axis=1).mean())
+
+
+def _latency_tallies(
+    rng: np.random.Generator, scale: float, per_check: int, checks: int
+) -> list[Tally]:
+    """Running latency tallies of lognormal requests (median 50 ms x ``scale``), per check."""
+    draws = scale * rng.lognormal(np.log(0.05), 0.5, size=(checks, per_check))
+    buckets = np.searchsorted(np.asarray(LATENCY_BOUNDS), draws, side="left")
+    counts = np.zeros(len(LATENCY_BOUNDS) + 1, dtype=np.int64)
+    tallies = []
+    for k in range(checks):
+        counts += np.bincount(buckets[k], minlength=len(counts))
+        tallies.append(Tally((k + 1) * per_check, 0, tuple(int(n) for n in counts)))
+    return tallies
+
+
+def simulate_latency(
+    spec: AnalysisSpec, scale: float, *, rollouts: int, checks: int, per_check: int, seed: int
+) -> Outcomes:
+    """Rollouts whose candidate is stable slowed by ``scale``, through the rank test."""
+    rng = np.random.default_rng(seed)
+    firsts: list[tuple[int | None, int | None]] = []
+    for _ in range(rollouts):
+        stable = _latency_tallies(rng, 1.0, 4 * per_check, checks)
+        cand = _latency_tallies(rng, scale, per_check, checks)
+        first_fail = first_pass = None
+        for k in range(checks):
+            evidence = Evidence(VariantStats(), candidate_tally=cand[k], baseline_tally=stable[k])
+            outcome = assess(spec, evidence, now=float(k)).outcome
+            if outcome == "fail":
+                first_fail = (k + 1) * per_check
+                break
+            if outcome == "pass" and first_pass is None:
+                first_pass = (k + 1) * per_check
+        firsts.append((first_fail, first_pass))
+    return _outcomes(firsts)
 
 
 SCENARIOS: tuple[tuple[str, float, float, float, int], ...] = (
@@ -118,5 +168,29 @@ def main() -> None:
               f"{out.to_fail(0.95) or '-'} | {out.passed / out.rollouts:.1%} ({median_pass}) |")
 
 
+LATENCY_SCENARIOS: tuple[tuple[str, float, float], ...] = (
+    # name, max_latency_ratio, candidate latency / stable latency
+    ("identical latency, ratio 1", 1.0, 1.0),
+    ("identical latency, ratio 1.5", 1.5, 1.0),
+    ("candidate 1.5x slower (at the limit)", 1.5, 1.5),
+    ("candidate 2x slower", 1.5, 2.0),
+    ("candidate 3x slower", 1.5, 3.0),
+)
+
+
+def latency_table() -> None:
+    """Print the rank test's table (1,000 rollouts a row, 25 candidate requests a check)."""
+    print("| candidate | max_latency_ratio | rollouts failed | candidate requests to fail "
+          "(median / 95th pct) | rollouts passed within 500 requests |")
+    print("|---|---|---|---|---|")
+    for name, ratio, scale in LATENCY_SCENARIOS:
+        spec = AnalysisSpec(judge="sequential", confidence=0.95, max_latency_ratio=ratio)
+        out = simulate_latency(spec, scale, rollouts=1000, checks=20, per_check=25, seed=7)
+        print(f"| {name} | {ratio:g} | {out.fail_rate:.1%} | {out.to_fail(0.5) or '-'} / "
+              f"{out.to_fail(0.95) or '-'} | {out.passed / out.rollouts:.1%} |")
+
+
 if __name__ == "__main__":
     main()
+    print()
+    latency_table()

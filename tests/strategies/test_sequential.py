@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from bench.judging import Traffic, simulate
+from bench.judging import Traffic, peeking_fail_rate, simulate, simulate_latency
 from strategies.analysis import AnalysisSpec, Evidence, Roles, assess, judge
 from strategies.analysis.sequential import confidence_interval, log_mixture
 from strategies.base import LATENCY_BOUNDS, Observation, Tally, VariantStats
@@ -43,6 +43,14 @@ def test_identical_candidates_are_rarely_failed_however_often_checked(
     spec = seq(max_error_rate_increase=limit, confidence=0.95)
     out = simulate(spec, Traffic(rate, rate, 200, 50), rollouts=2000, checks=20, seed=1)
     assert out.fail_rate <= 0.05
+
+
+def test_the_simulation_catches_a_test_that_is_not_always_valid() -> None:
+    # The draws of the ``no_margin_2pct`` case above, through a fixed 95 % z-test looked at
+    # every interval: the harness that holds the sequential judge to 5 % sees this one fail
+    # far more rollouts.
+    traffic = Traffic(0.02, 0.02, 200, 50)
+    assert peeking_fail_rate(traffic, rollouts=2000, checks=20, seed=1) > 0.1
 
 
 def test_a_lower_confidence_fails_more_identical_candidates_but_within_its_bound() -> None:
@@ -112,6 +120,17 @@ def test_latency_rank_test(scale: float, outcome: str) -> None:
                                                           baseline_tally=base), now=0.0)
     assert [c.outcome for c in verdict.checks] == [outcome]
     assert "rank test" in verdict.checks[0].explanation
+
+
+def test_rank_test_rarely_fails_identical_latency_and_fails_a_slow_candidate_fast() -> None:
+    strict = seq(max_latency_ratio=1.0)
+    same = simulate_latency(strict, 1.0, rollouts=1000, checks=20, per_check=25, seed=8)
+    assert same.fail_rate <= 0.05
+    lenient = seq(max_latency_ratio=1.5)
+    fine = simulate_latency(lenient, 1.0, rollouts=100, checks=20, per_check=25, seed=9)
+    assert fine.failed == 0 and fine.passed == fine.rollouts
+    slow = simulate_latency(lenient, 3.0, rollouts=100, checks=20, per_check=25, seed=10)
+    assert slow.failed == slow.rollouts and max(slow.requests_to_fail) <= 100
 
 
 def test_judge_reads_tallies_since_the_mark_and_restarts_when_they_go_back() -> None:
