@@ -21,18 +21,12 @@ import pytest
 import yaml
 
 from tests.config.test_config_limits import alias_bomb
-from tests.faults.matrix import running_matrix, state_file, undisturbed
+from tests.faults.matrix import state_file, undisturbed
 from tests.rollout_support import Stack
 from tests.support import RouterProcess, shared_client, wait_until
 
 pytestmark = pytest.mark.e2e  # runs a router process
 HTTP = shared_client()
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_matrix(tmp_path_factory.mktemp("operations")) as stack:
-        yield stack
 
 
 def _reload(stack: Stack) -> tuple[int, dict[str, object]]:

@@ -17,19 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.faults.matrix import running_matrix, undisturbed
+from tests.faults.matrix import undisturbed
 from tests.raw_http import connect, parse_responses, read_until_closed
 from tests.rollout_support import Stack, metric
 from tests.support import shared_client, wait_until
 
 pytestmark = pytest.mark.e2e  # runs a router process
 HTTP = shared_client()
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_matrix(tmp_path_factory.mktemp("traffic")) as stack:
-        yield stack
 
 
 def _back_to_normal(stack: Stack, route: str = "fault") -> None:
