@@ -96,7 +96,10 @@ class RouterApp:
         self.quality = QualityWindows()
         self.truth = GroundTruth(self.metrics)
         self.drift = DriftMonitor(self.metrics, self.events)
-        self.metric_checks = MetricChecks(self.metrics, lambda: self.snapshot.routes)
+        self.metric_checks = MetricChecks(
+            self.metrics, lambda: self.snapshot.routes,
+            leading=lambda: self.fleet is None or self.fleet.leading,
+        )
         self.holder = SnapshotHolder()
         self.backends = BackendSet()
         self.shadow = ShadowDispatcher(self.metrics, self.events, lambda: self.snapshot.backends)

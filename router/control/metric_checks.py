@@ -95,9 +95,15 @@ def _placeholders(route: CompiledRoute, window_s: float) -> dict[str, str]:
 class MetricChecks:
     """Runs the Prometheus checks of every analysed route and keeps the latest readings."""
 
-    def __init__(self, metrics: Metrics, routes: Callable[[], Iterable[CompiledRoute]]) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        routes: Callable[[], Iterable[CompiledRoute]],
+        leading: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.metrics = metrics
         self.routes = routes
+        self.leading = leading  # with replicas only the leader judges, so only it queries
         self.spec: PrometheusSpec | None = None
         self.client = httpx.AsyncClient(trust_env=False, follow_redirects=False)
         self._readings: dict[tuple[str, str], tuple[float, Reading]] = {}
@@ -120,7 +126,7 @@ class MetricChecks:
 
     def start_due(self, now: float) -> None:
         """Query the checks of each analysed route whose interval has passed."""
-        if self.spec is None:
+        if self.spec is None or not self.leading():
             return
         for route in self.routes():
             analysis = _analysis(route)
