@@ -7,10 +7,10 @@ returns what this scan returns without visiting every route.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
+from router.routing.body import BodyFields, json_literal
 
 __all__ = ["MatchRule", "body_fields", "match_route"]
 
@@ -29,6 +29,12 @@ class MatchRule:
     headers: tuple[tuple[str, str], ...] = ()
     methods: frozenset[str] = frozenset()
     body: tuple[tuple[str, str], ...] = ()
+    # The body fields' names and values as JSON strings: a cheap test before any parse.
+    literals: tuple[bytes, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        literals = tuple(json_literal(text) for pair in self.body for text in pair)
+        object.__setattr__(self, "literals", literals)
 
     def matches(
         self, method: str, path: str, headers: Mapping[str, str],
@@ -44,6 +50,8 @@ class MatchRule:
         if self.methods and method not in self.methods:
             return False
         if fields is not None and self.body:
+            if isinstance(fields, BodyFields) and not all(map(fields.may_hold, self.literals)):
+                return False
             for name, value in self.body:
                 if fields.get(name) != value:
                     return False
@@ -70,13 +78,6 @@ def match_route(
     return None
 
 
-_NO_FIELDS: Mapping[str, Any] = {}
-
-
 def body_fields(body: bytes) -> Mapping[str, Any]:
-    """The fields of a JSON object body; empty for anything else (no body rule matches it)."""
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return _NO_FIELDS
-    return parsed if isinstance(parsed, dict) else _NO_FIELDS
+    """The fields of a JSON object body, parsed when first needed (empty for anything else)."""
+    return BodyFields(body)
