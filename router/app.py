@@ -23,6 +23,7 @@ from router.config.model import Config, ProxySpec, admin_exposure
 from router.control.fleet import Fleet
 from router.control.health import HealthChecker, probe
 from router.control.metric_checks import MetricChecks
+from router.control.redis_store import RedisStateStore
 from router.control.reload import ReloadResult
 from router.control.rollouts import Rollouts
 from router.control.store import StateStoreError
@@ -147,6 +148,8 @@ class RouterApp:
         self.rollouts = Rollouts(
             self.store, self.metrics, self.events, check_runner=self._run_check
         )
+        if isinstance(self.store.inner, RedisStateStore):
+            self.rollouts.fallback = self.store.inner.cached
         await self._install(config, raw)
         self.last_reload = {"ok": True, "at": iso_time(time.time()), "error": None}
         self._tasks.append(asyncio.create_task(self._controller(), name="controller"))
@@ -185,6 +188,11 @@ class RouterApp:
         self.proxy.requests_log.flush()
         if self.store is not None:
             await self.store.aclose()
+
+    @property
+    def state_read(self) -> bool:
+        """Whether the rollout state was read once (from the store, or its cache at start)."""
+        return self.rollouts is not None and self.rollouts.state_read
 
     # -- config ------------------------------------------------------------
 

@@ -113,7 +113,7 @@ class _Endpoints:
         return _JSON({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        if self.router.ready:
+        if self.router.ready and self.router.state_read:
             return _JSON({"status": "ready", "version": self.router.snapshot.version})
         return _JSON({"status": "starting"}, status_code=503)
 

@@ -35,6 +35,11 @@ class RouterView(Protocol):
         """The snapshot serving now."""
         ...
 
+    @property
+    def state_read(self) -> bool:
+        """Whether the rollout state was read once (not ready before)."""
+        ...
+
     def status(self, query: RouteQuery = ...) -> dict[str, Any]:
         """``GET /admin/status``, for the routes ``query`` selects."""
         ...

@@ -23,8 +23,11 @@ for long.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -32,15 +35,20 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import (
-    AuthenticationError,
-    RedisError,
-    ResponseError,
+from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from router.control.store import (
+    StaleWriteError,
+    StateStoreError,
+    StoredState,
+    copy_json,
+    read_state_file,
+    write_state_file,
 )
 
-from router.control.store import StaleWriteError, StateStoreError, StoredState, copy_json
-
-__all__ = ["FencedWriteError", "RedisStateStore", "describe_url"]
+__all__ = ["FencedWriteError", "RedisStateStore", "StoreUnreachableError", "describe_url"]
 
 SOCKET_TIMEOUT_S = 1.0
 _T = TypeVar("_T")
@@ -99,6 +107,10 @@ return 0
 """
 
 
+class StoreUnreachableError(StateStoreError):
+    """Redis did not answer (down, hung, or not there): not a reason to refuse to start."""
+
+
 class FencedWriteError(StaleWriteError):
     """A controller write carried a fencing token that is no longer the leader's."""
 
@@ -114,7 +126,9 @@ def describe_url(url: str) -> str:
 class RedisStateStore:
     """Rollout state in Redis, shared by every replica with the same ``key_prefix``."""
 
-    def __init__(self, url: str, key_prefix: str = "traffic-router") -> None:
+    def __init__(
+        self, url: str, key_prefix: str = "traffic-router", *, cache: Path | None = None
+    ) -> None:
         self.url = url
         self.where = describe_url(url)
         self.prefix = key_prefix
@@ -135,6 +149,8 @@ class RedisStateStore:
         self._renew = self.client.register_script(_RENEW)
         self._release = self.client.register_script(_RELEASE)
         self._closed = False
+        self.cache = cache
+        self._cached: dict[str, StoredState] | None = None
 
     def key(self, name: str) -> str:
         """``{prefix}:{name}``."""
@@ -155,9 +171,11 @@ class RedisStateStore:
         """Reach Redis once (PING); StateStoreError naming the problem if it cannot be used."""
         try:
             await self.client.ping()
-        except ResponseError as exc:  # NOAUTH, WRONGPASS, a database out of range
+        except AuthenticationError as exc:  # a ConnectionError in redis-py, but fatal here
             raise self.error(exc) from exc
-        except RedisError as exc:
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnreachableError(str(self.error(exc))) from exc
+        except RedisError as exc:  # NOAUTH, WRONGPASS, a database out of range
             raise self.error(exc) from exc
 
     def _open(self) -> None:
@@ -179,7 +197,25 @@ class RedisStateStore:
             raw = states.get(raw_name)
             if raw is not None:
                 routes[raw_name.decode()] = _stored(raw, raw_version)
+        await self._save_cache(routes)
         return routes
+
+    async def _save_cache(self, routes: dict[str, StoredState]) -> None:
+        """Keep the last state read in the cache file (when it changed)."""
+        if self.cache is None or routes == self._cached:
+            return
+        self._cached = routes
+        with contextlib.suppress(OSError):  # a cache is a convenience: serving goes on
+            await asyncio.to_thread(self._write_cache, routes)
+
+    def _write_cache(self, routes: dict[str, StoredState]) -> None:
+        assert self.cache is not None
+        self.cache.parent.mkdir(parents=True, exist_ok=True)
+        write_state_file(self.cache, routes)
+
+    def cached(self) -> dict[str, StoredState] | None:
+        """The last state read, from the cache file (for a start while Redis is down)."""
+        return read_state_file(self.cache) if self.cache is not None else None
 
     async def get(self, route: str) -> StoredState | None:
         """The route's state, or None."""

@@ -6,13 +6,8 @@ actions, and runs the controller's tick (observations -> ``advance``). Events
 that come out of transitions are logged, kept for ``/admin/events`` and
 counted in the rollout metrics.
 
-A store that cannot be written never blocks a rollback: a transition with a
-``rollback`` event takes effect in memory at once and is written when the store
-answers again, winning over whatever was stored meanwhile (rollback is the
-safe direction). Analysis bookkeeping that leaves the routing as it is (a
-failed check counted, say) is also kept in memory, so an analysis can still
-reach its rollback during the outage. Anything else -- a step, a promote, a
-pause -- raises ``StoreUnavailableError`` and changes nothing.
+A store that cannot be written never blocks a rollback: what the store could
+not take is held in memory and written later (``router.control.pending``).
 """
 
 from __future__ import annotations
@@ -24,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from router.control.checks import CheckRunner, PendingChecks
+from router.control.pending import PendingWrites, StoreUnavailableError, envelope
 from router.control.store import StaleWriteError, StateStore, StateStoreError, StoredState
 from router.routing.snapshot import CompiledRoute, RouteCell
 from router.telemetry.events import EventLog
@@ -37,31 +33,12 @@ __all__ = ["CheckRunner", "Observer", "Rollouts", "StoreUnavailableError", "Unkn
 Observer = Callable[[CompiledRoute, float, float], Observation]
 """(route, window seconds, now) -> the live numbers of that route."""
 
-
-
 # A reload that changes at most this many routes reads their stored states one by one.
 _FEW_ROUTES = 32
 
 
 class UnknownRouteError(LookupError):
     """No route of that name in the running config (HTTP 404)."""
-
-
-class StoreUnavailableError(Exception):
-    """The state store cannot be written and the change is not a rollback (HTTP 503)."""
-
-
-_ROUTING_KEYS = ("phase", "step", "weights", "active")
-
-
-def _routing_view(route: CompiledRoute, state: Any, now: float) -> dict[str, Any]:
-    """What of a state decides where requests go (compared to tell bookkeeping from a move)."""
-    status = route.strategy.status(route.spec, state, now)
-    return {key: status.get(key) for key in _ROUTING_KEYS}
-
-
-def _envelope(strategy: Strategy[Any, Any], identity: str, state: Any) -> dict[str, Any]:
-    return {"strategy": strategy.name, "identity": identity, "state": strategy.dump_state(state)}
 
 
 class Rollouts:
@@ -88,9 +65,11 @@ class Rollouts:
         # reload's prepare->install must not interleave, or a state change made
         # in between would land on a cell the reload is about to replace.
         self.lock = asyncio.Lock()
-        # Routes whose in-memory state the store has not got yet -> whether that
-        # state must win over the stored one (a rollback) when it is written.
-        self._unsaved: dict[str, bool] = {}
+        self.pending = PendingWrites(store, clock)
+        # False until the store has been read once (a replica without it is not ready).
+        self.state_read = False
+        # Read when the store cannot be, at start: the last state seen (None: none kept).
+        self.fallback: Callable[[], Mapping[str, StoredState] | None] = lambda: None
         # Routes removed by reloads whose stored state is still to delete (drop_removed).
         self._removed: set[str] = set()
         self._swept = False
@@ -128,10 +107,21 @@ class Rollouts:
         return cells
 
     async def _stored(self, names: list[str]) -> Mapping[str, StoredState]:
-        if len(names) > _FEW_ROUTES:  # one read of all, else one by one
-            return await self.store.load_all()
-        found = {name: await self.store.get(name) for name in names}
-        return {name: state for name, state in found.items() if state is not None}
+        stored: Mapping[str, StoredState]
+        try:
+            if len(names) > _FEW_ROUTES:  # one read of all, else one by one
+                stored = await self.store.load_all()
+            else:
+                found = {name: await self.store.get(name) for name in names}
+                stored = {name: state for name, state in found.items() if state is not None}
+        except StateStoreError:
+            # Fail static: live states are kept; at start, the last state seen (a cache).
+            cached = None if self.routes else self.fallback()
+            if cached is None:
+                return {}
+            stored = cached
+        self.state_read = True
+        return stored
 
     async def _prepare_cell(
         self, name: str, strategy: Strategy[Any, Any], spec: StrategySpec, identity: str,
@@ -179,12 +169,12 @@ class Rollouts:
         self, name: str, strategy: Strategy[Any, Any], spec: StrategySpec, cell: RouteCell
     ) -> None:
         """Write a prepared cell; adopt what another replica stored meanwhile, if usable."""
-        data = _envelope(strategy, cell.identity, cell.state)
+        data = envelope(strategy, cell.identity, cell.state)
         try:
             cell.version = (await self.store.put(name, data, cell.version)).version
             return
         except StateStoreError:
-            self._unsaved.setdefault(name, False)  # written when the store answers again
+            self.pending.hold(name)  # written when the store answers again
             return
         except StaleWriteError:
             current = await self.store.get(name)
@@ -274,7 +264,7 @@ class Rollouts:
 
     def persisted(self, name: str) -> bool:
         """Whether the store holds the route's current state (False during an outage)."""
-        return name not in self._unsaved
+        return name not in self.pending
 
     async def _commit(
         self,
@@ -291,9 +281,9 @@ class Rollouts:
         """
         cell = route.cell
         if transition.state != cell.state:
-            if route.name in self._unsaved:
+            if route.name in self.pending:
                 await self._flush(route)
-            data = _envelope(route.strategy, cell.identity, transition.state)
+            data = envelope(route.strategy, cell.identity, transition.state)
             try:
                 fence = self.fence if fenced else None
                 cell.version = (
@@ -303,7 +293,7 @@ class Rollouts:
                 await self.sync_route(route)
                 return False
             except StateStoreError as exc:
-                self._keep_unsaved(route, transition, exc)
+                self.pending.hold_failed(route, transition, exc)
             cell.state = transition.state
             cell.picker = route.strategy.picker(route.spec, transition.state)
             self._publish(route)
@@ -317,50 +307,17 @@ class Rollouts:
             self._emit(route.name, event.kind, event.reason, fields)
         return True
 
-    def _keep_unsaved(
-        self, route: CompiledRoute, transition: Transition[Any], exc: StateStoreError
-    ) -> None:
-        """The store failed: allow a rollback or bookkeeping in memory, refuse anything else."""
-        if any(event.kind == "rollback" for event in transition.events):
-            self._unsaved[route.name] = True
-            return
-        now = self.clock()
-        if _routing_view(route, transition.state, now) != _routing_view(
-            route, route.cell.state, now
-        ):
-            raise StoreUnavailableError(str(exc)) from exc
-        self._unsaved.setdefault(route.name, False)
-
     async def _flush(self, route: CompiledRoute) -> None:
-        """Write a state kept in memory during an outage; a rollback overwrites what is there.
-
-        Store failures are left to the caller's next write (or the next retry).
-        """
-        wins, cell = self._unsaved[route.name], route.cell
-        try:
-            expected = cell.version
-            if wins:
-                current = await self.store.get(route.name)
-                expected = current.version if current is not None else None
-            data = _envelope(route.strategy, cell.identity, cell.state)
-            cell.version = (await self.store.put(route.name, data, expected)).version
-        except StaleWriteError:
-            if wins:
-                return  # written in between: read it again next time
-            del self._unsaved[route.name]
-            await self.sync_route(route)  # bookkeeping only: the stored state goes first
-            return
-        except StateStoreError:
-            return  # still failing: the state stays in effect here; retried later
-        del self._unsaved[route.name]
+        if await self.pending.write(route):
+            await self.sync_route(route)
 
     async def flush_unsaved(self) -> None:
         """Retry the writes an outage held back (the controller calls this every second)."""
         async with self.lock:
-            for name in list(self._unsaved):
+            for name in self.pending.names():
                 route = self.routes.get(name)
                 if route is None:
-                    del self._unsaved[name]
+                    self.pending.drop(name)
                     continue
                 await self._flush(route)
 
@@ -374,15 +331,17 @@ class Rollouts:
 
     def _adopt(self, route: CompiledRoute, found: StoredState | None) -> None:
         cell = route.cell
-        if route.name in self._unsaved:
+        if route.name in self.pending:
             return  # ours is newer: it is written first (``flush_unsaved``)
         if found is None:
-            # The stored record is gone (state directory or key removed): the next write
-            # creates it, instead of losing every compare-and-set against a version of nothing.
-            cell.version = None
+            # The stored record is gone (state directory or key removed, a Redis restarted
+            # without its data): write ours back, creating the record.
+            if cell.version is not None:
+                cell.version = None
+                self.pending.hold(route.name)
             return
-        if cell.version is not None and found.version <= cell.version:
-            return
+        if found.version == cell.version:
+            return  # versions restart at 1 after a store lost its data: any other is news
         state = self._load(route.name, route.strategy, cell.identity, found)
         if state is None:
             return
@@ -394,6 +353,7 @@ class Rollouts:
         """Adopt every newer state in the store (other replicas' actions and steps)."""
         async with self.lock:
             stored = await self.store.load_all()
+            self.state_read = True
             for route in list(self.routes.values()):
                 self._adopt(route, stored.get(route.name))
 

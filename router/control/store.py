@@ -44,6 +44,8 @@ __all__ = [
     "StoredState",
     "build_state_store",
     "copy_json",
+    "read_state_file",
+    "write_state_file",
 ]
 
 FILE_FORMAT = 1
@@ -333,34 +335,51 @@ class FileStateStore:
         self._cache_key, self._cache = None, {}
 
     def _write(self, routes: dict[str, StoredState]) -> None:
-        """Temp file in the same directory, fsync, rename over the file, fsync the directory."""
-        doc = {
-            "format": FILE_FORMAT,
-            "routes": {name: {"version": s.version, "data": s.data} for name, s in routes.items()},
-        }
-        raw = json.dumps(doc, indent=2, sort_keys=True).encode()
-        directory = self.path.parent
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(raw)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_state_file(self.path, routes)
         self._cache_key, self._cache = _stat_key(os.stat(self.path)), routes
 
 
+def write_state_file(path: Path, routes: Mapping[str, StoredState]) -> None:
+    """Write ``routes`` in the state file format: a temp file in the same directory,
+    fsync, rename over the file, fsync the directory (a crash leaves old or new)."""
+    doc = {
+        "format": FILE_FORMAT,
+        "routes": {name: {"version": s.version, "data": s.data} for name, s in routes.items()},
+    }
+    raw = json.dumps(doc, indent=2, sort_keys=True).encode()
+    directory = path.parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(raw)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_state_file(path: Path) -> dict[str, StoredState] | None:
+    """The routes of a state file; None if it is missing or unusable."""
+    try:
+        return _parse(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
 def build_state_store(
-    kind: str, path: Path | None, url: str | None, key_prefix: str = "traffic-router"
+    kind: str,
+    path: Path | None,
+    url: str | None,
+    key_prefix: str = "traffic-router",
+    cache: Path | None = None,
 ) -> StateStore:
     """The store named by ``state.store``: ``memory``, ``file`` (a path) or ``redis`` (a url)."""
     if kind == "memory":
@@ -374,5 +393,5 @@ def build_state_store(
             raise StateStoreError("the redis state store needs state.url")
         from router.control.redis_store import RedisStateStore  # the client only when used
 
-        return RedisStateStore(url, key_prefix)
+        return RedisStateStore(url, key_prefix, cache=cache)
     raise StateStoreError(f"unknown state store {kind!r} (known: file, memory, redis)")

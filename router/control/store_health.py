@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from router.config.model import StateSpec
+from router.control.redis_store import RedisStateStore, StoreUnreachableError
 from router.control.store import (
     FileStateStore,
     StaleWriteError,
@@ -113,7 +114,9 @@ class WatchedStore:
 
 async def open_store(spec: StateSpec, metrics: Metrics, events: EventLog) -> WatchedStore:
     """The store ``spec`` names, opened and checked; StateStoreError if it cannot be used."""
-    inner = build_state_store(spec.store, Path(spec.path), spec.url, spec.key_prefix)
+    inner = build_state_store(
+        spec.store, Path(spec.path), spec.url, spec.key_prefix, cache=Path(spec.cache)
+    )
     if isinstance(inner, FileStateStore):
         await inner.load_all()
         if inner.recovered_from is not None:
@@ -122,7 +125,10 @@ async def open_store(spec: StateSpec, metrics: Metrics, events: EventLog) -> Wat
                 reason=inner.recovery_reason or "state file unreadable",
                 moved_to=str(inner.recovered_from),
             )
-    check = getattr(inner, "check", None)
-    if check is not None:
-        await check()
-    return WatchedStore(inner, spec.store, metrics)
+    watched = WatchedStore(inner, spec.store, metrics)
+    if isinstance(inner, RedisStateStore):
+        try:
+            await inner.check()  # a wrong password or database: StateStoreError, no start
+        except StoreUnreachableError as exc:
+            watched.failed("read", exc)  # fail static: serve from the cache, retry
+    return watched
