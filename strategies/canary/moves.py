@@ -13,7 +13,15 @@ from strategies.base import Event, Phase, Transition
 from strategies.canary.model import CanarySpec, CanaryState
 from strategies.canary.picker import current_weight
 
-__all__ = ["changed", "next_step", "ramp_start", "rollout_event", "start_state", "step_phase"]
+__all__ = [
+    "changed",
+    "fit_state",
+    "next_step",
+    "ramp_start",
+    "rollout_event",
+    "start_state",
+    "step_phase",
+]
 
 
 def step_phase(spec: CanarySpec, index: int) -> Phase:
@@ -65,3 +73,28 @@ def next_step(spec: CanarySpec, state: CanaryState, now: float) -> CanaryState:
         return replace(state, phase=Phase.PROMOTED.value, step=len(spec.steps) - 1, since=now)
     index = state.step + 1
     return replace(state, phase=step_phase(spec, index).value, step=index, since=now)
+
+
+def fit_state(spec: CanarySpec, state: CanaryState, now: float) -> CanaryState:
+    """A kept state fitted to an edited spec (fixed weight vs steps, fewer steps)."""
+    phase = Phase(state.phase)
+    if phase == Phase.ROLLED_BACK:
+        return state
+    if phase == Phase.SHADOWING:
+        return state if spec.shadow_first is not None else ramp_start(spec, now)
+    if spec.steps is None:
+        if phase in (Phase.PROGRESSING, Phase.WAITING, Phase.PROMOTED):
+            return replace(state, phase=Phase.STEADY.value, step=0, since=now)
+        if phase == Phase.PAUSED:
+            return replace(state, paused_from=Phase.STEADY.value, step=0)
+        return state
+    if phase == Phase.STEADY:
+        return replace(state, phase=step_phase(spec, 0).value, step=0, since=now)
+    if phase == Phase.PROMOTED:
+        return replace(state, step=len(spec.steps) - 1)
+    index = min(state.step, len(spec.steps) - 1)
+    since = state.since if index == state.step else now
+    fitted = step_phase(spec, index).value
+    if phase == Phase.PAUSED:
+        return replace(state, step=index, since=since, paused_from=fitted)
+    return replace(state, phase=fitted, step=index, since=since)

@@ -42,6 +42,7 @@ from strategies.base import (
 from strategies.canary.model import CanarySpec, CanaryState, StepSpec, StickySpec
 from strategies.canary.moves import (
     changed,
+    fit_state,
     next_step,
     ramp_start,
     rollout_event,
@@ -226,31 +227,6 @@ def _walk(spec: CanarySpec, state: CanaryState, now: float) -> Transition[Canary
     return changed("rollout_step", spec, state, new, reason)
 
 
-def _fit(spec: CanarySpec, state: CanaryState, now: float) -> CanaryState:
-    """A kept state fitted to an edited spec (fixed weight vs steps, fewer steps)."""
-    phase = Phase(state.phase)
-    if phase == Phase.ROLLED_BACK:
-        return state
-    if phase == Phase.SHADOWING:
-        return state if spec.shadow_first is not None else ramp_start(spec, now)
-    if spec.steps is None:
-        if phase in (Phase.PROGRESSING, Phase.WAITING, Phase.PROMOTED):
-            return replace(state, phase=Phase.STEADY.value, step=0, since=now)
-        if phase == Phase.PAUSED:
-            return replace(state, paused_from=Phase.STEADY.value, step=0)
-        return state
-    if phase == Phase.STEADY:
-        return replace(state, phase=step_phase(spec, 0).value, step=0, since=now)
-    if phase == Phase.PROMOTED:
-        return replace(state, step=len(spec.steps) - 1)
-    index = min(state.step, len(spec.steps) - 1)
-    since = state.since if index == state.step else now
-    fitted = step_phase(spec, index).value
-    if phase == Phase.PAUSED:
-        return replace(state, step=index, since=since, paused_from=fitted)
-    return replace(state, phase=fitted, step=index, since=since)
-
-
 def _percent(value: float) -> float | int:
     return int(value) if float(value).is_integer() else round(value, 6)
 
@@ -282,7 +258,7 @@ class CanaryStrategy:
         self, spec: CanarySpec, state: CanaryState, now: float
     ) -> Transition[CanaryState]:
         """Fit a kept state to an edited spec; a rolled-back canary stays rolled back."""
-        fitted = _fit(spec, state, now)
+        fitted = fit_state(spec, state, now)
         if fitted == state:
             return Transition(state)
         return changed("rollout_step", spec, state, fitted, "config changed", trigger="reload")
