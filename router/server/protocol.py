@@ -330,15 +330,19 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         cycle = self.cycle
-        if isinstance(cycle, ProxyCycle) and not cycle.response_complete:
+        answered = cycle is not None and cycle.response_complete
+        if isinstance(cycle, ProxyCycle) and not answered:
             cast(dict[str, Any], cycle.scope)[DISCONNECT_KEY] = reason
-        if reason == "body_timeout":
+        if reason == "body_timeout" and not answered:
             detail = f"request body paused for more than {self._body_timeout:g}s"
             self._refuse(RequestRefusedError(408, "request_timeout", detail))
+            return
+        hook = self.limits.on_refusal
+        if hook is not None:
+            hook(reason)
+        if reason == "body_timeout":  # answered already (say 404) while the body trickled
+            self.transport.close()
         else:  # nothing can be said to a client that does not read: drop the unsent bytes
-            hook = self.limits.on_refusal
-            if hook is not None:
-                hook(reason)
             self.transport.abort()
 
     def _too_large(self) -> RequestRefusedError:

@@ -72,6 +72,15 @@ def test_a_client_pausing_mid_body_gets_408_and_frees_the_backend(router: Router
     assert '"status":408' in router.logs()
 
 
+def test_a_client_answered_early_is_closed_at_the_body_deadline_without_a_second_answer(
+    router: RouterProcess,
+) -> None:
+    with connect(router.port) as conn:  # over max_request_body: 413 before the body is read
+        conn.sendall(_post_head(20 * 1024 * 1024) + b"z" * 100_000)
+        raw = read_until_closed(conn, timeout=20)
+    assert [r.status for r in parse_responses(raw)] == [413]
+
+
 def test_a_client_not_reading_is_cut_off_and_frees_the_backend(router: RouterProcess) -> None:
     with contextlib.ExitStack() as stack:
         stalled = []
