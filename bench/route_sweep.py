@@ -13,6 +13,7 @@ as met or not met.
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -73,6 +74,10 @@ class SweepRow:
     rss_mib: float = 0.0
     reload_one_s: float | None = None
     reload_all_s: float | None = None
+    # Sequential requests to the last route: (median, max) ms before and during the reload
+    # of every route.
+    idle_ms: tuple[float, float] | None = None
+    reloading_ms: tuple[float, float] | None = None
 
 
 def timed_reload(endpoint: Endpoint, path: Path, text: str) -> float | None:
@@ -87,6 +92,46 @@ def timed_reload(endpoint: Endpoint, path: Path, text: str) -> float | None:
     elapsed = time.perf_counter() - started
     body = answer.json()
     return elapsed if answer.status_code == 200 and body.get("changed") else None
+
+
+class Prober:
+    """Sends one request at a time to ``url`` until stopped, timing each."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30, trust_env=False) as client:
+            while not self._stop.is_set():
+                started = time.perf_counter()
+                client.get(self.url)
+                self.latencies.append((time.perf_counter() - started) * 1000)
+
+    def __enter__(self) -> Prober:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> tuple[float, float] | None:
+        """(median, max) in ms, or None when no request finished."""
+        if not self.latencies:
+            return None
+        return statistics.median(self.latencies), max(self.latencies)
+
+
+def probe_reload(endpoint: Endpoint, path: Path, text: str, row: SweepRow) -> None:
+    """Reload every route edited, with latency probes before (1 s) and during it."""
+    with Prober(endpoint.url) as idle:
+        time.sleep(1.0)
+    with Prober(endpoint.url) as busy:
+        row.reload_all_s = timed_reload(endpoint, path, text)
+    row.idle_ms, row.reloading_ms = idle.summary(), busy.summary()
 
 
 def targets(rows: Sequence[SweepRow]) -> list[tuple[str, str, bool]]:
@@ -106,6 +151,10 @@ def targets(rows: Sequence[SweepRow]) -> list[tuple[str, str, bool]]:
     ]
 
 
+def _ms(pair: tuple[float, float] | None) -> str:
+    return "n/a" if pair is None else f"{pair[0]:.1f} / {pair[1]:.1f}"
+
+
 def render(rows: Sequence[SweepRow]) -> str:
     """The sweep's table and its targets."""
     out = [f"  {'routes':>7} {'file KiB':>9} {'req/s':>9} {'CPU/req':>9} {'RSS MiB':>8} "
@@ -121,6 +170,11 @@ def render(rows: Sequence[SweepRow]) -> str:
             f"{secs(row.reload_one_s):>17} {secs(row.reload_all_s):>19}"
             + (f"  ERRORS: {row.errors}" if row.errors else "")
         )
+    out.append("\n  Sequential requests to the last route, median / max ms: idle, and while "
+               "every route is reloaded")
+    for row in rows:
+        idle, busy = _ms(row.idle_ms), _ms(row.reloading_ms)
+        out.append(f"  {row.routes:>7,}   idle {idle}   reloading {busy}")
     out.append("")
     for label, measured, met in targets(rows):
         out.append(f"  {'met    ' if met else 'NOT MET'}  {label}: {measured}")
@@ -171,7 +225,7 @@ def run_route_sweep(workdir: Path, duration: float, rounds: int,
         for count, (endpoint, path, text) in started.items():
             assert endpoint.service is not None
             rows[count].rss_mib = rss_bytes(endpoint.service.pid) / MIB
-            rows[count].reload_all_s = timed_reload(endpoint, path, text(weight=20))
+            probe_reload(endpoint, path, text(weight=20), rows[count])
             edited = text(weight=20, first_weight=30)
             rows[count].reload_one_s = timed_reload(endpoint, path, edited)
         return [rows[count] for count in sizes]

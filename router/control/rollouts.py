@@ -35,6 +35,8 @@ Observer = Callable[[CompiledRoute, float, float], Observation]
 
 # A reload that changes at most this many routes reads their stored states one by one.
 _FEW_ROUTES = 32
+# Routes prepared between two turns of the event loop: a request makes one step per turn.
+_YIELD_EVERY = 8
 
 
 class UnknownRouteError(LookupError):
@@ -100,10 +102,12 @@ class Rollouts:
             else:
                 changed.append((name, strategy, spec, identity))
         stored = await self._stored([name for name, *_ in changed])
-        for name, strategy, spec, identity in changed:
+        for done, (name, strategy, spec, identity) in enumerate(changed, 1):
             cells[name] = await self._prepare_cell(
                 name, strategy, spec, identity, stored.get(name), now
             )
+            if done % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a store that answers at once never yields: let requests in
         return cells
 
     async def _stored(self, names: list[str]) -> Mapping[str, StoredState]:
