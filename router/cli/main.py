@@ -38,6 +38,17 @@ def _add_admin_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _positive(text: str) -> int:
+    """An integer of at least 1 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number (got {text!r})") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more (got {value})")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -85,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         "path", metavar="FILE.jsonl", help='one {"request_id": ..., "label": ...} a line'
     )
     feedback.add_argument(
-        "--batch", type=int, default=1000, metavar="N", help="labels per request (default 1000)"
+        "--batch", type=_positive, default=1000, metavar="N",
+        help="labels per request (default 1000)",
     )
     _add_admin_option(feedback)
 
