@@ -86,7 +86,6 @@ class RouterApp:
         self.config_path = Path(config_path)
         self.metrics = Metrics()
         self.events = EventLog()
-        self.replica_id = f"{socket.gethostname()}-{os.getpid()}"
         self.notifier = Notifier(
             self.metrics.registry,
             config_version=self._config_version,
