@@ -379,10 +379,7 @@ class RouterApp:
             variants=stats,
             backend_up={name: backend.up for name, backend in backends.items()},
             totals=totals,
-            quality={
-                variant: self.quality.quality(route.name, variant, now, span)
-                for variant in route.strategy.variants
-            },
+            quality=self.quality.view(route.name, variants, now, span),
             feedback=self.truth.tallies(route.name, now),
             metrics=self.metric_checks.readings(route, now),
             shadow=self.shadow.counts(route.name),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from router.telemetry.windows import SPAN_S
 from strategies.base import Quality
@@ -93,7 +93,43 @@ class QualityWindows:
         found = self._windows.get((route, variant))
         return found.quality(now, window_s) if found is not None else Quality()
 
+    def view(
+        self, route: str, variants: Sequence[str], now: float, window_s: float
+    ) -> Mapping[str, Quality]:
+        """The variants' answers over the window, summed only when a check reads them.
+
+        The controller observes every tick but judges once an interval.
+        """
+        return _LazyQuality(self, route, tuple(variants), now, window_s)
+
     def forget(self, route: str) -> None:
         """Drop a removed route's windows."""
         for key in [k for k in self._windows if k[0] == route]:
             del self._windows[key]
+
+
+class _LazyQuality(Mapping[str, Quality]):
+    """A read-only mapping of variant to ``Quality``, each computed on first access."""
+
+    def __init__(
+        self, windows: QualityWindows, route: str, variants: tuple[str, ...], now: float,
+        window_s: float,
+    ) -> None:
+        self._args = (windows, route, now, window_s)
+        self._variants = variants
+        self._done: dict[str, Quality] = {}
+
+    def __getitem__(self, variant: str) -> Quality:
+        if variant not in self._variants:
+            raise KeyError(variant)
+        found = self._done.get(variant)
+        if found is None:
+            windows, route, now, window_s = self._args
+            found = self._done[variant] = windows.quality(route, variant, now, window_s)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._variants)
+
+    def __len__(self) -> int:
+        return len(self._variants)

@@ -33,3 +33,14 @@ def test_a_reused_slot_starts_empty_and_values_are_bounded() -> None:
     assert len(got.values) == VALUES_KEPT and got.values[-1] == VALUES_KEPT + 9
     windows.forget("r")
     assert windows.quality("r", "v", NOW, 30).answers == 0
+
+
+def test_the_controllers_view_sums_a_variant_only_when_read() -> None:
+    windows = QualityWindows()
+    windows.record("r", "candidate", NOW, 1, {"a": 2}, [])
+    view = windows.view("r", ("stable", "candidate"), NOW, 30)
+    assert list(view) == ["stable", "candidate"] and len(view) == 2
+    windows.record("r", "candidate", NOW, 0, {"a": 5}, [])  # before the first read: counted
+    assert view["candidate"].labels == {"a": 7}
+    windows.record("r", "candidate", NOW, 0, {"a": 5}, [])  # after it: the view is fixed
+    assert view["candidate"].labels == {"a": 7} and view.get("shadow") is None
