@@ -37,8 +37,9 @@ test: $(STAMP) lint browser redis prometheus ## lint, type-check, the whole test
 test-lowest: $(LOWEST)/.installed ## the listener's and the pool's tests on the lowest uvicorn/httptools
 	$(LOWEST)/bin/python -m pytest tests/server tests/upstream -q
 
+# Two workers, a test module each: most of these tests wait on sockets, not on the CPU.
 test-fast: $(STAMP) ## the in-process tests alone, no lint and no e2e (tests/conftest.py)
-	$(BIN)/python -m pytest -m "not e2e" -q
+	$(BIN)/python -m pytest -m "not e2e" -q -n 2 --dist loadfile
 
 # The dashboard test drives Debian's Chromium; install it when it is missing and we can.
 browser:
