@@ -5,8 +5,10 @@ in-memory update, as with one router). Once a second, off the request path,
 each replica adds the seconds it completed since its last report to Redis in
 one pipelined round trip::
 
-    {prefix}:fig:{route}:{variant}:{second}   hash  n, e, h<bucket>  (expires after 15 min)
-    {prefix}:tot:{route}:{variant}            hash  n, e, h<bucket>  (running totals)
+    {prefix}:fig:{route}:{variant}:{second}   hash  n, e, h<i>, t<i>  (expires after 15 min)
+    {prefix}:tot:{route}:{variant}            hash  n, e, h<i>, t<i>  (running totals)
+
+(``h``: latency buckets; ``t``: time-to-first-byte buckets, for the TTFB checks.)
 
 Fields are added with HINCRBY, so the keys hold the fleet's sums. The leader
 reads the seconds completed since its last read (``LAG_S`` behind the clock, so
@@ -34,14 +36,18 @@ LAG_S = 2  # seconds a replica may take to report a completed second
 _EXPIRE_S = SPAN_S + 60
 
 
-def _fields(requests: int, errors: int, hist: Iterable[int]) -> dict[str, int]:
+def _fields(
+    requests: int, errors: int, hist: Iterable[int], first_bytes: Iterable[int] | None = None
+) -> dict[str, int]:
     fields = {"n": requests, "e": errors}
     fields.update({f"h{i}": n for i, n in enumerate(hist) if n})
+    fields.update({f"t{i}": n for i, n in enumerate(first_bytes or ()) if n})
     return fields
 
 
-def _parse(raw: dict[bytes, bytes], buckets: int) -> tuple[int, int, list[int]]:
-    hist = [0] * buckets
+def _parse(raw: dict[bytes, bytes], buckets: int) -> tuple[int, int, list[int], list[int]]:
+    """Requests, errors, latency and time-to-first-byte buckets of one hash."""
+    hist, first_bytes = [0] * buckets, [0] * buckets
     requests = errors = 0
     for key, value in raw.items():
         name, count = key.decode(), int(value)
@@ -49,9 +55,9 @@ def _parse(raw: dict[bytes, bytes], buckets: int) -> tuple[int, int, list[int]]:
             requests = count
         elif name == "e":
             errors = count
-        elif name.startswith("h") and int(name[1:]) < buckets:
-            hist[int(name[1:])] = count
-    return requests, errors, hist
+        elif name[0] in "ht" and int(name[1:]) < buckets:
+            (hist if name[0] == "h" else first_bytes)[int(name[1:])] = count
+    return requests, errors, hist, first_bytes
 
 
 class FleetFigures:
@@ -90,7 +96,7 @@ class FleetFigures:
                 found = window.slot(second)
                 if found is None or not found[0]:
                     continue
-                fields = _fields(*found)
+                fields = _fields(*found, window.first_bytes(second))
                 key = self._key(route, variant, second)
                 _add(pipe, key, fields)
                 pipe.expire(key, _EXPIRE_S)
@@ -114,7 +120,7 @@ class FleetFigures:
         per_pair = until - start + 2
         for index, (route, variant) in enumerate(pairs):
             chunk = replies[index * per_pair:(index + 1) * per_pair]
-            requests, errors, hist = _parse(chunk[0], buckets)
+            requests, errors, hist, _ = _parse(chunk[0], buckets)
             self.totals[(route, variant)] = Tally(requests, errors, tuple(hist))
             window = self.windows.window(route, variant)
             for second, raw in zip(range(start, until + 1), chunk[1:], strict=True):

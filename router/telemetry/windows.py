@@ -81,19 +81,32 @@ class VariantWindow:
             return None
         return self._counts[slot], self._errors[slot], hist
 
-    def add(self, second: int, requests: int, errors: int, hist: list[int]) -> None:
+    def first_bytes(self, second: int) -> list[int] | None:
+        """The time-to-first-byte buckets of one second, if it is in the ring and had any."""
+        slot = second % SPAN_S
+        return self._ttfb[slot] if self._stamps[slot] == second else None
+
+    def add(
+        self, second: int, requests: int, errors: int, hist: list[int],
+        first_bytes: list[int] | None = None,
+    ) -> None:
         """Add a second's figures counted elsewhere (another replica's; a fleet's sum)."""
         slot = second % SPAN_S
         if self._stamps[slot] != second:
             self._stamps[slot] = second
             self._counts[slot] = self._errors[slot] = 0
             self._hists[slot] = [0] * _NBUCKETS
+            self._ttfb[slot] = None
         mine = self._hists[slot]
         assert mine is not None
         self._counts[slot] += requests
         self._errors[slot] += errors
-        for i, n in enumerate(hist):
-            mine[i] += n
+        _add(mine, hist)
+        if first_bytes is not None and any(first_bytes):
+            ttfb = self._ttfb[slot]
+            if ttfb is None:
+                ttfb = self._ttfb[slot] = [0] * _NBUCKETS
+            _add(ttfb, first_bytes)
 
     def tally(self) -> Tally:
         """Requests, errors and the latency histogram since this window was created."""
