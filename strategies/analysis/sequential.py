@@ -126,14 +126,20 @@ def _conf(spec: AnalysisSpec) -> str:
     return f"{spec.confidence:.0%} confidence"
 
 
-def _result(rule: str, low: float, high: float, limit: float, text: str) -> CheckResult:
-    """Fail when the whole interval is above ``limit``, pass when at or below, else hold."""
+def _result(
+    rule: str, estimate: float, bounds: tuple[float, float], limit: float, text: str
+) -> CheckResult:
+    """Fail when the whole interval is above ``limit``, pass when at or below, else hold.
+
+    The statistic is the running estimate; ``{rule}_low``/``_high`` its interval.
+    """
+    low, high = bounds
     numbers = {f"{rule}_low": low, f"{rule}_high": high, f"{rule}_limit": limit}
     if low > limit:
-        return CheckResult(rule, "fail", text, numbers, low, limit, decisive=True)
+        return CheckResult(rule, "fail", text, numbers, estimate, limit, decisive=True)
     if high <= limit:
-        return CheckResult(rule, "pass", text, numbers, high, limit, decisive=True)
-    return CheckResult(rule, "hold", text, numbers, low, limit)
+        return CheckResult(rule, "pass", text, numbers, estimate, limit, decisive=True)
+    return CheckResult(rule, "hold", text, numbers, estimate, limit)
 
 
 Body = Callable[[AnalysisSpec, float, Tally, Tally], CheckResult]
@@ -176,7 +182,9 @@ def _error_rate_increase(spec: AnalysisSpec, limit: float, cand: Tally, base: Ta
     else:
         text = (f"error rate: candidate - stable in [{low:+.1%}, {high:+.1%}] at "
                 f"{_conf(spec)}, limit {limit:.1%}: no verdict yet ({counts})")
-    return _result("error_rate_increase", low, high, limit, text)
+    base_rate = base.errors / base.requests if base.requests else 0.0
+    estimate = cand.errors / cand.requests - base_rate
+    return _result("error_rate_increase", estimate, (low, high), limit, text)
 
 
 def _error_rate(spec: AnalysisSpec, limit: float, cand: Tally, base: Tally) -> CheckResult:
@@ -184,7 +192,7 @@ def _error_rate(spec: AnalysisSpec, limit: float, cand: Tally, base: Tally) -> C
     verdict = "above" if low > limit else "at or below" if high <= limit else "around"
     text = (f"error_rate in [{low:.1%}, {high:.1%}] at {_conf(spec)}: {verdict} {limit:.1%} "
             f"({cand.errors:,} of {cand.requests:,} requests)")
-    return _result("error_rate", low, high, limit, text)
+    return _result("error_rate", cand.errors / cand.requests, (low, high), limit, text)
 
 
 def _bucket_edges(index: int) -> tuple[float, float]:
@@ -212,7 +220,7 @@ def _p99_latency(spec: AnalysisSpec, limit: float, cand: Tally, base: Tally) -> 
     low, high = confidence_interval(slow, cand.requests, _alpha(spec))
     text = (f"p99_latency: share of requests over {limit * 1000:g}ms in [{low:.1%}, {high:.1%}]"
             f" at {_conf(spec)}, limit 1% ({cand.requests:,} requests)")
-    return _result("p99_latency", low, high, _TAIL, text)
+    return _result("p99_latency", slow / cand.requests, (low, high), _TAIL, text)
 
 
 def _latency_ratio(spec: AnalysisSpec, ratio: float, cand: Tally, base: Tally) -> CheckResult:
@@ -230,7 +238,7 @@ def _latency_ratio(spec: AnalysisSpec, ratio: float, cand: Tally, base: Tally) -
     text = (f"latency_ratio: P(stable < candidate / {ratio:g}) in [{low:.2f}, {high:.2f}] at "
             f"{_conf(spec)}, limit 0.5 (rank test, {cand.requests:,} vs "
             f"{base.requests:,} requests)")
-    return _result(rule, low, high, 0.5, text)
+    return _result(rule, score / cand.requests, (low, high), 0.5, text)
 
 
 SEQUENTIAL_CHECKS: tuple[Check, ...] = (

@@ -96,7 +96,9 @@ def test_the_failure_explains_itself() -> None:
     assert "at 95% confidence after 64 requests" in reason
     check = verdict.checks[0]
     assert check.rule == "error_rate_increase" and check.boundary == 0.01
-    assert check.statistic is not None and check.statistic > 0.01
+    assert check.statistic == pytest.approx(1.0 - 0.01)  # the running estimate of the difference
+    low, high = check.numbers["error_rate_increase_low"], check.numbers["error_rate_increase_high"]
+    assert low is not None and high is not None and 0.01 < low <= 0.99 <= high
 
 
 def _latencies(rng: random.Random, n: int, scale: float) -> tuple[int, ...]:
