@@ -7,15 +7,26 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 # bench/ scripts import their siblings by bare name, as when run as `python bench/run.py`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from cpu import CpuSplit, metered, tree_cpu_seconds
 
+from tests.support import wait_until
+
 pytestmark = pytest.mark.e2e  # starts other processes (tests/conftest.py)
 
 SPIN = "import time\nend = time.process_time() + {s}\nwhile time.process_time() < end: pass\n"
+
+
+def _spinning_child(pid: int) -> bool:
+    """Whether a child of ``pid`` (the test's grandchild) has started using CPU."""
+    try:
+        return any(c.cpu_times().user > 0 for c in psutil.Process(pid).children())
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_metered_splits_target_and_child_cpu() -> None:
@@ -26,7 +37,7 @@ def test_metered_splits_target_and_child_cpu() -> None:
         SPIN.format(s=5.0),
     ])
     try:
-        time.sleep(0.3)  # let the grandchild start spinning
+        wait_until(lambda: _spinning_child(parent.pid), timeout=20)
         result, split = metered(
             lambda: subprocess.run([sys.executable, "-c", SPIN.format(s=0.3)], check=True),
             parent.pid, [], time.monotonic,

@@ -411,7 +411,7 @@ def test_a_rollback_racing_a_reload_is_applied_and_kept(own_stack: Stack) -> Non
         reload, rollback = asyncio.run(reload_and_rollback())
         assert reload.status_code == 200 and rollback.status_code == 200, rollback.text
         answered = rollback.json()["status"]["phase"]
-        time.sleep(0.25)
+        time.sleep(0.25)  # not synchronisation: a window in which a revived ramp would show
         serving = stack.route_status("iris")["phase"]
         if (answered, serving) != ("rolled_back", "rolled_back"):
             lost.append(f"attempt {attempt}: answered {answered}, then serving {serving}")

@@ -264,7 +264,7 @@ def test_chunked_body_over_limit_is_413(stack: dict[str, Any]) -> None:
     response = httpx.post(f"{stack['router'].url}/echo", content=chunks(), timeout=10)
     assert response.status_code == 413
     assert response.json()["error"] == "body_too_large"
-    time.sleep(0.2)
+    time.sleep(0.2)  # not synchronisation: a window in which a forwarded request would arrive
     assert len(stack["recorder"].requests) == before  # the backend never saw a complete request
 
 

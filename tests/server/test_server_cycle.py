@@ -212,5 +212,8 @@ async def test_sweeper_fires_past_deadlines_within_a_period_and_follows_new_peri
     assert sweeper_for(loop, owner, 0.2) is sweeper and sweeper.period == 0.2
     sweeper.discard(soon)
     sweeper.discard(later)
-    await asyncio.sleep(0.25)  # an empty sweeper stops and is forgotten
+    # an empty sweeper stops at its next sweep and is forgotten
+    stop_by = loop.time() + 2
+    while sweeper._handle is not None and loop.time() < stop_by:
+        await asyncio.sleep(0.01)
     assert sweeper_for(loop, owner, 0.05) is not sweeper
