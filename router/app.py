@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from router.config.collector import collector_paused
 from router.config.loader import ConfigError, ConfigIssue, parse_config
 from router.config.model import Config, ProxySpec, admin_exposure
 from router.control.fleet import Fleet
@@ -216,8 +217,9 @@ class RouterApp:
             (route.name, get_strategy(route.strategy.type), route.strategy)
             for route in config.routes
         ]
-        async with self.rollouts.lock:
-            await self._swap_in(config, version, entries, urls)
+        with collector_paused():  # see router.config.collector
+            async with self.rollouts.lock:
+                await self._swap_in(config, version, entries, urls)
 
     async def _swap_in(
         self,

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
 
 import strategies
+from router.config.collector import collector_paused
 from router.config.issues import (
     ConfigIssue,
     YamlSyntaxError,
@@ -261,6 +262,7 @@ def _with_absolute_paths(config: Config, base_dir: Path) -> Config:
     return config.model_copy(update={"state": state, "routes": tuple(routes)})
 
 
+@collector_paused()
 def parse_config(
     text: bytes | str,
     *,

@@ -1,0 +1,70 @@
+"""Building a config never runs the cyclic garbage collector, which it used to keep busy."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from typing import Any
+
+import pytest
+
+from router.config import loader
+from router.config.collector import collector_paused
+from router.config.loader import parse_config
+
+CONFIG = """
+backends: {a: {url: "http://127.0.0.1:8001"}, b: {url: "http://127.0.0.1:8002"}}
+routes:
+  - {name: m0, match: {path_prefix: /m0/}, strategy: {type: canary, stable: a, candidate: b}}
+  - {name: m1, match: {path_prefix: /m1/}, strategy: {type: direct, backend: a}}
+"""
+
+
+def test_validating_a_config_collects_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    inside: list[bool] = [False]
+    during: list[int] = []
+    validate = loader._validate
+
+    def watched(tree: dict[str, Any], issues: list[Any]) -> Any:
+        inside[0] = True
+        try:
+            return validate(tree, issues)  # thousands of allocations
+        finally:
+            inside[0] = False
+
+    def record(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and inside[0]:
+            during.append(info["generation"])
+
+    monkeypatch.setattr(loader, "_validate", watched)
+    threshold = gc.get_threshold()
+    gc.set_threshold(100)  # a collection due every 100 allocations
+    gc.callbacks.append(record)
+    try:
+        parse_config(CONFIG)
+        assert during == []
+        assert gc.isenabled()
+    finally:
+        gc.callbacks.remove(record)
+        gc.set_threshold(*threshold)
+
+
+def test_pauses_nest_and_overlap_across_threads() -> None:
+    assert gc.isenabled()
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def worker() -> None:
+        with collector_paused():
+            inside.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=worker)
+    with collector_paused():
+        thread.start()
+        assert inside.wait(10)
+        assert not gc.isenabled()
+    assert not gc.isenabled()  # the worker's pause is still on
+    leave.set()
+    thread.join(10)
+    assert gc.isenabled()
