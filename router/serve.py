@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import resource
 import signal
 import socket
 import subprocess
@@ -33,6 +34,7 @@ from router.telemetry.logs import configure_logging, get_logger
 __all__ = ["bind_socket", "run_serve"]
 
 DRAIN_S = 30.0
+_MAX_OPEN_FILES = 1 << 20
 
 
 def bind_socket(listen: str, *, reuse_port: bool) -> socket.socket:
@@ -185,9 +187,23 @@ def _supervise(args: argparse.Namespace) -> int:
     return max(codes, default=0)
 
 
+def _raise_open_file_limit() -> None:
+    """Lift the soft limit on open files to the hard one, as Go programs do at start.
+
+    Every client and backend connection is a file; the usual soft limit of 1,024 would let a
+    thousand idle clients make every new one get a reset (hostile or not, SPEC §15).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = _MAX_OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, _MAX_OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """``traffic-router serve``: exit code 0 after a clean stop, 1 for a bad config, 2 refused."""
     configure_logging(args.log_format, args.log_level)
+    _raise_open_file_limit()
     log = get_logger("router.serve")
     path = Path(args.config)
     try:

@@ -8,8 +8,10 @@ store that cannot be written is ``tests/control/test_store_outage.py``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import resource
 import shutil
 import signal
 import threading
@@ -22,6 +24,7 @@ import yaml
 
 from tests.config.test_config_limits import alias_bomb
 from tests.faults.matrix import state_file, undisturbed
+from tests.raw_http import connect
 from tests.rollout_support import Stack
 from tests.support import RouterProcess, shared_client, wait_until
 
@@ -202,3 +205,29 @@ def test_a_reload_cannot_remove_the_token_of_an_exposed_admin(tmp_path: Path) ->
         assert "off loopback" in " ".join(response.json()["errors"])
         assert HTTP.get(f"{router.admin_url}/admin/status").status_code == 401
         assert HTTP.get(f"{router.admin_url}/admin/status", headers=auth).status_code == 200
+
+
+def test_a_low_open_file_limit_is_lifted(tmp_path: Path) -> None:
+    """Issue 14: under ``ulimit -n 256``, 260 connections made every new client get a reset."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1024:
+        pytest.skip(f"the hard limit ({hard}) leaves nothing to lift")
+    config = tmp_path / "router.yaml"
+    config.write_text(
+        "state: {store: memory}\nbackends: {b: {url: \"http://127.0.0.1:9\"}}\n"
+        "routes: [{name: r, match: {path_prefix: /}, strategy: {type: direct, backend: b}}]\n"
+    )
+    router = RouterProcess(config)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # inherited by the router
+    try:
+        router.start(wait_ready=False)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        wait_until(router._ready, timeout=20)
+        with contextlib.ExitStack() as idle:
+            for _ in range(400):
+                idle.enter_context(connect(router.port))
+            assert HTTP.get(f"{router.admin_url}/healthz").status_code == 200
+    finally:
+        router.stop()
