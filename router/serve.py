@@ -25,7 +25,7 @@ import uvicorn
 
 from router.admin.api import build_admin_app
 from router.app import RouterApp
-from router.config.loader import ConfigError
+from router.config.loader import ConfigError, read_config
 from router.config.model import Config, ProxySpec, admin_exposure, parse_listen
 from router.control.store import StateStoreError
 from router.server.listener import build_uvicorn_config, update_limits
@@ -124,7 +124,7 @@ async def _serve_one(args: argparse.Namespace, config: Config, raw: bytes) -> in
     listen = args.listen or config.listen
     admin_listen = args.admin_listen or config.admin.listen
     router = RouterApp(Path(args.config), access_log=not args.no_access_log)
-    router.admin_listen = admin_listen  # a reload may not leave it open without a token
+    router.reloader.admin_listen = admin_listen  # a reload may not leave it open without a token
     await router.start(config, raw)
     socks = (
         bind_socket(listen, reuse_port=args.reuse_port),
@@ -208,7 +208,7 @@ def run_serve(args: argparse.Namespace) -> int:
     path = Path(args.config)
     try:
         raw = path.read_bytes()
-        config = RouterApp.read_config(path, raw)
+        config = read_config(path, raw)
     except OSError as exc:
         print(f"cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 1

@@ -49,8 +49,10 @@ __all__ = [
     "ConfigIssue",
     "LoadedConfig",
     "config_json_schema",
+    "config_version",
     "load_config",
     "parse_config",
+    "read_config",
     "run_validate",
 ]
 
@@ -327,6 +329,16 @@ def _too_large(size: int) -> ConfigIssue:
     return ConfigIssue("", f"the file is {size} bytes, over the limit of {MAX_CONFIG_BYTES}")
 
 
+def config_version(raw: bytes) -> str:
+    """The version of a config file: the first 8 hex digits of its content's SHA-256."""
+    return hashlib.sha256(raw).hexdigest()[:8]
+
+
+def read_config(path: Path, raw: bytes) -> Config:
+    """Validate ``raw`` as the content of the config file at ``path``; raises ConfigError."""
+    return parse_config(raw, source=str(path), base_dir=path.absolute().parent)
+
+
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
     """Read and validate the file at ``path``; raises ``ConfigError``."""
     file = Path(path)
@@ -339,8 +351,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Loade
         reason = exc.strerror or str(exc)
         raise ConfigError([ConfigIssue("", f"cannot read {file}: {reason}")], str(file)) from None
     config = parse_config(raw, source=str(file), base_dir=file.absolute().parent, env=env)
-    version = hashlib.sha256(raw).hexdigest()[:8]
-    return LoadedConfig(config=config, path=file, version=version, raw=raw)
+    return LoadedConfig(config=config, path=file, version=config_version(raw), raw=raw)
 
 
 def run_validate(path: str) -> tuple[int, str]:

@@ -1,15 +1,18 @@
 """The compiled, immutable routing table and its atomic holder.
 
 A reload builds a whole new ``Snapshot`` and swaps it in; each request reads
-the holder exactly once and finishes on what it read (DESIGN habit 3). A
-route's live rollout (state and compiled picker) sits in a ``RouteCell`` that
-the rollout manager replaces whole, so actions take effect on the next request
-without rebuilding the table.
+the holder exactly once and finishes on what it read. Everything in it is
+frozen except two documented live parts, which change between reloads:
+
+- each route's ``RouteCell`` (its rollout state and compiled picker), which the
+  rollout manager updates so actions take effect on the next request without
+  rebuilding the table;
+- each ``Backend``'s ``up`` flag, which the health checker sets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,14 @@ from router.routing.matching import MatchRule
 from strategies import Picker, StrategySpec
 from strategies.base import Strategy
 
-__all__ = ["CompiledRoute", "RouteCell", "Snapshot", "SnapshotHolder", "build_rules"]
+__all__ = [
+    "CompiledRoute",
+    "RouteCell",
+    "Snapshot",
+    "SnapshotHolder",
+    "build_rules",
+    "build_snapshot",
+]
 
 
 @dataclass(slots=True)
@@ -77,6 +87,29 @@ def build_rules(config: Config) -> tuple[MatchRule, ...]:
             body=tuple(sorted(route.match.body.items())),
         )
         for route in config.routes
+    )
+
+
+def build_snapshot(
+    config: Config, version: str, path: Path,
+    entries: Iterable[tuple[tuple[str, Strategy[Any, Any], StrategySpec], MatchRule]],
+    cells: Mapping[str, RouteCell], backends: Mapping[str, Backend],
+) -> Snapshot:
+    """The snapshot of ``config``: each route ((name, strategy, spec), rule) with its cell."""
+    routes = tuple(
+        CompiledRoute(
+            name=name, rule=rule, strategy=strategy, spec=spec, cell=cells[name],
+            header=(b"x-router-route", name.encode()),
+        )
+        for (name, strategy, spec), rule in entries
+    )
+    return Snapshot(
+        version=version,
+        path=path,
+        config=config,
+        routes=routes,
+        rules=tuple(route.rule for route in routes),
+        backends=backends,
     )
 
 

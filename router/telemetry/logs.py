@@ -7,6 +7,7 @@ httpx) are routed through the same renderer; httpx's per-request INFO lines
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
@@ -25,6 +26,8 @@ __all__ = [
     "redact",
     "register_secret",
 ]
+
+FLUSH_PERIOD_S = 0.2  # how stale a buffered request line may get
 
 _SECRET_KEYS = frozenset({"authorization", "token", "admin_token", "cookie", "password", "secret"})
 _BEARER_RE = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
@@ -119,7 +122,7 @@ class _LineBuffer:
 
     One write syscall per request costs more than the rest of the log line;
     lines are flushed when 64 KiB have gathered, by the app's periodic
-    ``flush`` (every 200 ms) and at shutdown.
+    ``AccessLog.flush_every`` (every 200 ms) and at shutdown.
     """
 
     def __init__(self, stream: Any) -> None:
@@ -175,6 +178,12 @@ class AccessLog:
         """Write out the buffered lines."""
         if self._buffered:
             self._sink.flush()
+
+    async def flush_every(self, period_s: float = FLUSH_PERIOD_S) -> None:
+        """Write out the buffered lines every ``period_s`` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(period_s)
+            self.flush()
 
     def request(
         self, *, request_id: str, route: str | None, variant: str | None, backend: str | None,
