@@ -17,7 +17,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import yaml
@@ -186,38 +185,25 @@ def test_state_file_corrupt_at_start(stack: Stack) -> None:
     assert stack.route_status("canary")["phase"] == "progressing"
 
 
-def test_a_reload_cannot_remove_the_token_of_an_exposed_admin(tmp_path: Path) -> None:
-    token = "t0ken-5ad7f1e2c3"
-    config = tmp_path / "router.yaml"
-    text = (
-        'admin: {token: "%s"}\nstate: {store: memory}\n'
-        'backends: {b: {url: "http://127.0.0.1:9"}}\n'
-        "routes: [{name: r, match: {path_prefix: /}, strategy: {type: direct, backend: b}}]\n"
-    )
-    config.write_text(text % token)
-    router = RouterProcess(config)
-    router.extra_args = ("--admin-listen", f"0.0.0.0:{router.admin_port}")
-    auth = {"Authorization": f"Bearer {token}"}
-    with router:
-        config.write_text(text.replace('admin: {token: "%s"}\n', ""))
-        response = HTTP.post(f"{router.admin_url}/admin/reload", headers=auth)
-        assert response.status_code == 422, response.text
-        assert "off loopback" in " ".join(response.json()["errors"])
-        assert HTTP.get(f"{router.admin_url}/admin/status").status_code == 401
-        assert HTTP.get(f"{router.admin_url}/admin/status", headers=auth).status_code == 200
+TOKEN = "t0ken-5ad7f1e2c3"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+EXPOSED = (
+    'admin: {token: "%s"}\nstate: {store: memory}\n'
+    'backends: {b: {url: "http://127.0.0.1:9"}}\n'
+    "routes: [{name: r, match: {path_prefix: /}, strategy: {type: direct, backend: b}}]\n"
+)
 
 
-def test_a_low_open_file_limit_is_lifted(tmp_path: Path) -> None:
-    """Issue 14: under ``ulimit -n 256``, 260 connections made every new client get a reset."""
+@pytest.fixture(scope="module")
+def exposed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
+    """A router of its own: admin off loopback with a token, started under ``ulimit -n 256``."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 1024:
-        pytest.skip(f"the hard limit ({hard}) leaves nothing to lift")
-    config = tmp_path / "router.yaml"
-    config.write_text(
-        "state: {store: memory}\nbackends: {b: {url: \"http://127.0.0.1:9\"}}\n"
-        "routes: [{name: r, match: {path_prefix: /}, strategy: {type: direct, backend: b}}]\n"
-    )
+        pytest.skip(f"the hard limit on open files ({hard}) leaves nothing to lift")
+    config = tmp_path_factory.mktemp("exposed") / "router.yaml"
+    config.write_text(EXPOSED % TOKEN)
     router = RouterProcess(config)
+    router.extra_args = ("--admin-listen", f"0.0.0.0:{router.admin_port}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # inherited by the router
     try:
         router.start(wait_ready=False)
@@ -225,9 +211,23 @@ def test_a_low_open_file_limit_is_lifted(tmp_path: Path) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     try:
         wait_until(router._ready, timeout=20)
-        with contextlib.ExitStack() as idle:
-            for _ in range(400):
-                idle.enter_context(connect(router.port))
-            assert HTTP.get(f"{router.admin_url}/healthz").status_code == 200
+        yield router
     finally:
         router.stop()
+
+
+def test_a_low_open_file_limit_is_lifted(exposed: RouterProcess) -> None:
+    """Issue 14: under ``ulimit -n 256``, 260 connections made every new client get a reset."""
+    with contextlib.ExitStack() as idle:
+        for _ in range(400):
+            idle.enter_context(connect(exposed.port))
+        assert HTTP.get(f"{exposed.admin_url}/healthz").status_code == 200
+
+
+def test_a_reload_cannot_remove_the_token_of_an_exposed_admin(exposed: RouterProcess) -> None:
+    exposed.config_path.write_text(EXPOSED.replace('admin: {token: "%s"}\n', ""))
+    response = HTTP.post(f"{exposed.admin_url}/admin/reload", headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert "off loopback" in " ".join(response.json()["errors"])
+    assert HTTP.get(f"{exposed.admin_url}/admin/status").status_code == 401
+    assert HTTP.get(f"{exposed.admin_url}/admin/status", headers=AUTH).status_code == 200
