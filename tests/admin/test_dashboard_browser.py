@@ -14,8 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from router.demo.llm_server import LlmBehaviour, create_llm_app
 from tests.backends import echo_app
-from tests.support import RouterProcess, ServerThread, wait_until
+from tests.support import RouterProcess, servers, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -35,8 +36,9 @@ pytestmark = [
 ]
 
 
-def write_config(path: Path, stable: str, candidate: str) -> Path:
-    """A canary route ramping at 25 % (10-minute hold) and a direct catch-all, with a token."""
+def write_config(path: Path, stable: str, candidate: str, llm: str) -> Path:
+    """A canary route ramping at 25 % (10-minute hold), a streaming LLM route and a direct
+    catch-all, with a token."""
     path.write_text(textwrap.dedent(f"""\
         admin:
           token: ${{ROUTER_ADMIN_TOKEN}}
@@ -44,7 +46,11 @@ def write_config(path: Path, stable: str, candidate: str) -> Path:
         backends:
           iris-v1: {{url: "{stable}"}}
           iris-v2: {{url: "{candidate}"}}
+          llm: {{url: "{llm}"}}
         routes:
+          - name: chat
+            match: {{path_prefix: /v1/}}
+            strategy: {{type: direct, backend: llm}}
           - name: iris
             match: {{path_prefix: /v2/models/iris}}
             strategy:
@@ -64,14 +70,19 @@ def write_config(path: Path, stable: str, candidate: str) -> Path:
 @pytest.fixture(scope="module")
 def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
     tmp = tmp_path_factory.mktemp("dashboard")
-    with ServerThread(echo_app(name="v1")) as v1, ServerThread(echo_app(name="v2")) as v2:
-        config = write_config(tmp / "router.yaml", v1.url, v2.url)
+    llm = create_llm_app(LlmBehaviour(first_token_s=0.01, token_gap_s=0.001))
+    with servers(echo_app(name="v1"), echo_app(name="v2"), llm) as (v1, v2, llm_server):
+        config = write_config(tmp / "router.yaml", v1.url, v2.url, llm_server.url)
         with RouterProcess(config, env={"ROUTER_ADMIN_TOKEN": TOKEN}) as proc:
             with httpx.Client(base_url=proc.url, timeout=5) as client:
                 body = b'{"inputs": [{"name": "x", "datatype": "FP32", "data": [1.0, null]}]}'
                 for n in range(40):
                     client.post("/v2/models/iris/infer", content=body, headers={"x-n": str(n)})
                     client.get("/other")
+                chat = {"model": "llama-demo", "stream": True, "messages": [],
+                        "stream_options": {"include_usage": True}}
+                for _ in range(5):
+                    client.post("/v1/chat/completions", json=chat).raise_for_status()
             yield proc
 
 
@@ -160,3 +171,17 @@ def test_rollback_button_rolls_the_canary_back(router: RouterProcess, page: Any)
     page.wait_for_selector("article[data-route=rest] .result.bad")
     assert "refused (409)" in rest.locator(".result").inner_text()
     assert [m for m in unexpected_console(page) if "status of 409" not in m] == []
+
+
+def test_a_streaming_route_shows_time_to_first_token_and_tokens_per_second(
+    router: RouterProcess, page: Any
+) -> None:
+    page.goto(router.admin_url + "/")
+    enter_token(page)
+    chat = page.locator("article[data-route=chat]")
+    chat.locator("th", has_text="TTFT p99").wait_for()
+    assert re.fullmatch(r"[0-9.]+ ms", chat.locator("td.ttft").first.inner_text())
+    assert chat.locator("td.tokens").first.inner_text() == "1"  # 5 x 12 tokens over 60 s
+    iris = page.locator("article[data-route=iris]")
+    assert iris.locator("th", has_text="TTFT").count() == 0  # no streaming there
+    assert unexpected_console(page) == []
