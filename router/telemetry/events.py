@@ -48,7 +48,10 @@ class EventLog:
         level = "warning" if warn else "info"
         getattr(self._log, level)(kind, **{k: v for k, v in record.items() if k != "event"})
         for listener in self.listeners:
-            listener(record)
+            try:
+                listener(record)
+            except Exception as exc:  # a listener must never undo the decision it hears of
+                self._log.exception("event_listener_error", event_kind=kind, reason=repr(exc))
         return record
 
     def recent(self, limit: int = 100) -> list[dict[str, Any]]:

@@ -14,11 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from router.config.loader import ConfigError, parse_config
 from router.config.model import NotificationSpec
 from router.notify.payload import build_payload, render_slack, sign, verify
 from router.notify.sender import Notifier
+from router.telemetry.events import EventLog
 from tests.backends import Inbox, echo_app, webhook_app
 from tests.rollout_support import metric
 from tests.support import RouterProcess, ServerThread, free_port, servers, wait_until
@@ -195,3 +197,16 @@ def test_payload_and_signature() -> None:
     assert verify(b"k", body, sign(b"k", body))
     assert not verify(b"k", body + b" ", sign(b"k", body))
     assert not verify(b"k", body, None)
+
+
+def test_a_failing_listener_never_undoes_the_event() -> None:
+    events, heard = EventLog(), []
+
+    def broken(record: dict[str, object]) -> None:
+        raise RuntimeError("receiver bug")
+
+    events.listeners += [broken, heard.append]
+    with capture_logs() as logs:
+        record = events.emit("rollback", route="chat", reason="manual")
+    assert heard == [record] and events.recent(1) == [record]
+    assert any(line["event"] == "event_listener_error" for line in logs)
