@@ -77,11 +77,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--no-shadow", dest="shadow", action="store_false",
         help="skip the shadow comparison (direct vs 100%% mirroring to a 1 s shadow); "
         "it runs by default unless --only is given")
+    add("--no-streams", dest="streams", action="store_false",
+        help="skip the streaming comparison (event gaps at 100 concurrent SSE streams, direct "
+        "vs through the router); it runs by default unless --only is given")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.duration = 1, 3.0
     if args.only:
-        args.shadow = args.routes = False
+        args.shadow = args.routes = args.streams = False
     return args
 
 
@@ -305,6 +308,15 @@ def bench(args: argparse.Namespace, scenarios: Sequence[Scenario], stack: Stack)
         shadow = run_shadow_bench(args.duration, 64, args.rounds)
         print(render_shadow(shadow))
         payload["shadow"] = shadow
+    if args.streams:
+        stack.close()
+        from stream_gaps import render as render_gaps
+        from stream_gaps import run_stream_gaps
+
+        print("\nStreaming: gaps between server-sent events at 100 concurrent streams")
+        gaps = run_stream_gaps(rounds=args.rounds)
+        print(render_gaps(gaps))
+        payload["streams"] = gaps
     if args.routes:
         payload["routes"] = route_sweep(stack.workdir / "routes", args)
     write_json(RESULTS / "latest.json", payload)

@@ -17,16 +17,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 from procs import Service, free_port, http_status, wait_for
 
-__all__ = ["main"]
+__all__ = ["main", "render", "run_stream_gaps"]
 
 _BODY = json.dumps({"model": "llama-demo", "stream": True,
                     "messages": [{"role": "user", "content": "hello"}]}).encode()
@@ -65,19 +67,12 @@ def _p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print the gap p50/p99 direct and through the router, and their difference."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--streams", type=int, default=100)
-    parser.add_argument("--tokens", type=int, default=50)
-    parser.add_argument("--token-gap-ms", type=float, default=20.0)
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per target")
-    args = parser.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="router-gaps-"))
+def _start(workdir: Path, tokens: int, gap_ms: float) -> tuple[Service, Service, int, int]:
+    """The stand-in LLM server and a router with one direct route to it; their ports."""
     llm_port, port, admin_port = free_port(), free_port(), free_port()
     backend = Service("llm", [sys.executable, "-m", "router.demo.llm_server", "--port",
                               str(llm_port), "--first-token-ms", "5", "--token-gap-ms",
-                              str(args.token_gap_ms), "--tokens", str(args.tokens)],
+                              str(gap_ms), "--tokens", str(tokens)],
                       workdir / "llm.log").start()
     config = {
         "listen": f"127.0.0.1:{port}", "admin": {"listen": f"127.0.0.1:{admin_port}"},
@@ -90,23 +85,57 @@ def main(argv: list[str] | None = None) -> int:
     router = Service("router", [sys.executable, "-m", "router", "serve", "--config",
                                 str(workdir / "router.yaml"), "--log-format", "json",
                                 "--no-access-log"], workdir / "router.log")
+    wait_for("llm", lambda: http_status(f"http://127.0.0.1:{llm_port}/health") == 200)
+    router.start()
+    wait_for("router", lambda: http_status(f"http://127.0.0.1:{admin_port}/readyz") == 200)
+    return backend, router, llm_port, port
+
+
+def run_stream_gaps(
+    streams: int = 100, tokens: int = 50, gap_ms: float = 20.0, rounds: int = 2
+) -> dict[str, Any]:
+    """Gap p50/p99 (ms) direct and through the router, interleaved over ``rounds``."""
+    workdir = Path(tempfile.mkdtemp(prefix="router-gaps-"))
+    backend = router = None
     try:
-        wait_for("llm", lambda: http_status(f"http://127.0.0.1:{llm_port}/health") == 200)
-        router.start()
-        wait_for("router", lambda: http_status(f"http://127.0.0.1:{admin_port}/readyz") == 200)
-        results: dict[str, list[float]] = {"direct": [], "router": []}
-        for _ in range(args.rounds):
+        backend, router, llm_port, port = _start(workdir, tokens, gap_ms)
+        gaps: dict[str, list[float]] = {"direct": [], "router": []}
+        for _ in range(rounds):
             for name, target in (("direct", llm_port), ("router", port)):
-                results[name] += asyncio.run(_measure(target, args.streams))
-        for name, gaps in results.items():
-            mean = statistics.fmean(gaps) * 1000
-            print(f"{name}: {len(gaps):,} gaps, p50 {_p(gaps, 0.5) * 1000:.2f} ms, "
-                  f"p99 {_p(gaps, 0.99) * 1000:.2f} ms, mean {mean:.2f} ms")
-        added = _p(results["router"], 0.99) - _p(results["direct"], 0.99)
-        print(f"router adds {added * 1000:.2f} ms to the p99 event gap at {args.streams} streams")
+                gaps[name] += asyncio.run(_measure(target, streams))
     finally:
-        router.stop()
-        backend.stop()
+        for service in (router, backend):
+            if service is not None:
+                service.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    result: dict[str, Any] = {"streams": streams, "gaps": len(gaps["router"])}
+    for name, values in gaps.items():
+        result[name] = {"p50_ms": _p(values, 0.5) * 1000, "p99_ms": _p(values, 0.99) * 1000,
+                        "mean_ms": statistics.fmean(values) * 1000}
+    result["added_p99_ms"] = result["router"]["p99_ms"] - result["direct"]["p99_ms"]
+    return result
+
+
+def render(result: dict[str, Any]) -> str:
+    """The result as a few lines."""
+    lines = [
+        f"{name}: p50 {result[name]['p50_ms']:.2f} ms, p99 {result[name]['p99_ms']:.2f} ms, "
+        f"mean {result[name]['mean_ms']:.2f} ms" for name in ("direct", "router")
+    ]
+    lines.append(f"router adds {result['added_p99_ms']:.2f} ms to the p99 event gap at "
+                 f"{result['streams']} streams ({result['gaps']:,} gaps each; target: 1 ms)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the gap p50/p99 direct and through the router, and their difference."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", type=int, default=100)
+    parser.add_argument("--tokens", type=int, default=50)
+    parser.add_argument("--token-gap-ms", type=float, default=20.0)
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per target")
+    args = parser.parse_args(argv)
+    print(render(run_stream_gaps(args.streams, args.tokens, args.token_gap_ms, args.rounds)))
     return 0
 
 
