@@ -14,9 +14,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
-from make_screenshot import CHROMIUM_ARGS, ROOT
+from make_screenshot import ROOT, capture
 
 from router.demo.model_server import create_app
 from tests.support import RouterProcess, ServerThread
@@ -59,35 +60,18 @@ def drive(url: str, stop: threading.Event) -> None:
 
 def main() -> None:
     """Start everything, drive traffic, take the screenshot."""
-    from playwright.sync_api import sync_playwright
-
     out = ROOT / "docs" / "dashboard-10k-routes.png"
     with tempfile.TemporaryDirectory() as tmp, ServerThread(create_app("v1")) as v1, \
             ServerThread(create_app("v2")) as v2:
         path = Path(tmp) / "router.yaml"
         path.write_text(config(v1.url, v2.url))
         with RouterProcess(path) as router:
-            stop = threading.Event()
-            workers = [threading.Thread(target=drive, args=(router.url, stop)) for _ in range(2)]
-            for worker in workers:
-                worker.start()
-            try:
-                time.sleep(TRAFFIC_S)
-                with sync_playwright() as p:
-                    browser = p.chromium.launch(
-                        executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-                    )
-                    page = browser.new_page(viewport={"width": 1400, "height": 2200})
-                    page.goto(router.admin_url + "/")
-                    page.locator("#page-label", has_text="of 10,000").wait_for(timeout=30_000)
-                    page.wait_for_selector("article[data-route=iris] svg.spark polyline")
-                    time.sleep(2)
-                    page.screenshot(path=str(out))
-                    browser.close()
-            finally:
-                stop.set()
-                for worker in workers:
-                    worker.join()
+
+            def ready(page: Any) -> None:
+                page.locator("#page-label", has_text="of 10,000").wait_for(timeout=30_000)
+                page.wait_for_selector("article[data-route=iris] svg.spark polyline")
+
+            capture(router, drive, out, TRAFFIC_S, ready, height=2200, full_page=False)
     print(f"wrote {out.relative_to(ROOT)}")
 
 

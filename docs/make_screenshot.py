@@ -14,7 +14,9 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -93,8 +95,6 @@ def drive(url: str, stop: threading.Event) -> None:
 
 def main() -> None:
     """Start everything, drive traffic, take the screenshot."""
-    from playwright.sync_api import sync_playwright
-
     out = ROOT / "docs" / "dashboard.png"
     apps = (create_app("v1"), create_app("v2"), create_app("v2", error_rate=0.3, seed=1))
     with tempfile.TemporaryDirectory() as tmp, ServerThread(apps[0]) as v1, \
@@ -102,27 +102,36 @@ def main() -> None:
         path = Path(tmp) / "router.yaml"
         path.write_text(config(v1.url, v2.url, faulty.url))
         with RouterProcess(path) as router:
-            stop = threading.Event()
-            workers = [threading.Thread(target=drive, args=(router.url, stop)) for _ in range(2)]
-            for worker in workers:
-                worker.start()
-            try:
-                time.sleep(TRAFFIC_S)
-                with sync_playwright() as p:
-                    browser = p.chromium.launch(
-                        executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-                    )
-                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                    page.goto(router.admin_url + "/")
-                    page.wait_for_selector("article[data-route=iris] svg.spark polyline")
-                    time.sleep(2)
-                    page.screenshot(path=str(out), full_page=True)
-                    browser.close()
-            finally:
-                stop.set()
-                for worker in workers:
-                    worker.join()
+            spark = "article[data-route=iris] svg.spark polyline"
+            capture(router, drive, out, TRAFFIC_S, lambda page: page.wait_for_selector(spark))
     print(f"wrote {out.relative_to(ROOT)}")
+
+
+def capture(
+    router: RouterProcess, drive: Callable[[str, threading.Event], None], out: Path,
+    traffic_s: float, ready: Callable[[Any], object], height: int = 1000, full_page: bool = True,
+) -> None:
+    """Two threads run ``drive`` for ``traffic_s``; then the dashboard, once ``ready(page)``."""
+    from playwright.sync_api import sync_playwright
+
+    stop = threading.Event()
+    workers = [threading.Thread(target=drive, args=(router.url, stop)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(traffic_s)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": height})
+            page.goto(router.admin_url + "/")
+            ready(page)
+            time.sleep(2)
+            page.screenshot(path=str(out), full_page=full_page)
+            browser.close()
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ may change something the cross-site, media type and body size refusals of
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Any
 
@@ -43,6 +43,15 @@ def _known(rollouts: Rollouts) -> str:
     names = sorted(rollouts.routes)
     shown = ", ".join(names[:20])
     return f"known: {shown}" + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+
+
+def _selected(request: Request, build: Callable[[RouteQuery], dict[str, Any]]) -> Response:
+    """``build`` for the routes the query parameters select, or 400 naming the bad one."""
+    try:
+        query = RouteQuery.parse(request.query_params)
+    except ValueError as exc:
+        return _error(400, "bad_request", str(exc))
+    return _JSON(build(query))
 
 
 def _error(status: int, code: str, detail: str) -> Response:
@@ -141,18 +150,10 @@ class _Endpoints:
         return Response(text, media_type=media_type, headers={"cache-control": "no-cache"})
 
     async def status(self, request: Request) -> Response:
-        try:
-            query = RouteQuery.parse(request.query_params)
-        except ValueError as exc:
-            return _error(400, "bad_request", str(exc))
-        return _JSON(self.router.status(query))
+        return _selected(request, self.router.status)
 
     async def stats(self, request: Request) -> Response:
-        try:
-            query = RouteQuery.parse(request.query_params)
-        except ValueError as exc:
-            return _error(400, "bad_request", str(exc))
-        return _JSON(self.router.stats(query))
+        return _selected(request, self.router.stats)
 
     async def events(self, request: Request) -> Response:
         try:

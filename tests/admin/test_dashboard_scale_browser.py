@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.admin.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
+# ``page`` opens the dashboard of this module's ``router`` in headless Chromium.
+from tests.admin.test_dashboard_browser import CHROMIUM, page  # noqa: F401
 from tests.admin.test_route_query import SETTLED, scale_config
 from tests.support import RouterProcess, router_on_echo_backends
 
@@ -27,28 +28,15 @@ def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
         yield running
 
 
-@pytest.fixture()
-def page(router: RouterProcess) -> Iterator[Any]:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-            tab.set_default_timeout(15_000)
-            yield tab
-        finally:
-            browser.close()
-
-
-def _names(page: Any) -> list[str]:
-    names: list[str] = page.eval_on_selector_all(
+def _names(tab: Any) -> list[str]:
+    names: list[str] = tab.eval_on_selector_all(
         "article[data-route]", "cards => cards.map(c => c.dataset.route)"
     )
     return names
 
 
 def test_routes_under_way_come_first_then_pages_of_the_rest(
-    router: RouterProcess, page: Any
+    router: RouterProcess, page: Any  # noqa: F811 (the imported fixture)
 ) -> None:
     page.goto(router.admin_url + "/")
     page.locator("#page-label", has_text="of 2,000").wait_for()
@@ -62,7 +50,9 @@ def test_routes_under_way_come_first_then_pages_of_the_rest(
     assert _names(page)[0] == "model-0017"
 
 
-def test_filter_by_name_and_by_phase(router: RouterProcess, page: Any) -> None:
+def test_filter_by_name_and_by_phase(
+    router: RouterProcess, page: Any  # noqa: F811 (the imported fixture)
+) -> None:
     page.goto(router.admin_url + "/")
     page.locator("#page-label", has_text="of 2,000").wait_for()
     page.fill("#route-filter", "model-199")
