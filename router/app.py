@@ -335,7 +335,7 @@ class RouterApp:
         return body
 
     def status(self, query: RouteQuery = ALL_ROUTES) -> dict[str, Any]:
-        """``GET /admin/status`` (SPEC §8), of the routes ``query`` selects."""
+        """``GET /admin/status`` (docs/http.md), of the routes ``query`` selects."""
         assert self.rollouts is not None
         snapshot = self.snapshot
         selected, page = self.select(query)

@@ -191,7 +191,7 @@ def _raise_open_file_limit() -> None:
     """Lift the soft limit on open files to the hard one, as Go programs do at start.
 
     Every client and backend connection is a file; the usual soft limit of 1,024 would let a
-    thousand idle clients make every new one get a reset (hostile or not, SPEC §15).
+    thousand idle clients make every new one get a reset (hostile or not, docs/faults.md).
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = _MAX_OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, _MAX_OPEN_FILES)

@@ -273,7 +273,7 @@ class Observation:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A decision worth logging and showing (SPEC §10): ``rollout_step``, ``rollback``...
+    """A decision worth logging and showing (docs/observability.md): ``rollout_step``...
 
     ``fields`` carries the numbers behind it (weights, verdicts, trigger).
     A ``rollback`` event carries ``trigger`` (manual, analysis, health).

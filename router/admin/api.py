@@ -1,4 +1,4 @@
-"""The admin listener (SPEC §8): health, readiness, metrics, dashboard, status and actions.
+"""The admin listener (docs/http.md): health, readiness, metrics, dashboard, status and actions.
 
 Guard order for every request: the loopback ``Host`` check (403, against DNS
 rebinding while the listener is on loopback), then for ``/admin/*`` the bearer

@@ -1,4 +1,4 @@
-"""The ``traffic-router`` command line (SPEC §3)."""
+"""The ``traffic-router`` command line (README.md#cli)."""
 
 from __future__ import annotations
 

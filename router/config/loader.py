@@ -1,4 +1,4 @@
-"""Load and validate the config file (SPEC §3 ``validate``/``schema``, §4).
+"""Load and validate the config file (README's CLI, docs/configuration.md).
 
 ``load_config(path)`` reads YAML, substitutes ``${VAR}`` from the environment,
 validates the top level with ``router.config.model.Config`` and each route's

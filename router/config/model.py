@@ -1,4 +1,4 @@
-"""The config file's model (SPEC §4), in pydantic v2.
+"""The config file's model (docs/configuration.md), in pydantic v2.
 
 ``load_config(path)`` (in ``router.config.loader``) turns a YAML file into a ``Config``
 or a ``ConfigError`` listing every problem with its place in the file. The
@@ -72,7 +72,7 @@ def admin_exposure(config: Config, admin_listen: str) -> str | None:
     """Why ``config`` must not serve an admin listener on ``admin_listen``, or None.
 
     Off loopback without a token, anyone who reaches the port could roll back or promote:
-    refused at start and by every reload (SPEC §8, §15).
+    refused at start and by every reload (docs/http.md, docs/faults.md).
     """
     host, _ = parse_listen(admin_listen)
     if not is_loopback_host(host) and config.admin.token is None:
@@ -156,7 +156,7 @@ class ProxySpec(_Strict):
     preserve_host: bool = False
     header_timeout: Annotated[Duration, Field(gt=0)] = 10.0
     max_header_bytes: Annotated[ByteSize, Field(ge=1024)] = 64 * 1024
-    # Slow clients (SPEC §15): the longest pause while sending a body (408), and the longest a
+    # Slow clients (docs/faults.md): the longest pause while sending a body (408), and the longest a
     # response may stay unread (connection closed). Neither holds a backend connection longer.
     body_timeout: Annotated[Duration, Field(gt=0)] = 30.0
     send_timeout: Annotated[Duration, Field(gt=0)] = 30.0
@@ -201,7 +201,7 @@ class BackendSpec(_Strict):
     @classmethod
     def _http_url(cls, value: str) -> str:
         # Everything the pool would refuse at install is refused here, so that ``validate``
-        # catches it and a reload never fails half-way (SPEC §15).
+        # catches it and a reload never fails half-way (docs/faults.md).
         parts = urlsplit(value)
         if parts.scheme != "http":
             raise ValueError(f"must be an http:// URL (got {value!r})")
@@ -254,7 +254,7 @@ class MatchSpec(_Strict):
         return {k.lower(): v for k, v in value.items()}
 
 
-# Decision events a webhook may subscribe to (SPEC §10 and §12's ``shadow_passed``).
+# Decision events a webhook may subscribe to (docs/observability.md, decision events).
 NOTIFY_EVENTS = (
     "rollback", "promote", "pause", "resume", "rollout_step", "switch", "switch_refused",
     "config_reload", "config_reload_failed", "backend_health", "shadow_passed", "input_drift",

@@ -1,6 +1,6 @@
 """States held in memory while the store cannot take them, written when it answers again.
 
-A store that cannot be written never blocks a rollback (SPEC §15, §11 fail
+A store that cannot be written never blocks a rollback (docs/faults.md; fail
 static): a transition with a ``rollback`` event takes effect in memory at once
 and is written when the store answers, winning over whatever was stored
 meanwhile (rollback is the safe direction). Analysis bookkeeping that leaves the

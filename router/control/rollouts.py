@@ -259,7 +259,7 @@ class Rollouts:
                 )
                 if await self._commit(route, transition, trigger="manual", action=command.value):
                     break
-            else:  # never answer 200 for an action that did not happen (SPEC §15)
+            else:  # never answer 200 for an action that did not happen (docs/faults.md)
                 raise ActionRejectedError(
                     "the route's stored state kept changing under the action (3 lost "
                     "compare-and-sets, or another config's state): nothing changed, try again"

@@ -1,4 +1,4 @@
-"""Runtime-state stores (SPEC §6, last paragraph): each route's rollout state survives restarts.
+"""Runtime-state stores (README, "Strategies"): each route's rollout state survives restarts.
 
 A route's state is a JSON-able mapping (a strategy's ``dump_state`` plus a small
 envelope added by the caller). Every write is a compare-and-set on the route's

@@ -1,4 +1,5 @@
-"""Config file watching for hot reload (SPEC §7), SIGHUP, and reading a file that may be mid-write.
+"""Config file watching for hot reload (docs/configuration.md), SIGHUP, and reading a file that
+may be mid-write.
 
 The watcher watches the config file's *directory*, never the file: editors that
 write a new file and rename it over the old one, and Kubernetes ConfigMap

@@ -3,7 +3,7 @@
 Per request: read the snapshot once, match a route, ask its picker for a
 ``Decision``, then hand the request to an ``Exchange`` that forwards it through
 the backend's keep-alive pool and streams the answer back (``router.proxy.exchange``).
-Router-made errors are JSON (SPEC §5). A client that goes away cancels the
+Router-made errors are JSON (docs/http.md). A client that goes away cancels the
 request task (see ``router.server.protocol``); the upstream connection is then
 closed, never reused, and the request is logged with status 499.
 """
@@ -46,8 +46,8 @@ MAX_REQUEST_ID = 1024  # longer ids are replaced: one goes into every log line o
 
 
 def _valid_request_id(value: str | None) -> bool:
-    # Kept byte for byte (SPEC §15), whatever its bytes: the parser has already refused control
-    # characters in header values, and logs are escaped JSON.
+    # Kept byte for byte (docs/faults.md), whatever its bytes: the parser has already refused
+    # control characters in header values, and logs are escaped JSON.
     return value is not None and 0 < len(value) <= MAX_REQUEST_ID
 
 

@@ -1,4 +1,4 @@
-"""The router's own error responses (SPEC §5) and its exception tree.
+"""The router's own error responses (docs/http.md) and its exception tree.
 
 Exception tree::
 

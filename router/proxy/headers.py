@@ -1,4 +1,4 @@
-"""Pure header rules of the proxy (SPEC §5): hop-by-hop, X-Forwarded-*, x-router-*.
+"""Pure header rules of the proxy (docs/http.md): hop-by-hop, X-Forwarded-*, x-router-*.
 
 Headers are ASGI-style lists of ``(name, value)`` byte pairs with lower-case names.
 """

@@ -1,12 +1,12 @@
 """uvicorn configuration for the proxy listener: httptools pinned, request-head limits on.
 
 The listener runs a raw ASGI app under uvicorn with uvloop and
-:class:`~router.server.protocol.HardenedHttpToolsProtocol`, which enforces SPEC §5's
-``proxy.header_timeout`` and ``proxy.max_header_bytes``, SPEC §15's ``proxy.body_timeout``
+:class:`~router.server.protocol.HardenedHttpToolsProtocol`, which enforces
+``proxy.header_timeout`` and ``proxy.max_header_bytes``, ``proxy.body_timeout``
 and ``proxy.send_timeout``, and refuses ambiguous framing and bad ``Host`` headers.
 h11 is never used: it accepts bare LF, obs-fold and Content-Length with Transfer-Encoding
-(reliability.md finding 5). Forwarded headers are never trusted here (finding 7) and
-uvicorn's access log, which prints query strings, is off (finding 12).
+(docs/faults.md). Forwarded headers are never trusted here and
+uvicorn's access log, which prints query strings, is off (docs/faults.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The proxy listener's HTTP/1.1 protocol: uvicorn's httptools protocol with request-head limits.
 
 uvicorn has no deadline for reading request headers and httptools no cap on their size
-(reliability.md findings 4 and 5). :class:`HardenedHttpToolsProtocol` adds, per connection:
+(docs/faults.md). :class:`HardenedHttpToolsProtocol` adds, per connection:
 
 - a header deadline (``header_timeout``), armed when the connection opens and when the first
   byte of a request arrives, cancelled once that request's headers are complete. On expiry a
@@ -19,16 +19,17 @@ uvicorn has no deadline for reading request headers and httptools no cap on thei
 - framing checks that do not depend on the parser's strictness: ``Content-Length`` together
   with ``Transfer-Encoding`` gives 400, ``Transfer-Encoding`` in an HTTP/1.0 request gives 400,
   a transfer coding other than ``chunked`` gives 501.
-- ``Host`` checks as nginx makes them (SPEC §15): two ``Host`` headers, an HTTP/1.1 request
+- ``Host`` checks as nginx makes them (docs/faults.md): two ``Host`` headers, an HTTP/1.1 request
   without one, or one that is not a valid ``host[:port]`` give 400.
 
 Requests are served by :class:`~router.server.cycle.ProxyCycle`, which writes a response head
 together with its first body chunk, and the request's task is kept on the cycle so that a
 client disconnect can cancel it.
 
-Every refusal (parser errors included) is a SPEC §5 JSON error sent with ``Connection: close``,
-then the connection closes; the app is never called for a refused request. Between the end of
-a request's headers and the start of the next request the protocol adds one flag test per chunk.
+Every refusal (parser errors included) is a JSON error (docs/http.md) sent with
+``Connection: close``, then the connection closes; the app is never called for a refused
+request. Between the end of a request's headers and the start of the next request the
+protocol adds one flag test per chunk.
 
 Byte counting is per chunk, so a head that begins inside a chunk holding the end of the previous
 request is counted from the next chunk on: the cap then binds at most one read late, and the
@@ -123,7 +124,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
 
         uvicorn only flags the cycle as disconnected; a proxy waiting on its
         upstream would never notice. Cancelling the request's task closes the
-        upstream connection at once (SPEC §5: a client that disconnects cancels
+        upstream connection at once (docs/http.md: a client that disconnects cancels
         its upstream request); the scope's ``router.client_disconnected`` tells
         the app why it was cancelled.
         """
@@ -326,7 +327,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(None)
 
     def _cut_off(self, reason: str) -> None:
-        """End a request whose client stalled past a deadline, cancelling it (SPEC §15)."""
+        """End a request whose client stalled past a deadline, cancelling it (docs/faults.md)."""
         if self.transport.is_closing():
             return
         cycle = self.cycle

@@ -1,7 +1,7 @@
 """What the proxy listener refuses before the app sees a request, and how it answers.
 
 :class:`HeadLimits` holds one server's request-head limits and refusal hooks;
-:class:`RequestRefusedError` is one refusal, which knows its SPEC §5 JSON answer
+:class:`RequestRefusedError` is one refusal, which knows its JSON answer (docs/http.md)
 (sent with ``Connection: close``, after which the connection closes); :func:`check_head`
 holds the rules on a parsed head's framing and ``Host``.
 """
@@ -49,7 +49,7 @@ class HeadLimits:
 
 
 class RequestRefusedError(Exception):
-    """A request refused before the app saw it: the status, SPEC error code and detail to send."""
+    """A request refused before the app saw it: the status, error code and detail to send."""
 
     def __init__(self, status: int, code: str, detail: str) -> None:
         super().__init__(detail)

@@ -1,4 +1,4 @@
-"""Model input and output health (SPEC §9), read off bodies after the response was sent.
+"""Model input and output health (docs/observability.md), read off bodies after the answer.
 
 The proxy hands over bodies it buffered anyway (up to ``cap`` bytes; ``None``
 beyond) once the client has its answer; nothing here touches what is
@@ -95,7 +95,7 @@ def _clean_and_well_shaped(protocol: str | None, body: bytes) -> bool:
 
 
 class BodyInspector:
-    """Counts input and output health per route and variant (SPEC §9)."""
+    """Counts input and output health per route and variant (docs/observability.md)."""
 
     def __init__(self, metrics: Metrics, *, cap: int = 64 * 1024, max_labels: int = 20) -> None:
         self.metrics = metrics

@@ -1,4 +1,4 @@
-"""Prometheus metrics (SPEC §9) on a registry owned by the router.
+"""Prometheus metrics (docs/observability.md) on a registry owned by the router.
 
 Hot-path children are bound once per (route, variant, backend) and cached per
 status code, so a request costs a dict lookup and two increments.
@@ -63,7 +63,7 @@ class RequestRecorder:
 
 
 class RequestCollector(Collector):
-    """Exposes every ``RequestRecorder`` as the two SPEC §9 request metrics."""
+    """Exposes every ``RequestRecorder`` as the two request metrics of docs/observability.md."""
 
     def __init__(self, recorders: dict[tuple[str, str, str], RequestRecorder]) -> None:
         self._recorders = recorders
@@ -117,7 +117,7 @@ _BOUND_TEXT = [*(repr(float(b)) for b in LATENCY_BUCKETS), "+Inf"]
 
 
 class Metrics:
-    """Every metric of SPEC §9, registered on one ``CollectorRegistry``."""
+    """Every metric of docs/observability.md, registered on one ``CollectorRegistry``."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)

@@ -2,7 +2,7 @@
 
 Built on ``asyncio.Protocol`` and httptools' response parser instead of httpx,
 whose pool costs 10-25x more CPU per request and can get stuck after bursts of
-cancellations (httpcore #1093); see DESIGN.md, "The hot path".
+cancellations (httpcore #1093); see docs/architecture.md.
 
 ```python
 pool = UpstreamPool("http://127.0.0.1:8001", max_connections=100)

@@ -1,7 +1,7 @@
 """Errors raised by the upstream pool, one tree, each with a ``kind`` for metrics.
 
 ```
-UpstreamError                      kind: the label of router_upstream_errors_total (SPEC §9)
+UpstreamError                      kind: the label of router_upstream_errors_total
  ├── UpstreamConnectError          "connect"  refused/unreachable; nothing was sent
  │    └── UpstreamConnectTimeout   "timeout"  no connection within connect_timeout; nothing sent
  ├── UpstreamReadTimeout           "timeout"  no progress for read_timeout (head, body or a write)

@@ -117,7 +117,7 @@ class UpstreamPool:
 
         Retried once, on a new connection, when a reused connection was found
         dead before any byte was written, or when a bodiless GET/HEAD/OPTIONS
-        was reset before any response byte (SPEC §5); nothing else is.
+        was reset before any response byte (docs/http.md); nothing else is.
         The caller must ``aclose()`` the response (or read it to the end).
         """
         if isinstance(body, bytes):
@@ -345,7 +345,7 @@ class UpstreamPool:
 
 
 def _retryable(exc: UpstreamResetError, reused: bool, method: bytes, body: object) -> bool:
-    """SPEC §5: a stale keep-alive connection, or an idempotent bodiless request unanswered."""
+    """Retry on a stale connection, or an idempotent bodiless request unanswered (docs/http.md)."""
     if not exc.request_sent:
         return reused
     return not exc.response_started and method in _IDEMPOTENT and (body is None or body == b"")

@@ -143,7 +143,7 @@ def format_instant(ts: float | None) -> str | None:
 
 
 def render_analysis(verdict: Verdict | None, consecutive_failures: int) -> dict[str, Any]:
-    """The status's ``analysis`` object (SPEC §8), with each check's conclusion."""
+    """The status's ``analysis`` object (docs/http.md), with each check's conclusion."""
     last: dict[str, Any] | None = None
     if verdict is not None:
         ok = {"pass": True, "fail": False}.get(verdict.outcome)

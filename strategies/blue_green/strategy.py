@@ -165,7 +165,7 @@ class BlueGreenStrategy:
         return assess_switch(spec, analysis, state, observation, now)
 
     def status(self, spec: BlueGreenSpec, state: BlueGreenState, now: float) -> dict[str, Any]:
-        """SPEC §8: phase, active colour, weights, last switch, pending or refused switch."""
+        """Phase, active colour, weights, last switch, pending or refused switch (docs/http.md)."""
         out: dict[str, Any] = {
             "phase": state.phase,
             "active": state.active,

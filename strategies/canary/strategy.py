@@ -315,7 +315,7 @@ class CanaryStrategy:
         return Transition(walked.state, (*events, *walked.events))
 
     def status(self, spec: CanarySpec, state: CanaryState, now: float) -> dict[str, Any]:
-        """SPEC §8: phase, weights, step, since, analysis, and a hint once promoted."""
+        """Phase, weights, step, since, analysis, and a hint once promoted (docs/http.md)."""
         weight = current_weight(spec, state)
         paused = state.phase == Phase.PAUSED and state.paused_at is not None
         out: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""The admin API of SPEC §8 against a real router process: guards, status codes, shapes, secrets."""
+"""The admin API (docs/http.md) against a real router process: guards, codes, shapes, secrets."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ routes:
     strategy: {{type: direct, backend: iris-v1}}
 """
 
-# SPEC §8: the keys each object must have, and their types (nested dicts are structures).
+# The keys each object must have, and their types (nested dicts are structures).
 NUMBER = (int, float)
 GOLDEN: dict[str, Any] = {
     "config": {

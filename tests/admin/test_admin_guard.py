@@ -1,4 +1,5 @@
-"""SPEC §15 on the admin listener of a real router with no token: cross-site actions, bodies, heads.
+"""Hostile input on the admin listener of a real router with no token: cross-site actions,
+bodies, heads (docs/faults.md).
 
 A browser page on another site could POST ``text/plain`` or an empty body to an action (issue
 14, item 4); the admin listener had no header deadline, no header cap and no body cap (item 7).

@@ -1,4 +1,4 @@
-"""Input drift (SPEC §16) against a real router process: a shifted feature is reported (PSI,
+"""Input drift (docs/drift.md) against a real router process: a shifted feature is reported (PSI,
 gauge, one ``input_drift`` event), unshifted ones are not, missing shares, pin, a reference file."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Ground truth (SPEC §16) against a real router process: labels joined to the version that
+"""Ground truth (docs/drift.md) against a real router process: labels joined to the version that
 answered, unknown and expired ids counted, malformed and oversized batches refused, the CLI."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The CLI's client commands (SPEC §3) run as real processes against a real router."""
+"""The CLI's client commands (README.md#cli) run as real processes against a real router."""
 
 from __future__ import annotations
 

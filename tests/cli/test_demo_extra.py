@@ -1,4 +1,4 @@
-"""SPEC §15: ``traffic-router demo`` without the demo extra says what to install (issue 14, item 9).
+"""``traffic-router demo`` without the demo extra says what to install (docs/faults.md).
 
 The child interpreter gets a ``sitecustomize`` that makes numpy and scikit-learn unimportable,
 as they are after a plain ``pip install traffic-router``.

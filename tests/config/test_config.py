@@ -1,4 +1,4 @@
-"""Config loading and validation (SPEC §3 validate/schema, §4): every error, with its place."""
+"""Config loading and validation (docs/configuration.md): every error, with its place."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""SPEC §15: what ``validate`` refuses so that a reload cannot fail later or take the process down.
+"""What ``validate`` refuses so that a reload cannot fail later or take the process down
+(docs/faults.md).
 
 Issue 14: a 429-byte file of nested aliases took 15 s and 1.3 GB in ``validate`` (item 6);
 backend URLs with user info or port 99999 validated and then failed at install (item 2).

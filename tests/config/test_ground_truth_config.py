@@ -1,4 +1,4 @@
-"""Config rules of SPEC §16: the accuracy gate needs the route's labels."""
+"""Config rules of docs/drift.md: the accuracy gate needs the route's labels."""
 
 from __future__ import annotations
 

@@ -380,14 +380,14 @@ def test_failing_candidate_is_rolled_back_and_stays_rolled_back(
     assert {o.backend for o in burst(stack.url("iris"), 100)} == {"stable"}
     time.sleep(1.2)  # a controller tick or a store sync must not revive it either
     assert stack.route_status("iris")["phase"] == "rolled_back"
-    # ``resume`` restarts it (the way out SPEC §6 names).
+    # ``resume`` restarts it (the way out README's "Strategies" names).
     assert stack.act("iris", "resume").status_code == 200
     assert stack.route_status("iris")["phase"] == "steady"
 
 
 def test_a_rollback_racing_a_reload_is_applied_and_kept(own_stack: Stack) -> None:
     """A rollback answered while the file is being reloaded must hold like any other:
-    answered ``rolled_back``, and still ``rolled_back`` right after (SPEC §6)."""
+    answered ``rolled_back``, and still ``rolled_back`` right after (README.md#strategies)."""
     stack = own_stack
     stack.routes["iris"] = canary(weight=50)
     for i in range(6):

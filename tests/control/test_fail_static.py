@@ -1,4 +1,4 @@
-"""Fail static (SPEC §11): replicas keep serving when Redis stops, hangs or loses its data.
+"""Fail static: replicas keep serving when Redis stops, hangs or loses its data.
 
 Real router processes, a real ``redis-server`` that the tests SIGSTOP, SIGKILL and
 start again empty (no persistence), real backends under load: no request fails

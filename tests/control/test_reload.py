@@ -1,4 +1,4 @@
-"""Hot reload (SPEC §7) and the file state store (SPEC §6), proved against real router processes.
+"""Hot reload (docs/configuration.md) and the file state store, against real router processes.
 
 One router serves the reload tests (its config file is rewritten by each
 test); the ConfigMap layout, the reload-storm check and the kill -9 restart each

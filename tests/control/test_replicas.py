@@ -1,4 +1,4 @@
-"""Replicas sharing one rollout through a real Redis (SPEC §11), end to end.
+"""Replicas sharing one rollout through a real Redis (docs/configuration.md), end to end.
 
 Real router processes on one config file, one real ``redis-server``, real backends
 and real HTTP: an action through one replica is in effect on the others within a

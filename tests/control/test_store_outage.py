@@ -1,4 +1,4 @@
-"""A state store that cannot be written never blocks a rollback (SPEC §15), end to end.
+"""A state store that cannot be written never blocks a rollback (docs/faults.md), end to end.
 
 A real router process on a file store whose directory is replaced by a plain file
 while it runs (root ignores permission bits, so ``chmod`` cannot make the directory

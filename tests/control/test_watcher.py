@@ -1,5 +1,6 @@
 """Config watching: in-place writes, editor renames and ConfigMap symlink swaps are each seen
-within 1 s (SPEC §7), on inotify and on polling; SIGHUP; reading a file while it is written."""
+within 1 s (docs/configuration.md), on inotify and on polling; SIGHUP; reading a file while it
+is written."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Webhook notifications (SPEC §14) against real receivers: signature, formats, queue, retries.
+"""Webhook notifications (docs/notifications.md) against real receivers: signature, formats,
+queue, retries.
 
 The end-to-end tests run a real router process and real uvicorn receivers; the
 queue tests drive a ``Notifier`` in this process against a real receiver.

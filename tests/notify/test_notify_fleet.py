@@ -1,4 +1,5 @@
-"""With replicas, the replica that made a decision sends it: one delivery per event (SPEC §14).
+"""With replicas, the replica that made a decision sends it: one delivery per event
+(docs/notifications.md).
 
 Three real routers share one rollout through a real Redis and one webhook. A rollback
 taken through one replica and a resume through another reach every replica, and the

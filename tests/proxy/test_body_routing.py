@@ -1,4 +1,4 @@
-"""``match.body`` and ``sticky.body_field`` (SPEC §13) through a real router process.
+"""``match.body`` and ``sticky.body_field`` (docs/llm.md) through a real router process.
 
 Small JSON bodies are read before routing only for routes with body rules, and still
 forwarded byte for byte; bodies over ``proxy.inspect_max_body``, of unknown length or not

@@ -1,4 +1,5 @@
-"""SPEC §15 through a real router: ``Host`` as strict as nginx, ``X-Request-Id`` byte for byte.
+"""Hostile heads through a real router: ``Host`` as strict as nginx, ``X-Request-Id`` byte for
+byte (docs/faults.md).
 
 Issue 14, item 8: two Host headers, no Host and ``Host: evil .com`` were all answered 200; an
 ``X-Request-Id`` with a non-ASCII byte came back re-encoded; ``X-Forwarded-Host`` took the last

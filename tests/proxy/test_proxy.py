@@ -1,4 +1,4 @@
-"""Forwarding rules of SPEC §5, proved against a real router process and real backends."""
+"""Forwarding rules (docs/http.md), proved against a real router process and real backends."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ``proxy`` options and health-driven 503s of SPEC §4/§5, against a real router process."""
+"""The ``proxy`` options and health-driven 503s (docs/http.md), against a real router process."""
 
 from __future__ import annotations
 

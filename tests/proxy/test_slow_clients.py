@@ -1,4 +1,5 @@
-"""SPEC §15 slow clients through a real router: ``proxy.body_timeout`` and ``proxy.send_timeout``.
+"""Slow clients through a real router: ``proxy.body_timeout`` and ``proxy.send_timeout``
+(docs/faults.md).
 
 Issue 14, item 3: clients that paused mid-body, or did not read a large answer, held every
 connection of a backend (``max_connections``) for as long as they liked; other users got 503.

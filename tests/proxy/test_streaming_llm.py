@@ -1,4 +1,4 @@
-"""LLM and streaming traffic through a real router process (SPEC §13).
+"""LLM and streaming traffic through a real router process (docs/llm.md).
 
 Server-sent events still arrive one by one (a backend that sends each event only after
 the client has read the previous one would hang a buffering proxy); the router counts

@@ -1,7 +1,7 @@
 """The proxy listener's request-head limits, against a real uvicorn on loopback with raw sockets.
 
-Covers reliability.md matrix rows 19 (slowloris), 20 (header size), 23 (CL+TE smuggling),
-24 (malformed framing) and, as documentation, how absolute-form targets reach the app.
+Covers slowloris, header size, CL+TE smuggling and malformed framing (docs/faults.md)
+and, as documentation, how absolute-form targets reach the app.
 """
 
 from __future__ import annotations

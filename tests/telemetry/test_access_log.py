@@ -1,4 +1,4 @@
-"""The per-request log line (SPEC §10): its fields, and secrets kept out of it."""
+"""The per-request log line (docs/observability.md): its fields, and secrets kept out of it."""
 
 from __future__ import annotations
 
