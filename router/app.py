@@ -24,7 +24,7 @@ from router.config.collector import collector_paused
 from router.config.loader import read_config
 from router.config.model import Config, ProxySpec
 from router.control.controller import Controller, LiveObserver
-from router.control.fleet import Fleet
+from router.control.fleet import Fleet, fleet_status
 from router.control.health import HealthChecker, probe
 from router.control.metric_checks import MetricChecks
 from router.control.redis_store import RedisStateStore
@@ -155,6 +155,7 @@ class RouterApp:
             self.fleet = Fleet(
                 self.store, self.rollouts, replica=self.replica_id, lease_s=config.state.lease,
                 metrics=self.metrics, events=self.events, windows=self.windows,
+                config_version=lambda: self.snapshot.version,
             )
         controller = Controller(
             self.rollouts, self.store, self.observe,
@@ -194,6 +195,13 @@ class RouterApp:
         self.proxy.requests_log.flush()
         if self.store is not None:
             await self.store.aclose()
+
+    async def recent_events(self, limit: int) -> list[dict[str, Any]]:
+        """``/admin/events``: the fleet's decisions (from Redis), else this replica's."""
+        if self.fleet is not None:
+            with contextlib.suppress(StateStoreError):
+                return await self.fleet.beat.recent_events(limit)
+        return self.events.recent(limit)
 
     @property
     def state_read(self) -> bool:
@@ -346,11 +354,7 @@ class RouterApp:
                 "last_reload": dict(self.reloader.last_reload),
             },
             "routes": {route.name: self._route_status(route) for route in selected},
-            "replica": {
-                "id": self.replica_id,
-                "leader": self.fleet.leading if self.fleet is not None else True,
-            },
-            "state_store": self.store.health() if self.store is not None else None,
+            **fleet_status(self.fleet, self.replica_id, self.store, snapshot.version),
             "backends": {
                 name: {"url": backend.url, "healthy": backend.up}
                 for name, backend in snapshot.backends.items()

@@ -160,7 +160,7 @@ class _Endpoints:
             limit = int(request.query_params.get("limit", "100"))
         except ValueError:
             return _error(400, "bad_request", "limit must be an integer")
-        return _JSON({"events": self.router.events.recent(max(0, min(limit, 1000)))})
+        return _JSON({"events": await self.router.recent_events(max(0, min(limit, 1000)))})
 
     async def action(self, request: Request) -> Response:
         name = request.path_params["name"]

@@ -35,6 +35,10 @@ class RouterView(Protocol):
         """The snapshot serving now."""
         ...
 
+    async def recent_events(self, limit: int) -> list[dict[str, Any]]:
+        """The most recent decision events (the fleet's, with a shared store), newest first."""
+        ...
+
     @property
     def state_read(self) -> bool:
         """Whether the rollout state was read once (not ready before)."""

@@ -103,7 +103,31 @@ def format_status_table(status: dict[str, Any]) -> str:
             lines.append(f"{name}: {route['message']}")
         if accuracy := accuracy_line(route.get("feedback")):
             lines.append(f"{name}: accuracy on true labels {accuracy}")
+    lines += fleet_lines(status)
     return "\n".join(lines)
+
+
+def fleet_lines(status: dict[str, Any]) -> list[str]:
+    """The replica answering, its state store's health, and the fleet (when there is one)."""
+    lines = []
+    store = status.get("state_store") or {}
+    replica = status.get("replica") or {}
+    if replica:
+        health = "ok" if store.get("ok", True) else f"FAILING: {store.get('error')}"
+        lines.append(
+            f"replica {replica.get('id')}{' (leader)' if replica.get('leader') else ''}"
+            f" · state store {store.get('kind', '?')} {health}"
+        )
+    members = (status.get("fleet") or {}).get("replicas") or []
+    if len(members) > 1:
+        lines.append(f"fleet: {len(members)} replicas")
+        for member in members:
+            lead = "  leader" if member.get("leader") else ""
+            lines.append(
+                f"  {member.get('id')}  config {member.get('config_version')}"
+                f"  seen {member.get('last_seen')}{lead}"
+            )
+    return lines
 
 
 def _status(client: httpx.Client, args: argparse.Namespace) -> int:

@@ -31,23 +31,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
+from typing import Any
 
 from redis.exceptions import RedisError
 
+from router.control.fleet_beat import FleetBeat
 from router.control.fleet_figures import FleetFigures
 from router.control.redis_store import RedisStateStore
 from router.control.rollouts import Rollouts
 from router.control.store import StateStoreError
 from router.control.store_health import WatchedStore
-from router.telemetry.events import EventLog
+from router.telemetry.events import EventLog, iso_time
 from router.telemetry.logs import get_logger
 from router.telemetry.metrics import Metrics
 from router.telemetry.windows import WindowSet
 
-__all__ = ["POLL_S", "Fleet"]
+__all__ = ["POLL_S", "Fleet", "fleet_status"]
 
 POLL_S = 0.25
-FIGURES_S = 1.0
+BEAT_S = 1.0
 RECONNECT_S = 1.0
 
 
@@ -64,6 +67,7 @@ class Fleet:
         metrics: Metrics,
         events: EventLog,
         windows: WindowSet,
+        config_version: Callable[[], str],
     ) -> None:
         assert isinstance(watched.inner, RedisStateStore)
         self.redis: RedisStateStore = watched.inner
@@ -75,10 +79,13 @@ class Fleet:
         self._token: int | None = None
         self._valid_until = 0.0
         self._metrics = metrics
-        self._events = events
         self._changed = asyncio.Event()
         self._log = get_logger("router.control.fleet")
         self.figures = FleetFigures(watched, self.redis, windows)
+        self.beat = FleetBeat(
+            watched, self.redis, self.figures, replica=replica, config_version=config_version
+        )
+        events.listeners.append(self.beat.offer)
         metrics.leader.set(0.0)
 
     @property
@@ -124,11 +131,11 @@ class Fleet:
             await asyncio.sleep(self.lease_s / 3)
 
     async def _count(self) -> None:
-        """Report this replica's figures every second; the leader also reads the fleet's."""
+        """The beat every second (figures, heartbeat, events); the leader reads the figures."""
         while True:
-            await asyncio.sleep(FIGURES_S)
+            await asyncio.sleep(BEAT_S)
             with contextlib.suppress(StateStoreError):
-                await self.figures.report()
+                await self.beat.beat(self.leading)
                 if self.leading:
                     await self.figures.read(self._analysed())
 
@@ -184,3 +191,23 @@ class Fleet:
                     last = serial
             except StateStoreError:
                 last = None  # read everything once the store answers again
+
+
+def fleet_status(
+    fleet: Fleet | None, replica: str, store: WatchedStore | None, version: str
+) -> dict[str, Any]:
+    """The ``replica``, ``state_store`` and ``fleet`` parts of ``/admin/status``.
+
+    Without a shared store the fleet is this one process, which leads itself.
+    """
+    if fleet is None:
+        members = [{"id": replica, "config_version": version, "leader": True,
+                    "last_seen": iso_time(time.time())}]
+        leader: str | None = replica
+    else:
+        members, leader = fleet.beat.fleet(), fleet.leader
+    return {
+        "replica": {"id": replica, "leader": fleet.leading if fleet is not None else True},
+        "state_store": store.health() if store is not None else None,
+        "fleet": {"leader": leader, "replicas": members},
+    }

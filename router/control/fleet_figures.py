@@ -2,8 +2,8 @@
 
 The proxy records each request in the replica's own ``WindowSet`` (an O(1)
 in-memory update, as with one router). Once a second, off the request path,
-each replica adds the seconds it completed since its last report to Redis in
-one pipelined round trip::
+each replica adds the seconds it completed since its last report to Redis, in
+the one pipelined round trip a second it makes (``router.control.fleet``)::
 
     {prefix}:fig:{route}:{variant}:{second}   hash  n, e, h<i>, t<i>  (expires after 15 min)
     {prefix}:tot:{route}:{variant}            hash  n, e, h<i>, t<i>  (running totals)
@@ -84,13 +84,12 @@ class FleetFigures:
             return self.redis.key(f"tot:{route}:{variant}")
         return self.redis.key(f"fig:{route}:{variant}:{second}")
 
-    async def report(self) -> None:
-        """Add the seconds completed since the last report to the fleet's sums."""
+    def queue_report(self, pipe: Pipeline) -> None:
+        """Queue on ``pipe`` the seconds completed since the last report (sent by the caller,
+        with its other once-a-second commands: one round trip)."""
         until = int(self.clock()) - 1
         seconds = range(max(self._reported + 1, until - SPAN_S + 1), until + 1)
         self._reported = until  # a failed report is dropped, never counted twice
-        pipe = self.redis.client.pipeline(transaction=False)
-        queued = False
         for (route, variant), window in self.local.items():
             for second in seconds:
                 found = window.slot(second)
@@ -101,9 +100,6 @@ class FleetFigures:
                 _add(pipe, key, fields)
                 pipe.expire(key, _EXPIRE_S)
                 _add(pipe, self._key(route, variant), fields)
-                queued = True
-        if queued:
-            await self.watched.call("report", self.redis.run_pipeline(pipe))
 
     async def read(self, routes: Iterable[tuple[str, tuple[str, ...]]]) -> None:
         """(Leader) read the completed seconds since the last read, and the totals."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +25,7 @@ import redis
 from tests.control.test_canary_e2e import canary
 from tests.fleet_support import Replica, replicas, use_redis
 from tests.redis_support import RedisServer
-from tests.rollout_support import Knobs, Stack, burst, failures, running_stack
+from tests.rollout_support import Knobs, Stack, burst, failures, metric, running_stack
 from tests.support import ServerThread, wait_until
 
 pytestmark = pytest.mark.usefixtures("healthy")
@@ -60,6 +62,7 @@ def test_an_action_on_one_replica_is_in_effect_on_the_other_within_a_second(
         outcomes = burst(b.url("iris"), 200)
         assert {o.backend for o in outcomes} == {"stable"} and not failures(outcomes)
         print(f"rollback on A in effect on B after {seen_after * 1000:.0f} ms")
+        check_fleet_views(a, b)
 
         # A change whose message is lost (written without PUBLISH) is found by the poll.
         version = int(raw.hget("traffic-router:versions", "iris") or 0)
@@ -70,6 +73,30 @@ def test_an_action_on_one_replica_is_in_effect_on_the_other_within_a_second(
             pipe.execute()
         wait_until(lambda: a.phase("iris") == "steady" and b.phase("iris") == "steady", timeout=3)
         raw.close()
+
+
+def check_fleet_views(a: Replica, b: Replica) -> None:
+    """B's events show A's rollback; the status, metrics and CLI of either show the fleet."""
+    a_id = a.status()["replica"]["id"]
+
+    def rollback_from_a() -> bool:
+        found = b.admin("GET", "/admin/events?limit=50").json()["events"]
+        return any(e["event"] == "rollback" and e.get("replica") == a_id for e in found)
+
+    wait_until(rollback_from_a, timeout=5)
+    version = a.status()["config"]["version"]
+    fleet = wait_until(lambda: len(b.status()["fleet"]["replicas"]) == 2 and b.status()["fleet"])
+    assert {m["config_version"] for m in fleet["replicas"]} == {version}
+    leaders_seen = [m["id"] for m in fleet["replicas"] if m["leader"]]
+    assert leaders_seen == [fleet["leader"]]
+    assert sum(metric(r.process.admin_url, "router_leader") or 0 for r in (a, b)) == 1
+    assert metric(b.process.admin_url, "router_state_store_up") == 1
+    shown = subprocess.run(
+        [sys.executable, "-m", "router", "status", "--admin", b.process.admin_url],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout
+    assert "state store redis ok" in shown and "fleet: 2 replicas" in shown, shown
+    assert f"  {fleet['leader']}  config {version}" in shown, shown
 
 
 LEASE_S = 2.0

@@ -686,6 +686,8 @@
     }
     const reload = (status.config || {}).last_reload || {};
     if (reload.ok === false) bad.push("config reload failed: " + short(reload.error || "", 160));
+    const store = status.state_store || {};
+    if (store.ok === false) bad.push("state store failing (serving the last state known): " + short(store.error || "", 160));
     const total = Object.keys(status.routes || {}).length;
     const paged = status.page && status.page.matched > total;
     box.className = "summary " + (bad.length ? "bad" : warn.length ? "warn" : "ok");
@@ -716,6 +718,19 @@
     }
   }
 
+  function fleetMeta(status) {
+    // Replica, leader, store health, and the fleet's replicas with their config versions.
+    const replica = status.replica || {};
+    const store = status.state_store || {};
+    const members = (status.fleet && status.fleet.replicas) || [];
+    const versions = members.map((m) => m.id + (m.leader ? " (leader)" : "") + ": config " + m.config_version + ", seen " + clock(m.last_seen));
+    return h("span", { id: "fleet-meta", title: versions.join("\n"),
+      class: store.ok === false ? "bad-text" : "",
+      text: " · replica " + (replica.id || "?") + (replica.leader ? " (leader)" : "") +
+        " · store " + (store.kind || "?") + (store.ok === false ? " FAILING" : " ok") +
+        (members.length > 1 ? " · " + members.length + " replicas" : "") });
+  }
+
   function render() {
     renderSummary();
     const status = state.status;
@@ -727,6 +742,7 @@
         h("span", { text: "config " + (config.version || "?") }),
         h("span", { class: reload.ok === false ? "bad-text" : "", text: " · last reload " +
           (reload.ok === false ? "FAILED " : "") + clock(reload.at) }),
+        fleetMeta(status),
         h("span", { text: " · updated " + (state.updated ? new Date(state.updated).toLocaleTimeString() : "–") }));
       const routes = $("routes");
       routes.replaceChildren(...Object.entries(status.routes || {}).map(([name, route]) => renderRoute(name, route)));
