@@ -30,6 +30,7 @@ from router.control.metric_checks import MetricChecks
 from router.control.redis_store import RedisStateStore
 from router.control.reload import Reloader, ReloadResult
 from router.control.rollouts import Rollouts
+from router.control.store import StateStoreError
 from router.control.store_health import WatchedStore, open_store
 from router.notify.sender import Notifier
 from router.proxy.entry import ProxyApp
@@ -148,8 +149,10 @@ class RouterApp:
         self.rollouts = Rollouts(
             self.store, self.metrics, self.events, check_runner=self._run_check
         )
-        if isinstance(self.store.inner, RedisStateStore):
-            self.rollouts.fallback = self.store.inner.cached
+        store = self.store
+        self.rollouts.store_ok = lambda: store.ok
+        if isinstance(store.inner, RedisStateStore):
+            self.rollouts.fallback = store.inner.cached
         await self.reloader.start(config, raw)
         if self.store.shared:
             self.fleet = Fleet(

@@ -106,6 +106,7 @@ class Controller:
 
     async def _sync(self) -> None:
         await self.rollouts.flush_unsaved()
-        if self.store.kind != "memory":
-            # Another process's changes to read; a memory store is ours alone.
+        if self.store.kind == "file":
+            # Another process's changes to read (a memory store is ours alone; a fleet
+            # on Redis follows the store in ``Fleet``, outside the rollouts' lock).
             await self.rollouts.sync_all()

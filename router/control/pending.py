@@ -23,7 +23,7 @@ from router.routing.snapshot import CompiledRoute
 from strategies import Transition
 from strategies.base import Strategy
 
-__all__ = ["PendingWrites", "StoreUnavailableError", "envelope"]
+__all__ = ["PendingWrites", "StoreUnavailableError", "envelope", "rolls_back"]
 
 _ROUTING_KEYS = ("phase", "step", "weights", "active")
 
@@ -35,6 +35,11 @@ class StoreUnavailableError(Exception):
 def envelope(strategy: Strategy[Any, Any], identity: str, state: Any) -> dict[str, Any]:
     """What is stored for a route: its strategy, identity and state."""
     return {"strategy": strategy.name, "identity": identity, "state": strategy.dump_state(state)}
+
+
+def rolls_back(transition: Transition[Any]) -> bool:
+    """Whether a transition is a rollback (the safe direction, never refused)."""
+    return any(event.kind == "rollback" for event in transition.events)
 
 
 def _routing_view(route: CompiledRoute, state: Any, now: float) -> dict[str, Any]:
@@ -70,7 +75,7 @@ class PendingWrites:
         self, route: CompiledRoute, transition: Transition[Any], exc: StateStoreError
     ) -> None:
         """The store failed a write: allow a rollback or bookkeeping, refuse anything else."""
-        if any(event.kind == "rollback" for event in transition.events):
+        if rolls_back(transition):
             self._wins[route.name] = True
             return
         now = self.clock()

@@ -136,7 +136,9 @@ class RedisStateStore:
             url,
             socket_timeout=SOCKET_TIMEOUT_S,
             socket_connect_timeout=SOCKET_TIMEOUT_S,
-            retry=Retry(NoBackoff(), 1),
+            # Once, at once, for a pooled connection that broke (Redis restarted); a
+            # timeout is not retried: a hung Redis must not hold a caller twice as long.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             health_check_interval=10,
         )
         self.keys = {

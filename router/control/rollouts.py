@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from router.control.checks import CheckRunner, PendingChecks
-from router.control.pending import PendingWrites, StoreUnavailableError, envelope
+from router.control.pending import PendingWrites, StoreUnavailableError, envelope, rolls_back
 from router.control.store import StaleWriteError, StateStore, StateStoreError, StoredState
 from router.routing.snapshot import CompiledRoute, RouteCell
 from router.telemetry.events import EventLog
@@ -72,6 +72,9 @@ class Rollouts:
         self.state_read = False
         # Read when the store cannot be, at start: the last state seen (None: none kept).
         self.fallback: Callable[[], Mapping[str, StoredState] | None] = lambda: None
+        # Whether the store answered its last call: a rollback does not wait on one that
+        # is known to be down (a hung Redis costs a timeout per call).
+        self.store_ok: Callable[[], bool] = lambda: True
         # Routes removed by reloads whose stored state is still to delete (drop_removed).
         self._removed: set[str] = set()
         self._swept = False
@@ -250,7 +253,8 @@ class Rollouts:
                 raise UnknownRouteError(name)
             for _ in range(3):  # lost a compare-and-set to another replica: retry on its state
                 try:
-                    await self.sync_route(route)
+                    if command is not Command.ROLLBACK or self.store_ok():
+                        await self.sync_route(route)
                 except StateStoreError as exc:
                     if command is not Command.ROLLBACK:
                         raise StoreUnavailableError(str(exc)) from exc
@@ -285,19 +289,10 @@ class Rollouts:
         """
         cell = route.cell
         if transition.state != cell.state:
-            if route.name in self.pending:
-                await self._flush(route)
-            data = envelope(route.strategy, cell.identity, transition.state)
-            try:
-                fence = self.fence if fenced else None
-                cell.version = (
-                    await self.store.put(route.name, data, cell.version, fence=fence)
-                ).version
-            except StaleWriteError:
-                await self.sync_route(route)
+            if not self.store_ok() and rolls_back(transition):
+                self.pending.hold_failed(route, transition, StateStoreError("store down"))
+            elif not await self._write(route, transition, fenced):
                 return False
-            except StateStoreError as exc:
-                self.pending.hold_failed(route, transition, exc)
             cell.state = transition.state
             cell.picker = route.strategy.picker(route.spec, transition.state)
             self._publish(route)
@@ -309,6 +304,25 @@ class Rollouts:
             if action:
                 fields.setdefault("action", action)
             self._emit(route.name, event.kind, event.reason, fields)
+        return True
+
+    async def _write(self, route: CompiledRoute, transition: Transition[Any], fenced: bool) -> bool:
+        """Write the transition's state; False if another replica wrote first. A failing
+        store holds it in memory when that is allowed (``pending``), else raises."""
+        cell = route.cell
+        if route.name in self.pending:
+            await self._flush(route)
+        data = envelope(route.strategy, cell.identity, transition.state)
+        try:
+            fence = self.fence if fenced else None
+            cell.version = (
+                await self.store.put(route.name, data, cell.version, fence=fence)
+            ).version
+        except StaleWriteError:
+            await self.sync_route(route)
+            return False
+        except StateStoreError as exc:
+            self.pending.hold_failed(route, transition, exc)
         return True
 
     async def _flush(self, route: CompiledRoute) -> None:
