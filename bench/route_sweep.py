@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 
 import httpx
-from cpu import metered
+from cpu import metered, tree_cpu_seconds
 from procs import free_port, rss_bytes
 from scenarios import CANDIDATE, STABLE
 from soak import MIB
@@ -74,6 +74,7 @@ class SweepRow:
     rss_mib: float = 0.0
     reload_one_s: float | None = None
     reload_all_s: float | None = None
+    reload_all_cpu_s: float | None = None  # the router's CPU seconds during that reload
     # Sequential requests to the last route: (median, max) ms before and during the reload
     # of every route.
     idle_ms: tuple[float, float] | None = None
@@ -129,8 +130,11 @@ def probe_reload(endpoint: Endpoint, path: Path, text: str, row: SweepRow) -> No
     """Reload every route edited, with latency probes before (1 s) and during it."""
     with Prober(endpoint.url) as idle:
         time.sleep(1.0)
+    assert endpoint.service is not None
     with Prober(endpoint.url) as busy:
+        before = tree_cpu_seconds(endpoint.service.pid)
         row.reload_all_s = timed_reload(endpoint, path, text)
+        row.reload_all_cpu_s = tree_cpu_seconds(endpoint.service.pid) - before
     row.idle_ms, row.reloading_ms = idle.summary(), busy.summary()
 
 
@@ -174,7 +178,9 @@ def render(rows: Sequence[SweepRow]) -> str:
                "every route is reloaded")
     for row in rows:
         idle, busy = _ms(row.idle_ms), _ms(row.reloading_ms)
-        out.append(f"  {row.routes:>7,}   idle {idle}   reloading {busy}")
+        used = row.reload_all_cpu_s
+        cpu = "" if used is None else f"   (the reload: {used:.2f} s of CPU)"
+        out.append(f"  {row.routes:>7,}   idle {idle}   reloading {busy}{cpu}")
     out.append("")
     for label, measured, met in targets(rows):
         out.append(f"  {'met    ' if met else 'NOT MET'}  {label}: {measured}")
