@@ -24,7 +24,7 @@ from tests.support import ROOT
 
 DOCKER = ROOT / "docker"
 K8S = DOCKER / "k8s"
-ENV = {"ROUTER_ADMIN_TOKEN": "x"}
+ENV = {"ROUTER_ADMIN_TOKEN": "x", "REDIS_PASSWORD": "r"}
 CONFIG_DIR = "/etc/traffic-router"
 # After SIGTERM the router drains in-flight requests for up to this long (issue 8).
 DRAIN_SECONDS = 30
@@ -103,7 +103,7 @@ def test_the_expected_files_are_there() -> None:
     assert names >= {
         "compose.yaml", "prometheus.yml", "config-compose/config.yaml", "k8s/deployment.yaml",
         "k8s/service.yaml", "k8s/configmap.yaml", "k8s/pdb.yaml", "k8s/secret.example.yaml",
-        "k8s/kustomization.yaml",
+        "k8s/kustomization.yaml", "k8s/redis.yaml",
     }
 
 
@@ -187,8 +187,8 @@ def test_compose_mounts_existing_files() -> None:
                 assert (DOCKER / source).exists(), f"{name}: {source} does not exist"
     router = compose_services()["router"]
     assert f"./config-compose:{CONFIG_DIR}:ro" in router["volumes"]
-    assert "ROUTER_ADMIN_TOKEN" in router["environment"]
-    assert {p.split(":")[0] for p in router["ports"]} == {"8080", "9901"}
+    assert {"ROUTER_ADMIN_TOKEN", "REDIS_PASSWORD"} <= set(router["environment"])
+    assert {p.split(":")[0] for p in router["ports"]} == {"8080-8081", "9901-9902"}
 
 
 def test_compose_model_servers_match_the_backends_of_the_compose_config() -> None:
@@ -207,7 +207,8 @@ def test_compose_model_servers_match_the_backends_of_the_compose_config() -> Non
 def test_prometheus_scrapes_the_router_admin_port() -> None:
     (job,) = load(DOCKER / "prometheus.yml")["scrape_configs"]
     assert job["metrics_path"] == "/metrics"
-    assert job["static_configs"][0]["targets"] == ["router:9901"]
+    (every_replica,) = job["dns_sd_configs"]
+    assert every_replica == {"names": ["router"], "type": "A", "port": 9901}
     prometheus = compose_services()["prometheus"]
     assert prometheus["image"].startswith("prom/prometheus")
     assert "./prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
@@ -226,7 +227,8 @@ def test_config_passes_the_router_validation(name: str) -> None:
     config = parse_config(CONFIGS[name](), env=ENV)
     assert config.admin.listen == "0.0.0.0:9901"
     assert config.admin.token is not None and config.admin.token.get_secret_value() == "x"
-    assert config.state.path.startswith("/var/lib/traffic-router/")
+    assert config.state.store == "redis"
+    assert config.state.cache.startswith("/var/lib/traffic-router/")
     (canary,) = [r.strategy for r in config.routes if r.strategy.type == "canary"]
     stable, candidate = getattr(canary, "stable"), getattr(canary, "candidate")  # noqa: B009
     assert urlsplit(config.backends[stable].url).hostname == "model-v1"
@@ -280,8 +282,8 @@ def test_deployment_is_locked_down_with_writable_state() -> None:
     assert set(router["resources"]) == {"requests", "limits"}
     empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
     writable = [m["mountPath"] for m in router["volumeMounts"] if m["name"] in empty_dirs]
-    state_path = parse_config(embedded_config(), env=ENV).state.path
-    assert any(state_path.startswith(path + "/") for path in writable)
+    cache = parse_config(embedded_config(), env=ENV).state.cache
+    assert any(cache.startswith(path + "/") for path in writable)
 
 
 def test_deployment_reads_the_token_from_the_example_secret() -> None:
@@ -310,4 +312,42 @@ def test_services_and_pdb_select_the_router_pods() -> None:
 def test_kustomization_lists_existing_resources_but_not_the_example_secret() -> None:
     resources = load(K8S / "kustomization.yaml")["resources"]
     assert all((K8S / r).is_file() for r in resources)
-    assert set(resources) == {"configmap.yaml", "deployment.yaml", "service.yaml", "pdb.yaml"}
+    assert set(resources) == {
+        "configmap.yaml", "deployment.yaml", "service.yaml", "pdb.yaml", "redis.yaml",
+    }
+
+
+# ---- replicas: one rollout through Redis ---------------------------------------------------------
+
+
+def test_compose_runs_two_router_replicas_on_one_redis() -> None:
+    services = compose_services()
+    assert services["router"]["deploy"]["replicas"] == 2
+    assert "redis" in services["router"]["depends_on"]
+    redis = services["redis"]
+    assert redis["image"].startswith("redis:")
+    assert "--requirepass" in redis["command"][-1] and "$$REDIS_PASSWORD" in redis["command"][-1]
+    state = parse_config((DOCKER / "config-compose/config.yaml").read_text(), env=ENV).state
+    url = urlsplit(state.url or "")
+    assert (url.hostname, url.port, url.password) == ("redis", 6379, "r")
+
+
+def test_k8s_replicas_share_the_redis_of_redis_yaml_with_the_secret_password() -> None:
+    deployment = load(K8S / "deployment.yaml")
+    assert deployment["spec"]["replicas"] == 2
+    state = parse_config(embedded_config(), env=ENV).state
+    assert state.store == "redis" and state.lease == 5.0
+    url = urlsplit(state.url or "")
+    service, statefulset = documents(K8S / "redis.yaml")
+    assert service["kind"] == "Service" and statefulset["kind"] == "StatefulSet"
+    assert url.hostname == service["metadata"]["name"] and url.password == "r"
+    assert url.port == service["spec"]["ports"][0]["port"]
+    pod = statefulset["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    secret = load(K8S / "secret.example.yaml")
+    (router_env,) = [e for e in container()["env"] if e["name"] == "REDIS_PASSWORD"]
+    (redis,) = pod["spec"]["containers"]
+    (redis_env,) = [e for e in redis["env"] if e["name"] == "REDIS_PASSWORD"]
+    for ref in (router_env["valueFrom"]["secretKeyRef"], redis_env["valueFrom"]["secretKeyRef"]):
+        assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
+    assert "--requirepass" in redis["command"][-1]
