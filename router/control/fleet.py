@@ -139,13 +139,14 @@ class Fleet:
                 if self.leading:
                     await self.figures.read(self._analysed())
 
-    def _analysed(self) -> list[tuple[str, tuple[str, ...]]]:
-        """The routes whose strategy runs an analysis now, with their variants."""
-        return [
-            (name, route.strategy.variants)
-            for name, route in self.rollouts.routes.items()
-            if route.strategy.analysis_window(route.spec, route.cell.state)
-        ]
+    def _analysed(self) -> list[tuple[str, tuple[str, ...], float]]:
+        """The routes whose strategy runs an analysis now: variants and window."""
+        found = []
+        for name, route in list(self.rollouts.active.items()):  # what the tick visits
+            window = route.strategy.analysis_window(route.spec, route.cell.state)
+            if window:
+                found.append((name, route.strategy.variants, window))
+        return found
 
     def _set_leading(self, token: int | None, reason: str) -> None:
         self._token = token

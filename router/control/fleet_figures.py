@@ -14,11 +14,12 @@ Fields are added with HINCRBY, so the keys hold the fleet's sums. The leader
 reads the seconds completed since its last read (``LAG_S`` behind the clock, so
 every replica has reported them) into a ``WindowSet`` of the fleet and the
 totals, and judges those: ``min_requests`` counts the fleet's requests. A new
-leader first reads back the whole 15 minutes.
+leader first reads back as far as the longest analysis window.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 
@@ -101,11 +102,20 @@ class FleetFigures:
                 pipe.expire(key, _EXPIRE_S)
                 _add(pipe, self._key(route, variant), fields)
 
-    async def read(self, routes: Iterable[tuple[str, tuple[str, ...]]]) -> None:
-        """(Leader) read the completed seconds since the last read, and the totals."""
+    async def read(self, routes: Iterable[tuple[str, tuple[str, ...], float]]) -> None:
+        """(Leader) read the completed seconds since the last read, and the totals.
+
+        ``routes``: (name, variants, analysis window). A first read goes back as far
+        as the longest window (at most the 15 minutes kept).
+        """
+        routes = list(routes)
         until = int(self.clock()) - LAG_S
-        start = until - SPAN_S + 1 if self.read_until is None else self.read_until + 1
-        pairs = [(route, variant) for route, variants in routes for variant in variants]
+        if self.read_until is None:
+            longest = max((math.ceil(window) for *_, window in routes), default=1)
+            start = until - min(longest, SPAN_S) + 1
+        else:
+            start = self.read_until + 1
+        pairs = [(route, variant) for route, variants, _ in routes for variant in variants]
         pipe = self.redis.client.pipeline(transaction=False)
         for route, variant in pairs:
             pipe.hgetall(self._key(route, variant))

@@ -4,7 +4,8 @@ Real router processes on one config file, one real ``redis-server``, real backen
 and real HTTP: an action through one replica is in effect on the others within a
 second (pub/sub), and also when the change message is lost (the serial poll); one
 leader takes each step of a ramp once across three replicas, and a leader killed with
-SIGKILL is replaced within the lease + 1 s.
+SIGKILL is replaced within the lease + 1 s; the leader judges the fleet's requests; and
+``--workers 2`` on Redis makes two members of one fleet.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tests.control.test_canary_e2e import canary
 from tests.fleet_support import Replica, replicas, use_redis
 from tests.redis_support import RedisServer
 from tests.rollout_support import Knobs, Stack, burst, failures, metric, running_stack
-from tests.support import ServerThread, wait_until
+from tests.support import RouterProcess, ServerThread, wait_until
 
 pytestmark = pytest.mark.usefixtures("healthy")
 
@@ -171,3 +172,22 @@ def test_the_leader_judges_the_fleets_requests_not_its_own(
         assert last["ok"] is False and any("40 of 40 requests" in r for r in last["reasons"]), last
         rollbacks = decisions([a, b], "iris", "rollback")
         assert len(rollbacks) == 1 and rollbacks[0]["trigger"] == "analysis"
+
+
+def test_workers_on_redis_are_a_fleet(stack: Stack) -> None:
+    """``--workers 2`` with the Redis store: two members of one fleet, one of them leading."""
+    stack.routes["iris"] = canary(weight=50)
+    stack.write()
+    (stack.dir / "logs").mkdir(exist_ok=True)
+    process = RouterProcess(stack.config, "--workers", "2")
+    process.log_path = stack.dir / "logs" / process.log_path.name
+    with process:
+        replica = Replica(process)
+
+        def two_members() -> list[dict[str, Any]] | None:
+            members = replica.status()["fleet"]["replicas"]
+            return members if len(members) == 2 else None
+
+        members = wait_until(two_members, timeout=15)
+        assert sum(m["leader"] for m in members) == 1
+        assert len({m["id"] for m in members}) == 2
