@@ -93,6 +93,9 @@ class Scenario:
         return not self.loads or load.key in self.loads
 
 
+# Replaced by the URL of the redis-server the bench starts (bench/stack.py).
+BENCH_REDIS = "redis://bench-redis/0"
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("direct", "direct", f"wrk -> {STABLE} (nginx stand-in), no proxy"),
     Scenario(
@@ -137,6 +140,17 @@ SCENARIOS: tuple[Scenario, ...] = (
              "feedback": {"keep": 100_000, "window": "1h"},
              "drift": {"reference": "first 2000", "window": "10m", "sample": 0.1}},
         ]}, loads=AT_64,
+    ),
+    Scenario(
+        "router-canary-file", "router", "router, canary, file state store",
+        strategy=CANARY_ROUTE, config={"state": {"store": "file", "path": "state-file.json"}},
+        loads=AT_64,
+    ),
+    Scenario(
+        "router-canary-redis", "router",
+        "router, canary, redis state store (a local redis-server; the router's CPU is counted)",
+        strategy=CANARY_ROUTE, config={"state": {"store": "redis", "url": BENCH_REDIS}},
+        loads=AT_64,
     ),
     Scenario(
         "router-canary-noinspect", "router",
@@ -191,6 +205,9 @@ COMPARISONS: tuple[Comparison, ...] = (
     *_both_methods("inspection on / off", "router-canary", "router-canary-noinspect", 64),
     *_both_methods("CPU/req match.body / none", "router-canary-body", "router-canary", 64,
                    kind="cpu_ratio", target=1.15),
+    # Recording stays an O(1) in-memory update; the fleet's round trips are batched, once a second.
+    *_both_methods("CPU/req redis / file store", "router-canary-redis", "router-canary-file", 64,
+                   kind="cpu_ratio", target=1.05),
     # GET requests carry no model body: feedback and drift cost nothing there.
     Comparison("CPU/req feedback+drift / none POST@64", "router-canary-truth", "router-canary",
                Load("POST", 64), kind="cpu_ratio", target=1.05),

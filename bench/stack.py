@@ -6,6 +6,8 @@ Everything listens on 127.0.0.1 with free ports and is stopped by ``Stack.close(
 
 from __future__ import annotations
 
+import shutil
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from typing import Any
 import yaml
 from nginx import NginxInstance, render_backend, render_proxy
 from procs import Service, free_port, http_status, wait_for
-from scenarios import BACKENDS, CANDIDATE, CANDIDATE_PERCENT, STABLE, Scenario
+from scenarios import BACKENDS, BENCH_REDIS, CANDIDATE, CANDIDATE_PERCENT, STABLE, Scenario
 from traefik import TraefikInstance, ensure_traefik
 
 __all__ = ["Endpoint", "Stack", "router_command"]
@@ -67,6 +69,7 @@ class Stack:
         self.proxy: NginxInstance | None = None
         self.traefik: TraefikInstance | None = None
         self.routers: dict[str, Endpoint] = {}
+        self.redis: tuple[Service, int] | None = None
 
     def start(self, scenarios: Sequence[Scenario], failed: dict[str, str]) -> dict[str, Endpoint]:
         """Start the backends and every target the scenarios need; return their endpoints.
@@ -145,6 +148,8 @@ class Stack:
         port, admin_port = free_port(), free_port()
         urls = {name: instance.url for name, instance in self.backends.items()}
         config = render_router_config(scenario, urls, port, admin_port)
+        if config.get("state", {}).get("url") == BENCH_REDIS:
+            config["state"] = {**config["state"], "url": self._redis_url()}
         config_path = self.workdir / f"{scenario.name}.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         return self.launch_router(
@@ -186,9 +191,24 @@ class Stack:
             ) from exc
         return endpoint
 
+    def _redis_url(self) -> str:
+        """A redis-server for the redis store scenario, started once (Debian's package)."""
+        if self.redis is None:
+            exe = shutil.which("redis-server")
+            if exe is None:
+                raise RuntimeError("redis-server is not installed (make redis)")
+            port = free_port()
+            cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                   "--appendonly", "no", "--dir", str(self.workdir)]
+            self.redis = (Service("redis", cmd, self.workdir / "redis.log").start(), port)
+            service = self.redis[0]
+            wait_for("redis", lambda: service.check_alive() and _accepts(port), timeout=10)
+        return f"redis://127.0.0.1:{self.redis[1]}/0"
+
     def close(self) -> None:
-        """Stop routers first, then nginx, each even if another one fails to stop."""
+        """Stop routers first, then nginx and redis, each even if another one fails to stop."""
         services = [e.service for e in self.routers.values() if e.service is not None]
+        services += [self.redis[0]] if self.redis is not None else []
         instances = [*self.backends.values(), *([self.proxy] if self.proxy else [])]
         peers = [self.traefik.stop] if self.traefik else []
         for stop in [*(s.stop for s in services), *peers, *(i.stop for i in reversed(instances))]:
@@ -196,3 +216,9 @@ class Stack:
                 stop()
             except Exception as exc:  # keep stopping the rest
                 print(f"warning: stop failed: {exc!r}", file=sys.stderr)
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
