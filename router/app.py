@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import os
 import socket
 import time
@@ -254,17 +253,13 @@ class RouterApp:
                     backends,
                 )
                 old = self.holder.swap(snapshot)
-                self.rollouts.install(snapshot.routes)
+                await self.rollouts.install(snapshot.routes)
                 if self.store is not None and not self.store.shared:
                     # A replica whose file lacks a route must not delete the fleet's state for it.
                     await self.rollouts.drop_removed({route.name for route in snapshot.routes})
                 if old is not None:
                     self._forget({r.name for r in old.routes} - {r.name for r in snapshot.routes})
                 self._configure(config)
-        # The config lives until the next reload: keep the collector's passes from rescanning
-        # it (at 10,000 routes about a tenth of each request's CPU). Reference counting still
-        # frees it once a later config replaces it.
-        gc.freeze()
 
     def _forget(self, routes: Iterable[str]) -> None:
         """Drop what the parts keep of routes the new config no longer has."""

@@ -193,10 +193,11 @@ class Rollouts:
         expected = current.version if current else None
         cell.version = (await self.store.put(name, data, expected)).version
 
-    def install(self, routes: tuple[CompiledRoute, ...]) -> None:
+    async def install(self, routes: tuple[CompiledRoute, ...]) -> None:
         """Adopt the routes of a swapped-in snapshot; forget removed ones.
 
-        Only new cells are published: a kept cell's metrics are current.
+        Only new cells are published (a kept cell's metrics are current), with a turn of
+        the event loop every few dozen: 10,000 of them took a quarter of a second.
         """
         fresh = {route.name: route for route in routes}
         previous, was_active = self.routes, self.active
@@ -205,8 +206,10 @@ class Rollouts:
                 self.metrics.forget_route(name, old.strategy.variants)
                 self._removed.add(name)
         self.routes, self.active = fresh, {}
-        for route in routes:
+        for done, route in enumerate(routes, 1):
             kept = previous.get(route.name)
+            if done % (_YIELD_EVERY * 8) == 0:
+                await asyncio.sleep(0)
             if kept is None or kept.cell is not route.cell:
                 self._publish(route)
             elif route.name in was_active:
