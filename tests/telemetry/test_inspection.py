@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from router.telemetry.inspection import BodyInspector
+from router.telemetry.inspection import BodyInspector, _clean_and_well_shaped
 from router.telemetry.metrics import Metrics
+from router.telemetry.payloads import count_missing_inputs, parse_body, path_protocol
 
 V2 = "/v2/models/iris/infer"
 V1 = "/v1/models/iris:predict"
@@ -238,3 +239,39 @@ def test_big_batches_are_bounded() -> None:
     inspector.observe("r", "stable", V2, None, 0, 200, labels)
     assert sample(metrics, "router_prediction_value_count") == 16
     assert sample(metrics, "router_predictions_total", label="1") == 256
+
+
+def _padded(body: bytes) -> list[bytes]:
+    """``body`` as sent, and framed in JSON whitespace on either side."""
+    return [body, b" \r\n" + body, body + b"\n", b"\t" + body + b" "]
+
+
+SHAPE_PROBES = [
+    *(c.request for c in CASES.values() if c.request),
+    *ODD_BODIES.values(),
+    v2_input([0.5, 1.5], [1, 2]).replace(b'"x"', b'"label"'),  # an "l", and no null
+    dumps({"inputs": [{"name": "NIR", "data": [1.0]}]}),  # an "N", and no NaN
+    b'{"inputs": [{"data": [nul]}]}',
+    b'{"inputs": [{"data": [1.0]}]',
+    b'"inputs" "data"',
+]
+
+
+@pytest.mark.parametrize("path", [V2, V1, FLAT])
+def test_pre_check_only_spares_parses_that_find_nothing(path: str) -> None:
+    protocol = path_protocol(path)
+    spared = 0
+    for probe in SHAPE_PROBES:
+        for body in _padded(probe):
+            if not _clean_and_well_shaped(protocol, body):
+                continue
+            spared += 1
+            parsed = parse_body(body)
+            if parsed is not None:  # the pre-check does not validate JSON syntax
+                assert count_missing_inputs(protocol, parsed[0], True) == 0, body
+    assert spared >= 4  # clean bodies, whitespace-framed or not, take the cheap path
+
+
+def test_pre_check_takes_clean_v2_inputs_with_letters_of_the_tokens() -> None:
+    for body in SHAPE_PROBES[-5:-3]:
+        assert all(_clean_and_well_shaped("v2", b) for b in _padded(body))
