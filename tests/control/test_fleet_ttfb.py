@@ -34,7 +34,7 @@ async def test_first_byte_times_are_summed_across_replicas(redis_server: RedisSe
             await store.run_pipeline(pipe)
         clock[0] = NOW + LAG_S + 1
         leader = replicas[0]
-        await leader.read([("chat", ("candidate",))])
+        await leader.read([("chat", ("candidate",), 30.0)])
         stats = leader.stats("chat", "candidate", 30)
     finally:
         await store.aclose()
