@@ -40,7 +40,7 @@ _BACKEND = """\
     server {{
         listen 127.0.0.1:{port};
         location / {{
-            default_type application/json;
+            default_type {content_type};
             {handler}
         }}
     }}"""
@@ -60,8 +60,11 @@ _PROXY = """\
     }}"""
 
 
-def render_backend(prefix: Path, port: int, payload: str, delay: float = 0.0) -> str:
-    """nginx.conf of a model stand-in: every request gets 200 and ``payload`` as JSON.
+def render_backend(
+    prefix: Path, port: int, payload: str, delay: float = 0.0,
+    content_type: str = "application/json",
+) -> str:
+    """nginx.conf of a model stand-in: every request gets 200 and ``payload`` (JSON by default).
 
     With ``delay`` > 0 the answer waits that long (echo module's non-blocking sleep).
     """
@@ -72,7 +75,7 @@ def render_backend(prefix: Path, port: int, payload: str, delay: float = 0.0) ->
         handler = f"echo_sleep {delay:.3f}; echo '{payload}';"
     else:
         modules, handler = "", f"return 200 '{payload}';"
-    body = _BACKEND.format(port=port, handler=handler)
+    body = _BACKEND.format(port=port, handler=handler, content_type=content_type)
     return _COMMON.format(prefix=prefix, modules=modules, body=body)
 
 

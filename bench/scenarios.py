@@ -28,10 +28,11 @@ Target = Literal["direct", "nginx", "traefik", "router", "floor"]
 
 @dataclass(frozen=True, slots=True)
 class StandIn:
-    """A model stand-in: nginx answering ``payload`` (after ``delay`` seconds)."""
+    """A model stand-in: nginx answering ``payload`` as ``content_type`` after ``delay`` s."""
 
     payload: str
     delay: float = 0.0
+    content_type: str = "application/json"
 
 
 def _v2_response(model: str, label: int) -> str:
@@ -41,9 +42,16 @@ def _v2_response(model: str, label: int) -> str:
     )
 
 
+def _sse_response(events: int) -> str:
+    chunk = '{"choices":[{"index":0,"delta":{"content":"tok"}}]}'
+    return "".join(f"data: {chunk}\\n\\n" for _ in range(events)) + "data: [DONE]\\n\\n"
+
+
 BACKENDS: Mapping[str, StandIn] = {
     "model-a": StandIn(_v2_response("model-a", 1)),
     "model-b": StandIn(_v2_response("model-b", 2)),
+    # An LLM answering a server-sent event stream, for the streaming metrics (router-all).
+    "llm-stream": StandIn(_sse_response(8), content_type="text/event-stream"),
 }
 
 #: The stable/candidate pair and the split, shared by nginx-as-proxy and the canary route.
@@ -95,6 +103,38 @@ class Scenario:
 
 # Replaced by the URL of the redis-server the bench starts (bench/stack.py).
 BENCH_REDIS = "redis://bench-redis/0"
+
+#: Every stage-two feature of a canary at once (``router-all``): the sequential judge with
+#: its gates, feedback (default keep, 100,000), drift sampled at 0.1, a match.body route
+#: read for every POST, notifications to a receiver that is down, and GETs answered by
+#: an event stream (streaming metrics). The canary holds at 10 % (``hold: manual``) so
+#: the judge runs for the whole soak.
+ALL_FEATURES_ROUTE: Mapping[str, Any] = {
+    "type": "canary", "stable": STABLE, "candidate": CANDIDATE,
+    "steps": [{"weight": CANDIDATE_PERCENT, "hold": "manual"}, {"weight": 100, "hold": "1m"}],
+    "analysis": {
+        "interval": "5s", "window": "1m", "judge": "sequential", "confidence": 0.95,
+        "max_error_rate": 0.02, "max_error_rate_increase": 0.01, "max_latency_ratio": 1.5,
+        "max_ttfb_ratio": 1.5, "max_null_output_rate_increase": 0.01,
+        "min_accuracy_ratio": 0.95, "min_feedback": 100,
+    },
+    "on_failure": "pause",
+}
+ALL_FEATURES: Mapping[str, Any] = {
+    "routes": [
+        {"name": "llm", "match": {"path_prefix": "/", "methods": ["POST"],
+                                  "body": {"model": "llama-3-8b"}},
+         "strategy": DIRECT_ROUTE},
+        {"name": "stream", "match": {"path_prefix": "/", "methods": ["GET"]},
+         "strategy": {"type": "direct", "backend": "llm-stream"}},
+        {"name": "bench", "match": {"path_prefix": "/"}, "strategy": ALL_FEATURES_ROUTE,
+         "feedback": {"window": "1h"},
+         "drift": {"reference": "first 2000", "window": "10m", "sample": 0.1}},
+    ],
+    "state": {"store": "redis", "url": BENCH_REDIS},
+    # Port 9 (discard) on loopback: nothing listens, every delivery is refused and retried.
+    "notifications": [{"url": "http://127.0.0.1:9/hook", "format": "json", "timeout": "1s"}],
+}
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("direct", "direct", f"wrk -> {STABLE} (nginx stand-in), no proxy"),
@@ -151,6 +191,12 @@ SCENARIOS: tuple[Scenario, ...] = (
         "router, canary, redis state store (a local redis-server; the router's CPU is counted)",
         strategy=CANARY_ROUTE, config={"state": {"store": "redis", "url": BENCH_REDIS}},
         loads=AT_64,
+    ),
+    Scenario(
+        "router-all", "router",
+        "router, every stage-two feature on: sequential judge and gates, feedback, drift at 0.1, "
+        "a match.body rule, notifications to a dead receiver, an SSE route for GETs, Redis state",
+        strategy=ALL_FEATURES_ROUTE, config=ALL_FEATURES, loads=AT_64,
     ),
     Scenario(
         "router-canary-noinspect", "router",

@@ -79,7 +79,10 @@ class Stack:
         """
         for name, stand_in in BACKENDS.items():
             instance = NginxInstance(name, self.workdir)
-            conf = render_backend(instance.prefix, instance.port, stand_in.payload, stand_in.delay)
+            conf = render_backend(
+                instance.prefix, instance.port, stand_in.payload, stand_in.delay,
+                stand_in.content_type,
+            )
             instance.start(conf)
             self.backends[name] = instance
         endpoints: dict[str, Endpoint] = {}
