@@ -2,8 +2,8 @@
 
 The body inspector hands each inspected answer's first prediction to
 ``GroundTruth.remember`` after the client has its answer: one insertion into a
-bounded ordered map (the oldest dropped past ``keep``), nothing else on the
-request path. ``join`` runs in the admin handler: it pops the prediction a label
+bounded ring (``router.telemetry.predictions``; the oldest dropped past ``keep``),
+nothing else on the request path. ``join`` runs in the admin handler: it pops the prediction a label
 is for, scores it (``strategies.feedback``) and adds the verdict to the
 variant's ``AccuracyWindow``, a ring of time buckets over ``feedback.window``, so
 memory stays fixed however many labels arrive. A request id that is not (or no
@@ -12,12 +12,12 @@ longer) remembered is counted as ``unknown_request``, never refused.
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from router.telemetry.metrics import Metrics
+from router.telemetry.predictions import PredictionStore, Row
 from strategies.feedback import FeedbackItem, FeedbackSpec, LabelTally, Prediction, score
 
 __all__ = ["AccuracyWindow", "GroundTruth", "JoinResult", "PredictionStore"]
@@ -25,43 +25,6 @@ __all__ = ["AccuracyWindow", "GroundTruth", "JoinResult", "PredictionStore"]
 _BUCKETS = 60
 _MAX_MIRRORS = 8  # shadow backends per route whose predictions are kept
 _NO_ROUTE = "none"
-
-
-class PredictionStore:
-    """The last ``keep`` predictions of one route: request id -> (variant, backend, value, time)."""
-
-    __slots__ = ("_rows", "keep")
-
-    def __init__(self, keep: int) -> None:
-        self.keep = keep
-        self._rows: collections.OrderedDict[str, tuple[str, str, Prediction, float]] = (
-            collections.OrderedDict()
-        )
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def add(
-        self, request_id: str, variant: str, backend: str, value: Prediction, at: float
-    ) -> None:
-        """Remember one prediction; a repeated id keeps only its newest prediction."""
-        rows = self._rows
-        if request_id in rows:
-            del rows[request_id]
-        elif len(rows) >= self.keep:
-            rows.popitem(last=False)
-        rows[request_id] = (variant, backend, value, at)
-
-    def pop(self, request_id: str) -> tuple[str, str, Prediction, float] | None:
-        """The prediction for ``request_id``, forgotten (a label joins once); None if unknown."""
-        return self._rows.pop(request_id, None)
-
-    def resized(self, keep: int) -> PredictionStore:
-        """A store of capacity ``keep`` holding the newest of these predictions."""
-        fresh = PredictionStore(keep)
-        items = list(self._rows.items())[-keep:]
-        fresh._rows.update(items)
-        return fresh
 
 
 class AccuracyWindow:
@@ -108,7 +71,7 @@ class _RouteTruth:
         self.mirror_backends: set[str] = set()
         self.windows: dict[str, AccuracyWindow] = {}
 
-    def pop(self, request_id: str) -> list[tuple[str, str, Prediction, float]]:
+    def pop(self, request_id: str) -> list[Row]:
         """Every prediction made for ``request_id`` (the answer's and the shadows'), forgotten."""
         found = [self.store.pop(request_id)]
         found += [self.mirrored.pop(f"{request_id}\n{b}") for b in self.mirror_backends]
@@ -202,7 +165,7 @@ class GroundTruth:
 
     def _pop(
         self, request_id: str
-    ) -> tuple[str, _RouteTruth | None, list[tuple[str, str, Prediction, float]]]:
+    ) -> tuple[str, _RouteTruth | None, list[Row]]:
         for name, truth in self._routes.items():
             found = truth.pop(request_id)
             if found:

@@ -1,8 +1,18 @@
-"""The bounded prediction store and the bucketed accuracy window behind ground truth."""
+"""The bounded prediction store and the bucketed accuracy window behind ground truth.
+
+The store is checked against its rules written plainly (an ordered map) under random
+adds, repeated ids and joins.
+"""
 
 from __future__ import annotations
 
+import collections
+import random
+
+import pytest
+
 from router.telemetry.feedback import AccuracyWindow, PredictionStore
+from router.telemetry.predictions import Row
 from strategies.feedback import LabelTally
 
 
@@ -25,3 +35,53 @@ def test_prediction_store_drops_the_oldest_past_keep() -> None:
     store.add("r1", "candidate", "v2", "9", 5.0)  # a repeated id: its newest prediction
     assert store.pop("r1") == ("candidate", "v2", "9", 5.0)
     assert store.resized(1).pop("r2") == ("stable", "v1", "2", 2.0)
+
+
+class _Model:
+    """The store's rules written plainly: an ordered map, the oldest dropped past ``keep``,
+    and a prediction forgotten once ``keep * 5 / 4`` predictions were made after it."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep, self.span, self.made = keep, keep + max(keep // 4, 1), 0
+        self.rows: collections.OrderedDict[str, tuple[int, Row]] = collections.OrderedDict()
+
+    def add(self, request_id: str, row: Row) -> None:
+        self.rows.pop(request_id, None)
+        oldest = next(iter(self.rows.values()), None)
+        if len(self.rows) >= self.keep or (oldest and oldest[0] == self.made - self.span):
+            self.rows.popitem(last=False)
+        self.rows[request_id] = (self.made, row)
+        self.made += 1
+
+    def pop(self, request_id: str) -> Row | None:
+        found = self.rows.pop(request_id, None)
+        return found[1] if found else None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_prediction_store_follows_its_rules_under_random_adds_repeats_and_joins(
+    seed: int,
+) -> None:
+    rng = random.Random(seed)
+    keep = rng.choice([1, 2, 5, 40])
+    ids = [f"{rng.getrandbits(128):032x}" for _ in range(30)] + [
+        f"client-{n}" for n in range(30)
+    ] + ["AB" * 16, "ab" * 16, "ab " * 10 + "ab"]  # capitals and spaces are other ids
+    store, model = PredictionStore(keep), _Model(keep)
+    for step in range(3000):
+        request_id = rng.choice(ids)
+        if rng.random() < 0.6:
+            row = (rng.choice(["stable", "candidate"]), "b", rng.choice(["x", 0.0, -0.0, 2.5]),
+                   float(step))
+            store.add(request_id, *row)
+            model.add(request_id, row)
+        else:
+            got, want = store.pop(request_id), model.pop(request_id)
+            assert got == want and repr(got) == repr(want), (step, request_id)
+        assert len(store) == len(model.rows)
+    resized = store.resized(max(1, keep // 2))
+    for request_id in ids:
+        assert resized.pop(request_id) == (
+            model.rows[request_id][1] if request_id in list(model.rows)[-max(1, keep // 2):]
+            else None
+        )
