@@ -22,20 +22,18 @@ Pure and exception-free: ``Comparator.compare`` always returns a ``Comparison``.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from strategies.compare_openai import compare_openai
 from strategies.comparison import Comparison, Outcome
+from strategies.payloads import argmax, flatten, is_v1_answer, is_v2_answer, parse_json
 
 if TYPE_CHECKING:
     from strategies.shadow.strategy import CompareSpec
 
-__all__ = ["Comparator", "Comparison", "Outcome", "parse_json"]
+__all__ = ["Comparator", "Comparison", "Outcome"]
 
 
 _V2_PATH = re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?/infer$")
@@ -49,26 +47,9 @@ _REPR_CHARS = 60
 _INF = math.inf
 
 
-def parse_json(body: bytes) -> Any:
-    """Parse JSON with orjson, else the stdlib (NaN, Infinity); ValueError if not JSON."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return json.loads(body)
-
-
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= _REPR_CHARS else text[: _REPR_CHARS - 3] + "..."
-
-
-def _argmax(row: list[Any]) -> int:
-    """Index of the largest value, NaN skipped; -1 when all are NaN."""
-    index, best = -1, 0.0
-    for i, value in enumerate(row):
-        if value == value and (index < 0 or value > best):
-            index, best = i, value
-    return index
 
 
 def _is_row(value: Any) -> bool:
@@ -84,36 +65,8 @@ def _flip_leaf(p: Any, s: Any) -> bool | None:
     if type(p) in _LABELS:
         return type(p) is not type(s) or p != s
     if _is_row(p):
-        return not _is_row(s) or len(p) != len(s) or _argmax(p) != _argmax(s)
+        return not _is_row(s) or len(p) != len(s) or argmax(p) != argmax(s)
     return None
-
-
-def _flatten(data: Any) -> list[Any]:
-    """Row-major flat list of a tensor's ``data`` (nested or flat alike)."""
-    if type(data) is not list:
-        return [data]
-    if not data or type(data[0]) is not list:  # tensors nest uniformly
-        return data
-    flat: list[Any] = []
-    stack = [iter(data)]
-    while stack:
-        for value in stack[-1]:
-            if type(value) is list:
-                stack.append(iter(value))
-                break
-            flat.append(value)
-        else:
-            stack.pop()
-    return flat
-
-
-def _is_v2(doc: Any) -> bool:
-    outputs = doc.get("outputs") if type(doc) is dict else None
-    return type(outputs) is list and all(type(o) is dict and "data" in o for o in outputs)
-
-
-def _is_v1(doc: Any) -> bool:
-    return type(doc) is dict and "predictions" in doc
 
 
 def _sniff(body: bytes) -> str:
@@ -239,10 +192,10 @@ class Comparator:
     @staticmethod
     def _protocol(hint: str | None, doc: Any) -> str:
         """The hint (mode or path) if the primary's answer has that shape, else by shape."""
-        if hint == "v2" or (hint is None and _is_v2(doc)):
-            return "v2" if _is_v2(doc) else "json"
-        if hint == "v1" or (hint is None and _is_v1(doc)):
-            return "v1" if _is_v1(doc) else "json"
+        if hint == "v2" or (hint is None and is_v2_answer(doc)):
+            return "v2" if is_v2_answer(doc) else "json"
+        if hint == "v1" or (hint is None and is_v1_answer(doc)):
+            return "v1" if is_v1_answer(doc) else "json"
         return "json"
 
     def _v1(self, p_doc: dict[str, Any], s_doc: Any, diffs: _Diffs) -> None:
@@ -284,7 +237,7 @@ class Comparator:
             diffs.values(f"{where}.shape", shape, s.get("shape"))
             return
         raw = p.get("data")
-        p_data, s_data = _flatten(raw), _flatten(s.get("data"))
+        p_data, s_data = flatten(raw), flatten(s.get("data"))
         if len(p_data) != len(s_data):
             diffs.add(f"{where}.data", f"length primary={len(p_data)} shadow={len(s_data)}")
             return
@@ -297,7 +250,7 @@ class Comparator:
                 width = len(raw[0])
             if type(width) is int and width > 1 and all(type(v) in _NUMBERS for v in p_data):
                 diffs.flipped(any(
-                    _argmax(p_data[i : i + width]) != _argmax(s_data[i : i + width])
+                    argmax(p_data[i : i + width]) != argmax(s_data[i : i + width])
                     for i in range(0, len(p_data), width)
                 ))
 

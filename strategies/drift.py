@@ -34,7 +34,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from strategies.compare import _flatten  # a tensor's data, row-major
+from strategies.payloads import flatten  # a tensor's data, row-major
 from strategies.psi import bin_counts, decile_edges, label_psi, psi
 from strategies.units import Duration
 
@@ -140,7 +140,7 @@ def _v2_rows(inputs: list[Any]) -> list[dict[str, Value]]:
         if type(tensor) is not dict:
             continue
         name = str(tensor.get("name") or f"input-{position}")
-        flat = _flatten(tensor.get("data"))
+        flat = flatten(tensor.get("data"))
         shape = tensor.get("shape")
         width = 1
         if type(shape) is list and len(shape) >= 2 and type(shape[-1]) is int and shape[-1] > 0:

@@ -31,11 +31,11 @@ from router.shadow.turns import OnePerTurn
 from router.telemetry.events import EventLog
 from router.telemetry.feedback import GroundTruth
 from router.telemetry.metrics import Metrics
-from router.telemetry.payloads import parse_body, path_protocol, read_predictions
 from router.upstream.errors import UpstreamConnectError, UpstreamError
 from router.upstream.pool import UpstreamPool
 from strategies import MirrorPlan
 from strategies.compare import Comparator, Comparison
+from strategies.payloads import parse_body, path_protocol, read_predictions
 
 __all__ = ["MAX_SHADOW_ANSWER", "SHADOW_HEADER", "ShadowDispatcher"]
 

@@ -29,8 +29,8 @@ from router.telemetry.drift_samples import RouteSamples
 from router.telemetry.events import EventLog, iso_time
 from router.telemetry.logs import get_logger
 from router.telemetry.metrics import Metrics
-from router.telemetry.payloads import parse_body
 from strategies.drift import DriftSpec, FeatureReport, Value, extract_rows
+from strategies.payloads import parse_body
 
 __all__ = ["DRAIN_S", "EVALUATE_S", "DriftMonitor", "read_reference_file"]
 

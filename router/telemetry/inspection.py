@@ -2,7 +2,7 @@
 
 The proxy hands over bodies it buffered anyway (up to ``cap`` bytes; ``None``
 beyond) once the client has its answer; nothing here touches what is
-forwarded. ``router.telemetry.payloads`` reads the bodies; this module counts.
+forwarded. ``strategies.payloads`` reads the bodies; this module counts.
 
 Cheap on the hot path: a request without a body costs one histogram
 observation. Bodies are parsed with orjson (the stdlib only when the body holds
@@ -21,14 +21,14 @@ from typing import Any
 from router.telemetry.drift import DriftMonitor
 from router.telemetry.feedback import GroundTruth
 from router.telemetry.metrics import Metrics
-from router.telemetry.payloads import (
+from router.telemetry.quality import QualityWindows
+from strategies.payloads import (
     Predictions,
     count_missing_inputs,
     parse_body,
     path_protocol,
     read_predictions,
 )
-from router.telemetry.quality import QualityWindows
 
 __all__ = ["BodyInspector"]
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from strategies.compare import Comparator, Comparison, parse_json
+from strategies.compare import Comparator, Comparison
+from strategies.payloads import parse_json
 from strategies.shadow.strategy import CompareSpec
 
 V2_PATH = "/v2/models/fraud/infer"

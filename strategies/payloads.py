@@ -1,6 +1,9 @@
 """Reading model payloads: the inputs of a request and the predictions of an answer.
 
-Pure and exception-free; ``router.telemetry.inspection`` turns the results into metrics.
+The one place the router reads the shapes models speak; pure. Shadow comparison
+(``strategies.compare``) and input drift (``strategies.drift``) use its parsing,
+tensor flattening, argmax and protocol tests; input/output health
+(``router.telemetry.inspection``) turns its readings into metrics.
 
 Inputs, by the protocol the path names (``path_protocol``), else sniffed from
 the body: Open Inference Protocol V2 (``/v2/models/M/infer``: ``inputs[].data``,
@@ -37,7 +40,19 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Predictions", "count_missing_inputs", "parse_body", "path_protocol", "read_predictions"]
+__all__ = [
+    "Predictions",
+    "argmax",
+    "count_missing_inputs",
+    "flatten",
+    "is_v1_answer",
+    "is_v2_answer",
+    "parse_body",
+    "parse_json",
+    "path_protocol",
+    "read_predictions",
+    "v2_inputs",
+]
 
 _LABEL_TYPES = frozenset(
     ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "BOOL", "BYTES")
@@ -51,6 +66,14 @@ _MAX_ROWS = 256
 _MAX_VALUES = 16
 _MAX_LABEL_CHARS = 64
 _PROBE_ROWS = 8
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse JSON with orjson, else the stdlib (NaN, Infinity); ValueError if not JSON."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
 
 
 def parse_body(body: bytes) -> tuple[Any, bool] | None:
@@ -82,20 +105,22 @@ def _missing(value: Any) -> int:
     return count
 
 
-def _flatten(data: Any) -> list[Any]:
-    """Row-major leaves of a tensor's ``data``."""
+def flatten(data: Any) -> list[Any]:
+    """Row-major flat list of a tensor's ``data`` (nested or flat alike)."""
     if type(data) is not list:
         return [data]
-    if not data or type(data[0]) is not list:
+    if not data or type(data[0]) is not list:  # tensors nest uniformly
         return data
     flat: list[Any] = []
-    stack = [data]
+    stack = [iter(data)]
     while stack:
-        item = stack.pop()
-        if type(item) is list:
-            stack.extend(reversed(item))
+        for value in stack[-1]:
+            if type(value) is list:
+                stack.append(iter(value))
+                break
+            flat.append(value)
         else:
-            flat.append(item)
+            stack.pop()
     return flat
 
 
@@ -121,12 +146,24 @@ def _is_distribution(row: Any) -> bool:
     return abs(total - 1.0) <= 0.01
 
 
-def _argmax(row: list[Any]) -> int:
-    best = 0
-    for i in range(1, len(row)):
-        if row[i] > row[best]:
-            best = i
-    return best
+def argmax(row: list[Any]) -> int:
+    """Index of the largest value, NaN skipped; -1 when all are NaN."""
+    index, best = -1, 0.0
+    for i, value in enumerate(row):
+        if value == value and (index < 0 or value > best):
+            index, best = i, value
+    return index
+
+
+def is_v2_answer(doc: Any) -> bool:
+    """Whether ``doc`` is an Open Inference Protocol V2 answer (``outputs`` of tensors)."""
+    outputs = doc.get("outputs") if type(doc) is dict else None
+    return type(outputs) is list and all(type(o) is dict and "data" in o for o in outputs)
+
+
+def is_v1_answer(doc: Any) -> bool:
+    """Whether ``doc`` is a V1 (TF-Serving style) answer: an object with ``predictions``."""
+    return type(doc) is dict and "predictions" in doc
 
 
 def _leaf(value: Any, depth: int = 0) -> tuple[str | None, float | None]:
@@ -142,7 +179,7 @@ def _leaf(value: Any, depth: int = 0) -> tuple[str | None, float | None]:
         return None, None
     if kind is list and value:
         if _is_distribution(value):
-            return str(_argmax(value)), None
+            return str(argmax(value)), None
         return _leaf(value[0], depth + 1)
     if kind is dict:
         for key in _ROW_KEYS:
@@ -204,7 +241,7 @@ class Predictions:
                 continue
             datatype = out.get("datatype")
             if datatype is None:
-                flat = _flatten(data)
+                flat = flatten(data)
                 first = flat[0] if flat else None
                 name = str(out.get("name", "")).lower()
                 is_label = type(first) in (int, str, bool) or "label" in name or "class" in name
@@ -214,7 +251,7 @@ class Predictions:
             elif numbers is None and datatype in _FLOAT_TYPES:
                 numbers = out
         if labels is not None:
-            self._tensor_labels(_flatten(labels["data"]))
+            self._tensor_labels(flatten(labels["data"]))
         elif numbers is not None:
             self._tensor_numbers(numbers["data"], numbers.get("shape"))
 
@@ -232,9 +269,9 @@ class Predictions:
     def _tensor_numbers(self, data: Any, shape: Any) -> None:
         rows = _rows(data, shape)
         if rows is not None and all(_is_distribution(r) for r in rows[:_PROBE_ROWS]):
-            self.labels.extend(str(_argmax(r)) for r in rows[:_MAX_ROWS] if _is_distribution(r))
+            self.labels.extend(str(argmax(r)) for r in rows[:_MAX_ROWS] if _is_distribution(r))
             return
-        for item in (rows if rows is not None else _flatten(data))[:_MAX_VALUES]:
+        for item in (rows if rows is not None else flatten(data))[:_MAX_VALUES]:
             value = item[0] if type(item) is list and item else item
             if type(value) is float and value == value:
                 self.values.append(value)
@@ -251,7 +288,7 @@ def path_protocol(path: str) -> str | None:
     return None
 
 
-def _v2_inputs(doc: Any) -> list[dict[str, Any]] | None:
+def v2_inputs(doc: Any) -> list[dict[str, Any]] | None:
     """The ``inputs`` of a V2 request, or None when ``doc`` is not one."""
     inputs = doc.get("inputs") if type(doc) is dict else None
     if type(inputs) is not list or not inputs:
@@ -264,7 +301,7 @@ def _v2_inputs(doc: Any) -> list[dict[str, Any]] | None:
 
 def count_missing_inputs(protocol: str | None, doc: Any, walk: bool) -> int | None:
     """Missing values in the model inputs; None when the body is not the protocol."""
-    inputs = _v2_inputs(doc) if protocol != "v1" else None
+    inputs = v2_inputs(doc) if protocol != "v1" else None
     if inputs is not None:
         return sum(_missing(i["data"]) for i in inputs) if walk else 0
     if protocol == "v2":
