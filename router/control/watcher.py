@@ -1,5 +1,5 @@
-"""Config file watching for hot reload (docs/configuration.md), SIGHUP, and reading a file that
-may be mid-write.
+"""Config file watching for hot reload (docs/configuration.md), and reading a file that may
+be mid-write.
 
 The watcher watches the config file's *directory*, never the file: editors that
 write a new file and rename it over the old one, and Kubernetes ConfigMap
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -31,10 +30,8 @@ import watchfiles
 __all__ = [
     "ConfigWatcher",
     "UnstableFileError",
-    "install_sighup",
     "read_stable",
     "read_stable_async",
-    "remove_sighup",
 ]
 
 log = structlog.get_logger(__name__)
@@ -172,16 +169,6 @@ class ConfigWatcher:
                 await self._on_change()
             except Exception as exc:
                 log.warning("config_watch_callback_failed", path=str(self.path), error=repr(exc))
-
-
-def install_sighup(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
-    """Call ``callback`` on the loop whenever the process receives SIGHUP."""
-    loop.add_signal_handler(signal.SIGHUP, callback)
-
-
-def remove_sighup(loop: asyncio.AbstractEventLoop) -> None:
-    """Undo ``install_sighup`` (SIGHUP gets its default action back)."""
-    loop.remove_signal_handler(signal.SIGHUP)
 
 
 def read_stable(path: Path, settle_s: float = 0.05, max_wait_s: float = 2.0) -> bytes:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -20,9 +19,7 @@ import pytest
 from router.control.watcher import (
     ConfigWatcher,
     UnstableFileError,
-    install_sighup,
     read_stable,
-    remove_sighup,
 )
 from tests.backends import eventually
 
@@ -240,19 +237,6 @@ async def test_stop_ends_run_promptly(tmp_path: Path) -> None:
     await armed(recorder)
     watcher.stop()
     await asyncio.wait_for(task, timeout=1.0)
-
-
-async def test_sighup_calls_the_callback() -> None:
-    loop = asyncio.get_running_loop()
-    previous = signal.getsignal(signal.SIGHUP)
-    received = asyncio.Event()
-    install_sighup(loop, received.set)
-    try:
-        os.kill(os.getpid(), signal.SIGHUP)
-        await asyncio.wait_for(received.wait(), timeout=2)
-    finally:
-        remove_sighup(loop)
-        signal.signal(signal.SIGHUP, previous)
 
 
 # --- read_stable ------------------------------------------------------------------------------
