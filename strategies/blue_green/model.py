@@ -13,6 +13,7 @@ from strategies.analysis import (
     Verdict,
 )
 from strategies.base import (
+    Phase,
     StrategySpec,
 )
 from strategies.units import Duration
@@ -63,7 +64,7 @@ class BlueGreenState:
     active: str
     since: float
     spec_active: str
-    phase: str = "steady"
+    phase: Phase = Phase.STEADY
     previous: str | None = None
     last_switch_at: float | None = None
     watch_until: float | None = None

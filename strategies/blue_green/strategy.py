@@ -94,7 +94,7 @@ class BlueGreenStrategy:
         base = replace(
             state,
             spec_active=spec.active,
-            phase=Phase.STEADY.value,
+            phase=Phase.STEADY,
             pending_switch=None,
             refused_reason=None,
         )
@@ -229,7 +229,7 @@ class BlueGreenStrategy:
                 active=str(data["active"]),
                 since=float(data["since"]),
                 spec_active=str(data["spec_active"]),
-                phase=str(data.get("phase", "steady")),
+                phase=Phase(str(data.get("phase", "steady"))),
                 previous=_opt(str, data.get("previous")),
                 last_switch_at=_opt(float, data.get("last_switch_at")),
                 watch_until=_opt(float, data.get("watch_until")),

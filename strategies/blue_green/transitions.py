@@ -87,7 +87,7 @@ def _switched(
         state,
         active=target,
         previous=state.active,
-        phase=phase.value,
+        phase=phase,
         since=now,
         last_switch_at=now,
         watch_until=now + _watch_horizon(spec.analysis) if watch and spec.analysis else None,
@@ -146,7 +146,7 @@ def _rollback(
     """Cancel a pending switch, or switch back to the previous colour with no check."""
     reason = reason or "manual"
     if state.pending_switch is not None:
-        new = replace(state, phase=Phase.ROLLED_BACK.value, since=now, pending_switch=None)
+        new = replace(state, phase=Phase.ROLLED_BACK, since=now, pending_switch=None)
         event = _switch_event(
             "rollback",
             reason,

@@ -13,6 +13,7 @@ from strategies.analysis import (
     Verdict,
 )
 from strategies.base import (
+    Phase,
     ShadowCounts,
     StrategySpec,
 )
@@ -109,10 +110,10 @@ class CanaryState:
     the step's start and ``paused_at`` says when the pause began.
     """
 
-    phase: str
+    phase: Phase
     since: float
     step: int = 0
-    paused_from: str | None = None
+    paused_from: Phase | None = None
     paused_at: float | None = None
     last_check_at: float | None = None
     last_verdict: Verdict | None = None

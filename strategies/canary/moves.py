@@ -33,13 +33,13 @@ def step_phase(spec: CanarySpec, index: int) -> Phase:
 def ramp_start(spec: CanarySpec, now: float) -> CanaryState:
     """Step 0 of the ramp, or ``steady`` at a fixed weight."""
     phase = Phase.STEADY if spec.steps is None else step_phase(spec, 0)
-    return CanaryState(phase=phase.value, since=now)
+    return CanaryState(phase=phase, since=now)
 
 
 def start_state(spec: CanarySpec, now: float) -> CanaryState:
     """A new rollout: ``shadowing`` first when ``shadow_first`` is set, else the ramp's start."""
     if spec.shadow_first is not None:
-        return CanaryState(phase=Phase.SHADOWING.value, since=now)
+        return CanaryState(phase=Phase.SHADOWING, since=now)
     return ramp_start(spec, now)
 
 
@@ -70,9 +70,9 @@ def next_step(spec: CanarySpec, state: CanaryState, now: float) -> CanaryState:
     """The state after the current step completes: the next step, or ``promoted``."""
     assert spec.steps is not None
     if state.step >= len(spec.steps) - 1:
-        return replace(state, phase=Phase.PROMOTED.value, step=len(spec.steps) - 1, since=now)
+        return replace(state, phase=Phase.PROMOTED, step=len(spec.steps) - 1, since=now)
     index = state.step + 1
-    return replace(state, phase=step_phase(spec, index).value, step=index, since=now)
+    return replace(state, phase=step_phase(spec, index), step=index, since=now)
 
 
 def fit_state(spec: CanarySpec, state: CanaryState, now: float) -> CanaryState:
@@ -84,17 +84,17 @@ def fit_state(spec: CanarySpec, state: CanaryState, now: float) -> CanaryState:
         return state if spec.shadow_first is not None else ramp_start(spec, now)
     if spec.steps is None:
         if phase in (Phase.PROGRESSING, Phase.WAITING, Phase.PROMOTED):
-            return replace(state, phase=Phase.STEADY.value, step=0, since=now)
+            return replace(state, phase=Phase.STEADY, step=0, since=now)
         if phase == Phase.PAUSED:
-            return replace(state, paused_from=Phase.STEADY.value, step=0)
+            return replace(state, paused_from=Phase.STEADY, step=0)
         return state
     if phase == Phase.STEADY:
-        return replace(state, phase=step_phase(spec, 0).value, step=0, since=now)
+        return replace(state, phase=step_phase(spec, 0), step=0, since=now)
     if phase == Phase.PROMOTED:
         return replace(state, step=len(spec.steps) - 1)
     index = min(state.step, len(spec.steps) - 1)
     since = state.since if index == state.step else now
-    fitted = step_phase(spec, index).value
+    fitted = step_phase(spec, index)
     if phase == Phase.PAUSED:
         return replace(state, step=index, since=since, paused_from=fitted)
     return replace(state, phase=fitted, step=index, since=since)

@@ -82,10 +82,10 @@ def _act(spec: CanarySpec, state: CanaryState, checked: CanaryState, verdict: Ve
         new = replace(ramp_start(spec, now), last_verdict=verdict)
         return changed("shadow_passed", spec, state, new, check.explanation, **numbers)
     if spec.on_failure == "rollback":
-        new = replace(checked, phase=Phase.ROLLED_BACK.value, since=now, shadow_mark=None)
+        new = replace(checked, phase=Phase.ROLLED_BACK, since=now, shadow_mark=None)
         return Transition(new, (rollout_event("rollback", check.explanation, spec, state, new,
                                               trigger="analysis", **numbers),))
-    new = replace(checked, phase=Phase.PAUSED.value, paused_from=state.phase, paused_at=now)
+    new = replace(checked, phase=Phase.PAUSED, paused_from=state.phase, paused_at=now)
     return Transition(new, (rollout_event("pause", check.explanation, spec, state, new,
                                           trigger="analysis", **numbers),))
 

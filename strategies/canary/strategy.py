@@ -72,9 +72,24 @@ __all__ = [
 Handler = Callable[[CanarySpec, CanaryState, float, str], Transition[CanaryState]]
 
 _PHASES = frozenset(
-    {"steady", "progressing", "waiting", "paused", "promoted", "rolled_back", "shadowing"}
+    {
+        Phase.STEADY, Phase.PROGRESSING, Phase.WAITING, Phase.PAUSED, Phase.PROMOTED,
+        Phase.ROLLED_BACK, Phase.SHADOWING,
+    }
 )
 _ANALYSED = frozenset({Phase.STEADY, Phase.PROGRESSING, Phase.WAITING})
+
+
+def _phase(value: object) -> Phase:
+    """A stored canary phase; ValueError for one a canary never has."""
+    try:
+        phase = Phase(str(value))
+    except ValueError:
+        phase = None
+    if phase not in _PHASES:
+        raise ValueError(f"unknown canary phase {value!r}")
+    assert phase is not None
+    return phase
 
 
 def _resumed(spec: CanarySpec, state: CanaryState, now: float) -> CanaryState:
@@ -83,7 +98,7 @@ def _resumed(spec: CanarySpec, state: CanaryState, now: float) -> CanaryState:
     paused_for = now - (state.paused_at if state.paused_at is not None else now)
     return replace(
         state,
-        phase=state.paused_from or fallback.value,
+        phase=state.paused_from or fallback,
         since=state.since + paused_for,
         paused_from=None,
         paused_at=None,
@@ -107,7 +122,7 @@ def _noop(spec: CanarySpec, state: CanaryState, now: float, reason: str) -> Tran
 def _rollback(
     spec: CanarySpec, state: CanaryState, now: float, reason: str
 ) -> Transition[CanaryState]:
-    new = replace(state, phase=Phase.ROLLED_BACK.value, since=now, paused_from=None, paused_at=None,
+    new = replace(state, phase=Phase.ROLLED_BACK, since=now, paused_from=None, paused_at=None,
                   mark=None, shadow_mark=None)
     return changed("rollback", spec, state, new, reason or "manual", trigger="manual")
 
@@ -115,7 +130,7 @@ def _rollback(
 def _pause(
     spec: CanarySpec, state: CanaryState, now: float, reason: str
 ) -> Transition[CanaryState]:
-    new = replace(state, phase=Phase.PAUSED.value, paused_from=state.phase, paused_at=now)
+    new = replace(state, phase=Phase.PAUSED, paused_from=state.phase, paused_at=now)
     return changed("pause", spec, state, new, reason or "manual")
 
 
@@ -149,7 +164,7 @@ def _promote(
     if base.phase == Phase.WAITING:
         new = next_step(spec, base, now)
     elif base.step < last:
-        new = replace(base, phase=step_phase(spec, last).value, step=last, since=now)
+        new = replace(base, phase=step_phase(spec, last), step=last, since=now)
     else:
         new = base
     if new == state:
@@ -191,10 +206,10 @@ def _check(
         reason = "; ".join(c.explanation for c in verdict.checks if c.outcome == "fail")
         trigger = failure_trigger(verdict)
         if spec.on_failure == "rollback":
-            new = replace(checked, phase=Phase.ROLLED_BACK.value, since=now, mark=None)
+            new = replace(checked, phase=Phase.ROLLED_BACK, since=now, mark=None)
             events.append(rollout_event("rollback", reason, spec, state, new, trigger=trigger))
         else:
-            new = replace(checked, phase=Phase.PAUSED.value, paused_from=state.phase, paused_at=now)
+            new = replace(checked, phase=Phase.PAUSED, paused_from=state.phase, paused_at=now)
             events.append(rollout_event("pause", reason, spec, state, new, trigger=trigger))
         checked = new
     return Transition(checked, tuple(events))
@@ -349,12 +364,9 @@ class CanaryStrategy:
     def load_state(self, data: Mapping[str, Any]) -> CanaryState:
         """Rebuild the state; ValueError on anything unusable."""
         try:
-            phase = str(data["phase"])
-            if phase not in _PHASES:
-                raise ValueError(f"unknown canary phase {phase!r}")
-            paused_from = _opt_str(data.get("paused_from"))
-            if paused_from is not None and paused_from not in _PHASES:
-                raise ValueError(f"unknown canary phase {paused_from!r}")
+            phase = _phase(data["phase"])
+            paused = data.get("paused_from")
+            paused_from = None if paused is None else _phase(paused)
             step = int(data.get("step", 0))
             if step < 0:
                 raise ValueError(f"negative step {step}")

@@ -62,8 +62,8 @@ class ShadowSpec(StrategySpec):
         return self
 
 
-_MIRRORING = Phase.MIRRORING.value
-_ROLLED_BACK = Phase.ROLLED_BACK.value
+_MIRRORING = Phase.MIRRORING
+_ROLLED_BACK = Phase.ROLLED_BACK
 _PHASES = frozenset((_MIRRORING, _ROLLED_BACK))
 
 
@@ -71,7 +71,7 @@ _PHASES = frozenset((_MIRRORING, _ROLLED_BACK))
 class ShadowState:
     """Whether the route mirrors (``mirroring``) or stopped (``rolled_back``), and since when."""
 
-    phase: str = _MIRRORING
+    phase: Phase = _MIRRORING
     since: float = 0.0
 
 
@@ -211,4 +211,4 @@ class ShadowStrategy:
             raise ValueError(f"bad shadow state: {exc}") from exc
         if phase not in _PHASES:
             raise ValueError(f"bad shadow state: unknown phase {phase!r}")
-        return ShadowState(phase=phase, since=since)
+        return ShadowState(phase=Phase(phase), since=since)
