@@ -108,7 +108,11 @@ class ProxyApp:
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         snapshot = self.holder.current
-        headers = _first_values(scope["headers"])
+        headers: dict[str, str] = {}  # by lower-case name, the first value of each
+        for name, value in scope["headers"]:
+            key = name.decode("latin-1")
+            if key not in headers:
+                headers[key] = value.decode("latin-1")
         request_id = headers.get("x-request-id")
         if not _valid_request_id(request_id):
             request_id = _new_request_id()
@@ -121,7 +125,11 @@ class ProxyApp:
             return await ctx.fail(send, 503, "no_healthy_backend", "no configuration loaded")
         proxy = snapshot.config.proxy
         try:
-            index = _match(snapshot, ctx, raw_path, headers)
+            # Header size, header deadline and ambiguous framing (CL + TE) are refused by the
+            # server protocol before a request gets here (router.server.protocol).
+            if not raw_path.startswith(b"/"):
+                raise _Refusal(400, "bad_request", "request target must be a path")
+            index = snapshot.index.match(ctx.method, ctx.path, headers)
             fields: Mapping[str, Any] | None = None
             if index is not None and snapshot.routes[index].reads_body:
                 fields = await self._read_fields(ctx, receive, headers, proxy)
@@ -139,27 +147,6 @@ class ProxyApp:
 
 class _Refusal(Exception):  # noqa: N818 (a signal inside this module, not an error)
     """A request the proxy answers itself: args are (status, code, detail)."""
-
-
-def _first_values(raw_headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """The request's headers by lower-case name, the first value of each."""
-    headers: dict[str, str] = {}
-    for name, value in raw_headers:
-        key = name.decode("latin-1")
-        if key not in headers:
-            headers[key] = value.decode("latin-1")
-    return headers
-
-
-def _match(
-    snapshot: Snapshot, ctx: Exchange, raw_path: bytes, headers: Mapping[str, str]
-) -> int | None:
-    """The index of the first route whose rules (all but the body's) take the request."""
-    # Header size, header deadline and ambiguous framing (CL + TE) are refused by the
-    # server protocol before a request gets here (router.server.protocol).
-    if not raw_path.startswith(b"/"):
-        raise _Refusal(400, "bad_request", "request target must be a path")
-    return snapshot.index.match(ctx.method, ctx.path, headers)
 
 
 def _pick(
@@ -184,12 +171,10 @@ def _pick(
     return route, decision, backend
 
 
-def _content_length(headers: Mapping[str, str], max_body: int) -> int | None:
-    """The announced body length, if any; refuses one that is malformed or over ``max_body``."""
-    if "content-length" not in headers:
-        return None
+def _content_length(value: str, max_body: int) -> int:
+    """The announced body length; refuses one that is malformed or over ``max_body``."""
     try:
-        length = int(headers["content-length"])
+        length = int(value)
     except ValueError:
         raise _Refusal(400, "bad_request", "invalid Content-Length") from None
     if length < 0:
@@ -206,7 +191,8 @@ def _prepare(
     headers: Mapping[str, str],
 ) -> None:
     """Fill in the outgoing request: framing, client address, upstream headers, target."""
-    content_length = _content_length(headers, proxy.max_request_body)
+    length = headers.get("content-length")
+    content_length = None if length is None else _content_length(length, proxy.max_request_body)
     ctx.content_length = content_length
     ctx.has_body = (content_length is not None and content_length > 0) or (
         "transfer-encoding" in headers

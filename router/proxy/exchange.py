@@ -248,10 +248,15 @@ class Exchange:
         copy = _Capture(plan.max_body) if plan is not None else None
         started = time.perf_counter()
         try:
-            body = (
-                await self._read_body(receive, proxy.max_request_body, copy)
-                if self.has_body else None
-            )
+            body: _Body = None
+            if self.has_body:
+                small = self.preread is not None or (
+                    self.content_length is not None and self.content_length <= SMALL_BODY
+                )
+                body = (
+                    await self.read_body(receive, proxy.max_request_body, copy) if small
+                    else self._stream_body(receive, proxy.max_request_body, copy)
+                )
             try:
                 response = await backend.pool.request(
                     self.method.encode("latin-1"), self.target, self.upstream_headers, body,
@@ -265,8 +270,8 @@ class Exchange:
             # whose inspection would cost the hot path and tell nothing about predictions.
             inspector = self.services.inspector if self.method in _MODEL_METHODS else None
             answer = await self._relay(
-                send, response, self._response_extra(route, backend, proxy.expose_headers),
-                _answer_capture(plan, inspector),
+                send, response, route, backend, proxy.expose_headers,
+                _answer_capture(plan, inspector) if plan or inspector else None,
             )
             self.finish()
             if inspector is not None:
@@ -296,26 +301,25 @@ class Exchange:
             return None
         return plan
 
-    async def _read_body(self, receive: Any, max_body: int, copy: _Capture | None) -> _Body:
-        """The client's body: read whole when small and announced, else streamed as it comes."""
+    async def read_body(
+        self, receive: Any, max_body: int, copy: _Capture | None = None
+    ) -> bytes:
+        """The client's whole body (callers know it is small), counted and capped.
+
+        The body routing already read (``preread``) is not read twice.
+        """
         body = self.preread
         if body is None:
-            if self.content_length is None or self.content_length > SMALL_BODY:
-                return self._stream_body(receive, max_body, copy)
-            body = await self.read_body(receive, max_body)
+            chunks: list[bytes] = []
+            more = True
+            while more:
+                chunk, more = await self._receive_chunk(receive, max_body)
+                if chunk:
+                    chunks.append(chunk)
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if copy is not None:
             copy.add(body)
         return body
-
-    async def read_body(self, receive: Any, max_body: int) -> bytes:
-        """The client's whole body (callers know it is small), counted and capped."""
-        chunks: list[bytes] = []
-        more = True
-        while more:
-            chunk, more = await self._receive_chunk(receive, max_body)
-            if chunk:
-                chunks.append(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _retry_on_fallback(
         self, backends: Mapping[str, Backend], decision: Decision, failed: Backend,
@@ -331,22 +335,19 @@ class Exchange:
         )
         return response, fallback
 
-    def _response_extra(
-        self, route: CompiledRoute, backend: Backend, expose: bool
-    ) -> list[tuple[bytes, bytes]]:
-        """The router's own response headers: the request id, and where it went if exposed."""
+    async def _relay(
+        self, send: Any, response: UpstreamResponse, route: CompiledRoute, backend: Backend,
+        expose: bool, capture: _Capture | None,
+    ) -> bytes | None:
+        """Stream the answer to the client as it arrives; the captured copy of it, if any.
+
+        The router adds its own headers: the request id, and where it went if ``expose``.
+        """
+        self.status = response.status
         # Byte for byte as the client sent it: the id was decoded as latin-1.
         extra: list[tuple[bytes, bytes]] = [(b"x-request-id", self.request_id.encode("latin-1"))]
         if expose:
             extra += (route.header, _variant_header(self.variant), backend.header)
-        return extra
-
-    async def _relay(
-        self, send: Any, response: UpstreamResponse, extra: list[tuple[bytes, bytes]],
-        capture: _Capture | None,
-    ) -> bytes | None:
-        """Stream the answer to the client as it arrives; the captured copy of it, if any."""
-        self.status = response.status
         headers = filter_response_headers(response.headers, extra)
         kind = answer_kind(headers)
         meter = self._meter(sse=True) if kind == SSE else None
