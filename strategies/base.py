@@ -22,7 +22,7 @@ import dataclasses
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -85,6 +85,10 @@ class StrategySpec(BaseModel):
     def reads_body(self) -> bool:
         """Whether the picker needs the request's JSON body (``RequestView.body``)."""
         return False
+
+    def with_paths(self, resolve: Callable[[str], str]) -> Self:
+        """This spec with every file path it holds passed through ``resolve`` (made absolute)."""
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +331,8 @@ class Strategy(Protocol[SpecT_contra, StateT]):
     name: ClassVar[str]
     spec_type: ClassVar[type[StrategySpec]]
     variants: ClassVar[tuple[str, ...]]
+    # Optional: ``backend_fields``, the spec fields that name backends (a name or a list of
+    # names), which the loader checks even in a section that failed its own validation.
 
     def backend_refs(self, spec: SpecT_contra) -> Mapping[str, str]:
         """Map each field naming a backend (``candidate``, ``shadows[0]``) to that name."""

@@ -38,10 +38,6 @@ from router.config.issues import (
 )
 from router.config.model import Config
 from strategies.base import StrategySpec
-from strategies.blue_green.strategy import BlueGreenSpec
-from strategies.canary.strategy import CanarySpec
-from strategies.direct.strategy import DirectSpec
-from strategies.shadow.strategy import ShadowSpec
 
 __all__ = [
     "MAX_CONFIG_BYTES",
@@ -56,20 +52,6 @@ __all__ = [
     "run_validate",
 ]
 
-# The built-in specs and the fields that name backends: unknown backends are found even in a
-# strategy section that failed its own validation (every problem reported at once).
-_BUILTIN_SPECS: dict[str, type[StrategySpec]] = {
-    "direct": DirectSpec,
-    "canary": CanarySpec,
-    "shadow": ShadowSpec,
-    "blue_green": BlueGreenSpec,
-}
-_BUILTIN_BACKEND_FIELDS: dict[str, tuple[str, ...]] = {
-    "direct": ("backend",),
-    "canary": ("stable", "candidate"),
-    "shadow": ("primary", "shadows"),
-    "blue_green": ("blue", "green"),
-}
 # Stands in for a strategy section that failed, so the rest of the route still validates.
 _INVALID_SPEC = StrategySpec(type="invalid")
 _ROUTE_PLACE = re.compile(r"^routes\[(\d+)\]")
@@ -99,17 +81,19 @@ class LoadedConfig:
 
 
 def _spec_types() -> dict[str, type[StrategySpec]]:
-    """Every strategy ``type`` usable in a file, with its spec model."""
-    specs = dict(_BUILTIN_SPECS)
-    for name, strategy in strategies.registered().items():
-        specs[name] = strategy.spec_type
-    return specs
+    """Every strategy ``type`` usable in a file (built-ins and plug-ins), with its spec model."""
+    return {name: strategy.spec_type for name, strategy in strategies.registered().items()}
 
 
-def _builtin_refs(kind: str, fields: Mapping[str, Any]) -> dict[str, str]:
-    """Backend names in a built-in strategy's fields (a spec's, or a raw section's)."""
+def _declared_refs(kind: str, fields: Mapping[str, Any]) -> dict[str, str]:
+    """Backend names in the fields a strategy declares as naming backends (``backend_fields``).
+
+    Read from a raw section too, so a section that failed its own validation still
+    has its unknown backends reported.
+    """
+    strategy = strategies.registered().get(kind)
     refs: dict[str, str] = {}
-    for field in _BUILTIN_BACKEND_FIELDS.get(kind, ()):
+    for field in getattr(strategy, "backend_fields", ()):
         value = fields.get(field)
         if isinstance(value, str):
             refs[field] = value
@@ -126,7 +110,8 @@ def _backend_refs(spec: StrategySpec) -> Mapping[str, str]:
         strategy = None
     if strategy is not None and isinstance(spec, strategy.spec_type):
         return strategy.backend_refs(spec)
-    return _builtin_refs(spec.type, {name: getattr(spec, name) for name in type(spec).model_fields})
+    fields = {name: getattr(spec, name) for name in type(spec).model_fields}
+    return _declared_refs(spec.type, fields)
 
 
 def _validate_strategy(
@@ -159,7 +144,7 @@ def _route_refs(route: Any, spec: StrategySpec | None) -> Mapping[str, str]:
         return _backend_refs(spec)
     raw = route.get("strategy") if isinstance(route, dict) else None
     if isinstance(raw, dict) and isinstance(raw.get("type"), str):
-        return _builtin_refs(raw["type"], raw)
+        return _declared_refs(raw["type"], raw)
     return {}
 
 
@@ -248,9 +233,8 @@ def _with_absolute_paths(config: Config, base_dir: Path) -> Config:
     """Resolve relative file paths against the config file's directory."""
     routes = []
     for route in config.routes:
-        spec = route.strategy
-        if isinstance(spec, ShadowSpec) and spec.mismatch_log is not None:
-            spec = spec.model_copy(update={"mismatch_log": _absolute(spec.mismatch_log, base_dir)})
+        spec = route.strategy.with_paths(lambda path: _absolute(path, base_dir))
+        if spec is not route.strategy:
             route = route.model_copy(update={"strategy": spec})
         reference = route.drift.reference_file if route.drift is not None else None
         if route.drift is not None and reference is not None:

@@ -64,6 +64,7 @@ class BlueGreenStrategy:
 
     name: ClassVar[str] = "blue_green"
     spec_type: ClassVar[type[StrategySpec]] = BlueGreenSpec
+    backend_fields: ClassVar[tuple[str, ...]] = ("blue", "green")
     variants: ClassVar[tuple[str, ...]] = _COLOURS
 
     def backend_refs(self, spec: BlueGreenSpec) -> Mapping[str, str]:

@@ -251,6 +251,7 @@ class CanaryStrategy:
 
     name: ClassVar[str] = "canary"
     spec_type: ClassVar[type[StrategySpec]] = CanarySpec
+    backend_fields: ClassVar[tuple[str, ...]] = ("stable", "candidate")
     variants: ClassVar[tuple[str, ...]] = ("stable", "candidate")
 
     def backend_refs(self, spec: CanarySpec) -> Mapping[str, str]:

@@ -40,6 +40,7 @@ class DirectStrategy:
 
     name: ClassVar[str] = "direct"
     spec_type: ClassVar[type[StrategySpec]] = DirectSpec
+    backend_fields: ClassVar[tuple[str, ...]] = ("backend",)
     variants: ClassVar[tuple[str, ...]] = ("default",)
 
     def backend_refs(self, spec: DirectSpec) -> Mapping[str, str]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -52,6 +52,12 @@ class ShadowSpec(StrategySpec):
     max_in_flight: Annotated[int, Field(ge=1)] = 64
     compare: CompareSpec = CompareSpec()
     mismatch_log: str | None = None
+
+    def with_paths(self, resolve: Callable[[str], str]) -> Self:
+        """The spec with its mismatch log's path resolved."""
+        if self.mismatch_log is None:
+            return self
+        return self.model_copy(update={"mismatch_log": resolve(self.mismatch_log)})
 
     @model_validator(mode="after")
     def _distinct(self) -> ShadowSpec:
@@ -120,6 +126,7 @@ class ShadowStrategy:
 
     name: ClassVar[str] = "shadow"
     spec_type: ClassVar[type[StrategySpec]] = ShadowSpec
+    backend_fields: ClassVar[tuple[str, ...]] = ("primary", "shadows")
     variants: ClassVar[tuple[str, ...]] = ("primary", "shadow")
 
     def backend_refs(self, spec: ShadowSpec) -> Mapping[str, str]:
