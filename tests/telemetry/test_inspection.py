@@ -10,7 +10,7 @@ import pytest
 
 from router.telemetry.inspection import BodyInspector, _clean_and_well_shaped
 from router.telemetry.metrics import Metrics
-from router.telemetry.payloads import count_missing_inputs, parse_body, path_protocol
+from strategies.payloads import count_missing_inputs, parse_body, path_protocol
 
 V2 = "/v2/models/iris/infer"
 V1 = "/v1/models/iris:predict"
