@@ -60,15 +60,17 @@ class LiveObserver:
             figures = fleet.figures
             stats = {v: figures.stats(route.name, v, window_s) for v in variants}
             totals = {v: figures.tally(route.name, v) for v in variants}
+            quality = figures.quality_view(route.name, variants, window_s)
         else:
             stats = {v: self.windows.stats(route.name, v, now, span) for v in variants}
             totals = {v: self.windows.tally(route.name, v) for v in variants}
+            quality = self.quality.view(route.name, variants, now, span)
         return Observation(
             window_s=window_s,
             variants=stats,
             backend_up={name: backend.up for name, backend in self.backends().items()},
             totals=totals,
-            quality=self.quality.view(route.name, variants, now, span),
+            quality=quality,
             feedback=self.truth.tallies(route.name, now),
             metrics=self.metric_checks.readings(route, now),
             shadow=self.shadow_counts(route.name),

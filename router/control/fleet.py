@@ -45,6 +45,7 @@ from router.control.store_health import WatchedStore
 from router.telemetry.events import EventLog, iso_time
 from router.telemetry.logs import get_logger
 from router.telemetry.metrics import Metrics
+from router.telemetry.quality import QualityWindows
 from router.telemetry.windows import WindowSet
 
 __all__ = ["POLL_S", "Fleet", "fleet_status"]
@@ -67,6 +68,7 @@ class Fleet:
         metrics: Metrics,
         events: EventLog,
         windows: WindowSet,
+        quality: QualityWindows,
         config_version: Callable[[], str],
     ) -> None:
         assert isinstance(watched.inner, RedisStateStore)
@@ -81,7 +83,7 @@ class Fleet:
         self._metrics = metrics
         self._changed = asyncio.Event()
         self._log = get_logger("router.control.fleet")
-        self.figures = FleetFigures(watched, self.redis, windows)
+        self.figures = FleetFigures(watched, self.redis, windows, quality)
         self.beat = FleetBeat(
             watched, self.redis, self.figures, replica=replica, config_version=config_version
         )

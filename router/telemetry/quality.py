@@ -53,6 +53,31 @@ class QualityWindow:
             if math.isfinite(value):
                 self._values.append((second, value))
 
+    def slot(self, second: int) -> tuple[int, int, dict[str, int], list[float]] | None:
+        """Answers, nulls, labels and numeric values of one second still in the ring."""
+        slot = second % SPAN_S
+        if self._stamps[slot] != second:
+            return None
+        values = [v for s, v in self._values if s == second]
+        return self._read[slot], self._nulls[slot], dict(self._labels[slot]), values
+
+    def add(
+        self, second: int, read: int, nulls: int, labels: Mapping[str, int],
+        values: Sequence[float],
+    ) -> None:
+        """Add a second's answers counted elsewhere (another replica's; a fleet's sum)."""
+        slot = second % SPAN_S
+        if self._stamps[slot] != second:
+            self._stamps[slot] = second
+            self._read[slot] = self._nulls[slot] = 0
+            self._labels[slot].clear()
+        self._read[slot] += read
+        self._nulls[slot] += nulls
+        slot_labels = self._labels[slot]
+        for label, n in labels.items():
+            slot_labels[label] = slot_labels.get(label, 0) + n
+        self._values.extend((second, v) for v in values if math.isfinite(v))
+
     def quality(self, now: float, window_s: float) -> Quality:
         """The predictions of the trailing ``window_s`` seconds."""
         newest = int(now)
@@ -87,6 +112,18 @@ class QualityWindows:
         if found is None:
             found = self._windows[key] = QualityWindow()
         found.record(now, nulls, labels, values)
+
+    def window(self, route: str, variant: str) -> QualityWindow:
+        """The window of (route, variant), created on first use."""
+        key = (route, variant)
+        found = self._windows.get(key)
+        if found is None:
+            found = self._windows[key] = QualityWindow()
+        return found
+
+    def items(self) -> list[tuple[tuple[str, str], QualityWindow]]:
+        """Every ((route, variant), window)."""
+        return list(self._windows.items())
 
     def quality(self, route: str, variant: str, now: float, window_s: float) -> Quality:
         """The answers of (route, variant) over the trailing window."""

@@ -4,7 +4,8 @@ Real router processes on one config file, one real ``redis-server``, real backen
 and real HTTP: an action through one replica is in effect on the others within a
 second (pub/sub), and also when the change message is lost (the serial poll); one
 leader takes each step of a ramp once across three replicas, and a leader killed with
-SIGKILL is replaced within the lease + 1 s; the leader judges the fleet's requests; and
+SIGKILL is replaced within the lease + 1 s; the leader judges the fleet's requests and
+answers (the model-quality gates); and
 ``--workers 2`` on Redis makes two members of one fleet.
 """
 
@@ -24,6 +25,7 @@ import pytest
 import redis
 
 from tests.control.test_canary_e2e import canary
+from tests.control.test_judging_e2e import BODY, PATH, labels
 from tests.fleet_support import Replica, replicas, use_redis
 from tests.redis_support import RedisServer
 from tests.rollout_support import Knobs, Stack, burst, failures, metric, running_stack
@@ -191,3 +193,37 @@ def test_workers_on_redis_are_a_fleet(stack: Stack) -> None:
         members = wait_until(two_members, timeout=15)
         assert sum(m["leader"] for m in members) == 1
         assert len({m["id"] for m in members}) == 2
+
+
+def test_the_leader_judges_the_fleets_answers_for_the_model_quality_gates(
+    stack: Stack, knobs: dict[str, Knobs]
+) -> None:
+    """60 answers a variant on each of two replicas: below the gates' 100 predictions alone,
+    enough together; the candidate's nulls roll it back on the fleet's 120/120."""
+    knobs["stable"].answer = labels([0, 1, 2])
+    knobs["candidate"].answer = labels([None])
+    analysis = {"interval": "1s", "window": "60s", "min_requests": 10, "failures_to_act": 1,
+                "max_null_output_rate_increase": 0.05}
+    stack.routes["iris"] = canary(weight=0, force_header="x-router-variant", analysis=analysis)
+
+    def send(replica: Replica) -> None:
+        for variant in ("stable", "candidate"):
+            forced = {"x-router-variant": variant}
+            sent = burst(replica.url("iris") + PATH, 60, concurrency=6, body=BODY,
+                         headers=lambda i, forced=forced: forced)
+            assert {o.status for o in sent} == {200}
+
+    def reasons(replica: Replica) -> list[str]:
+        last = replica.status()["routes"]["iris"]["analysis"]["last"]
+        return list(last["reasons"]) if last else []
+
+    with replicas(stack, 2) as (a, b):
+        send(a)
+        wait_until(lambda: any(r.startswith("null_output_rate_increase: ") for r in reasons(a)),
+                   timeout=15)
+        assert a.phase("iris") == "steady"
+        send(b)
+        wait_until(lambda: b.phase("iris") == "rolled_back", timeout=15)
+        (rollback,) = decisions([a, b], "iris", "rollback")
+        assert rollback["reason"].startswith("null_output_rate_increase "), rollback["reason"]
+        assert "120/120" in rollback["reason"], rollback["reason"]
