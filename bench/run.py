@@ -44,7 +44,7 @@ from report import (
 from route_sweep import CONNECTIONS, SweepRow, run_route_sweep
 from route_sweep import render as render_sweep
 from scenarios import BACKENDS, COMPARISONS, LOADS, SCENARIOS, Scenario
-from soak import MIB, feedback_full, run_soak
+from soak import MIB, soak_router
 from stack import Endpoint, Stack
 from traefik import traefik_version
 from wrk import post_body, run_wrk, write_script, wrk_version
@@ -292,10 +292,11 @@ def bench(args: argparse.Namespace, scenarios: Sequence[Scenario], stack: Stack)
         assert endpoint.service is not None
         rps = next((s.rps for s in summaries if s.scenario == main_router), 1000.0)
         assert endpoint.admin_url is not None
-        print(f"\nSoak: {args.soak:,} requests through {main_router} (GET/POST, 64 connections; "
-              "warm-up: until every feedback store holds its keep)")
-        soak = run_soak(main_router, endpoint.url, endpoint.service.pid, scripts, args.soak, rps,
-                        partial(feedback_full, endpoint.admin_url))
+        print(f"\nSoak: {args.soak:,} requests through {main_router} (GET and POST chunks in turn, "
+              "64 connections, labels for 2,000 of each POST chunk's requests; warm-up: until "
+              "every feedback store holds its keep)")
+        soak = soak_router(main_router, endpoint.url, endpoint.admin_url, endpoint.service.pid,
+                           stack.workdir, args.soak, rps)
         print(soak.render())
         payload["soak"] = soak
     if args.profile and main_router:

@@ -10,16 +10,18 @@ the very start, fill included, is printed beside it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 from procs import rss_bytes
-from wrk import run_wrk
+from wrk import post_body, request_id, run_wrk, write_script
 
-__all__ = ["MIB", "SoakResult", "feedback_full", "run_soak"]
+__all__ = ["MIB", "SoakResult", "feedback_full", "post_labels", "run_soak", "soak_router"]
 
 MIB = 1024 * 1024
 REPORT_EVERY = 100_000
@@ -112,22 +114,38 @@ def feedback_full(admin_url: str) -> bool:
     return all(s["remembered"] >= s["keep"] for s in _feedback_sections(status))
 
 
+def post_labels(admin_url: str, run: int, requests: int, rng: random.Random) -> int:
+    """Labels (1 or 2 at random) for up to 2,000 of a chunk's POSTs; how many were joined.
+
+    The chunk's wrk script numbered its requests ``request_id(run, thread, n)``; a sampled
+    id that wrk did not reach is counted by the router as unknown.
+    """
+    per_thread = max(1, requests // 2)
+    ids = [request_id(run, thread, rng.randint(1, per_thread)) for thread in (1, 2)
+           for _ in range(1000)]
+    body = [{"request_id": i, "label": rng.choice([1, 2])} for i in dict.fromkeys(ids)]
+    response = httpx.post(f"{admin_url}/admin/feedback", json=body, timeout=30, trust_env=False)
+    response.raise_for_status()
+    return int(response.headers.get("x-feedback-joined", 0))
+
+
 def run_soak(
     scenario: str,
     url: str,
     pid: int,
-    scripts: Mapping[str, Path],
+    script_for: Callable[[int], Path],
     total: int,
     rps_hint: float,
     warmed: Callable[[], bool] = lambda: True,
+    after_chunk: Callable[[int, int], str] = lambda chunk, requests: "",
     progress: Callable[[str], None] = print,
 ) -> SoakResult:
-    """Send at least ``total`` requests at 64 connections, alternating the scripts' methods.
+    """Send at least ``total`` requests at 64 connections, chunk ``i`` with ``script_for(i)``.
 
-    Chunks last about 10 s (estimated from ``rps_hint``) so RSS is sampled often;
-    ``warmed`` is asked after each chunk until it first says the bounded stores are full.
+    Chunks last about 10 s (estimated from ``rps_hint``) so RSS is sampled often; after
+    each, ``warmed`` is asked (until it first says the bounded stores are full), then
+    ``after_chunk(i, requests)`` runs and says what it did.
     """
-    methods = list(scripts)
     samples = [(0, rss_bytes(pid))]
     warm_index: int | None = 0 if warmed() else None
     done = errors = 0
@@ -135,14 +153,42 @@ def run_soak(
     while done < total:
         remaining = total - done
         seconds = max(2.0, min(10.0, remaining / max(rps_hint, 1.0)))
-        result = run_wrk(url, scripts[methods[chunk % len(methods)]], 64, seconds)
+        result = run_wrk(url, script_for(chunk), 64, seconds)
         done += result.requests
         errors += result.errors
         rps_hint = result.rps or rps_hint
+        full = warm_index is None and warmed()  # before labels make holes in the stores
+        did = after_chunk(chunk, result.requests)
         samples.append((done, rss_bytes(pid)))
-        if warm_index is None and warmed():
+        if full:
             warm_index = len(samples) - 1
         chunk += 1
         warm = "" if warm_index is not None else " (warming up)"
-        progress(f"  soak {done:,}/{total:,} requests, RSS {samples[-1][1] / MIB:.1f} MiB{warm}")
+        progress(f"  soak {done:,}/{total:,} requests, RSS {samples[-1][1] / MIB:.1f} MiB{warm}"
+                 f"{did}")
     return SoakResult(scenario, done, errors, samples, warm_index)
+
+
+def soak_router(
+    name: str, url: str, admin_url: str, pid: int, workdir: Path, total: int, rps: float
+) -> SoakResult:
+    """The soak of one router: GET and POST chunks in turn, labels posted after each POST one.
+
+    Each POST carries its own request id, so the router remembers a prediction per
+    request; the labels join some of them (the store's joins, the accuracy windows and
+    the accuracy gate are exercised, not only its inserts).
+    """
+    rng = random.Random(0)
+    body = post_body()
+    get = write_script(workdir, "GET")
+
+    def script_for(chunk: int) -> Path:
+        return write_script(workdir, "POST", body, run=chunk) if chunk % 2 else get
+
+    def after_chunk(chunk: int, requests: int) -> str:
+        if not chunk % 2:
+            return ""
+        return f", {post_labels(admin_url, chunk, requests, rng):,} labels joined"
+
+    return run_soak(name, url, pid, script_for, total, rps,
+                    partial(feedback_full, admin_url), after_chunk)

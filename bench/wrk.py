@@ -14,7 +14,7 @@ from pathlib import Path
 
 from procs import tool_path
 
-__all__ = ["WrkResult", "post_body", "run_wrk", "write_script", "wrk_version"]
+__all__ = ["WrkResult", "post_body", "request_id", "run_wrk", "write_script", "wrk_version"]
 
 _MARK = "WRK_JSON "
 
@@ -70,14 +70,43 @@ def post_body(size: int = 2048) -> bytes:
     return (text[:-1] + " " * (size - len(text)) + text[-1]).encode()
 
 
-def write_script(directory: Path, method: str, body: bytes = b"") -> Path:
-    """A wrk Lua script for ``method`` (with ``body`` as JSON when given)."""
+#: Each request an X-Request-Id of 32 hex digits: the run's 8, wrk's thread's 8, a counter's 16.
+_IDS = """
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+local n = 0
+request = function()
+  n = n + 1
+  wrk.headers["X-Request-Id"] = string.format("%s%08x%016x", RUN, tid, n)
+  return wrk.format()
+end
+"""
+
+
+def request_id(run: int, thread: int, n: int) -> str:
+    """The X-Request-Id of the ``n``-th request (from 1) of wrk thread ``thread`` (from 1)."""
+    return f"{run:08x}{thread:08x}{n:016x}"
+
+
+def write_script(directory: Path, method: str, body: bytes = b"", run: int | None = None) -> Path:
+    """A wrk Lua script for ``method`` (with ``body`` as JSON when given).
+
+    With ``run``, every request carries its own ``request_id(run, thread, n)`` (off wrk's
+    fast path: the request is formatted per request).
+    """
     lines = [f'wrk.method = "{method}"']
     if body:
         escaped = body.decode().replace("\\", "\\\\").replace('"', '\\"')
         lines.append(f'wrk.body = "{escaped}"')
         lines.append('wrk.headers["Content-Type"] = "application/json"')
-    path = directory / f"wrk-{method.lower()}.lua"
+    name = f"wrk-{method.lower()}"
+    if run is not None:
+        lines.append(f'RUN = "{run:08x}"' + _IDS)
+        name += f"-{run}"
+    path = directory / f"{name}.lua"
     path.write_text("\n".join(lines) + "\n" + _DONE)
     return path
 
