@@ -227,3 +227,30 @@ def test_the_leader_judges_the_fleets_answers_for_the_model_quality_gates(
         (rollback,) = decisions([a, b], "iris", "rollback")
         assert rollback["reason"].startswith("null_output_rate_increase "), rollback["reason"]
         assert "120/120" in rollback["reason"], rollback["reason"]
+
+
+def test_a_paused_leader_does_not_take_a_step_again_when_it_wakes(
+    stack: Stack, redis_server: RedisServer
+) -> None:
+    """SIGSTOP the leader past its lease: another leads and the ramp goes on; SIGCONT the
+    old one: it sees its lease is gone and writes nothing; each step is logged once."""
+    stack.routes["iris"] = canary(steps=RAMP)
+    use_redis(stack, redis_server, lease=f"{LEASE_S}s")
+    with replicas(stack, 3) as fleet:
+        (leader,) = wait_until(lambda: leaders(fleet), timeout=10)
+        wait_until(lambda: leader.status()["routes"]["iris"]["step"] >= 1, timeout=15)
+        leader.process.send_signal(signal.SIGSTOP)
+        try:
+            rest = [r for r in fleet if r is not leader]
+            wait_until(lambda: len(leaders(rest)) == 1, timeout=LEASE_S + 3.0, interval=0.05)
+            paused_at = rest[0].status()["routes"]["iris"]["step"]
+            wait_until(
+                lambda: rest[0].status()["routes"]["iris"]["step"] >= paused_at + 1, timeout=10
+            )
+        finally:
+            leader.process.send_signal(signal.SIGCONT)
+        wait_until(lambda: all(r.phase("iris") == "promoted" for r in fleet), timeout=30)
+        assert not leader.status()["replica"]["leader"]
+    steps = sorted(record["to_step"] for record in decisions(fleet, "iris", "rollout_step"))
+    assert steps == [1, 2, 3, 4, 5], steps
+    assert len(decisions(fleet, "iris", "promote")) == 1
