@@ -79,15 +79,6 @@ class _Capture:
         return None if self.over else b"".join(self.parts)
 
 
-def _answer_capture(plan: MirrorPlan | None, inspector: BodyInspector | None) -> _Capture | None:
-    """The capture of the answer that the mirror (all of it) or the inspector (its cap) wants."""
-    if plan is not None:
-        return _Capture(MAX_CAPTURE)
-    if inspector is not None and inspector.cap:
-        return _Capture(inspector.cap)
-    return None
-
-
 _variant_headers: dict[str, tuple[bytes, bytes]] = {}
 
 
@@ -269,10 +260,9 @@ class Exchange:
             # Model calls carry a body (POST/PUT/PATCH); a GET answers metadata or health,
             # whose inspection would cost the hot path and tell nothing about predictions.
             inspector = self.services.inspector if self.method in _MODEL_METHODS else None
-            answer = await self._relay(
-                send, response, route, backend, proxy.expose_headers,
-                _answer_capture(plan, inspector) if plan or inspector else None,
-            )
+            # The mirror compares the whole answer; the inspector reads it up to its cap.
+            cap = MAX_CAPTURE if plan is not None else inspector.cap if inspector else 0
+            answer = await self._relay(send, response, route, backend, proxy.expose_headers, cap)
             self.finish()
             if inspector is not None:
                 self._inspect(inspector, body, response.status, answer)
@@ -337,12 +327,14 @@ class Exchange:
 
     async def _relay(
         self, send: Any, response: UpstreamResponse, route: CompiledRoute, backend: Backend,
-        expose: bool, capture: _Capture | None,
+        expose: bool, cap: int,
     ) -> bytes | None:
-        """Stream the answer to the client as it arrives; the captured copy of it, if any.
+        """Stream the answer to the client as it arrives; a copy of it if it fits in ``cap``.
 
         The router adds its own headers: the request id, and where it went if ``expose``.
         """
+        captured: list[bytes] | None = [] if cap else None
+        captured_len = 0
         self.status = response.status
         # Byte for byte as the client sent it: the id was decoded as latin-1.
         extra: list[tuple[bytes, bytes]] = [(b"x-request-id", self.request_id.encode("latin-1"))]
@@ -366,8 +358,12 @@ class Exchange:
                 if not self.first_byte:
                     self.first_byte = time.perf_counter()
                 self.bytes_out += len(chunk)
-                if capture is not None:
-                    capture.add(chunk)
+                if captured is not None:
+                    captured_len += len(chunk)
+                    if captured_len <= cap:
+                        captured.append(chunk)
+                    else:
+                        captured = None
                 # The usual small answer arrives whole: end it in the same message.
                 last = response.finished
                 await send({"type": "http.response.body", "body": chunk, "more_body": not last})
@@ -384,7 +380,7 @@ class Exchange:
             await response.aclose()
             if meter is not None:
                 meter.close()
-        return capture.body() if capture is not None else None
+        return b"".join(captured) if captured is not None else None
 
     def _meter(self, *, sse: bool) -> AnswerMeter:
         """A meter of this answer's events and token usage (SSE, or JSON with ``usage``)."""
