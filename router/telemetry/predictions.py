@@ -50,8 +50,8 @@ class PredictionStore:
     """The newest ``keep`` predictions of one route, by request id."""
 
     __slots__ = (
-        "_at", "_bucket_of", "_head", "_ids", "_live", "_mask", "_pairs", "_shared_pairs",
-        "_shared_values", "_size", "_table", "_tail", "_values", "keep",
+        "_at", "_bucket_of", "_head", "_home_of", "_ids", "_live", "_mask", "_pairs",
+        "_shared_pairs", "_shared_values", "_size", "_table", "_tail", "_values", "keep",
     )
 
     def __init__(self, keep: int) -> None:
@@ -63,6 +63,7 @@ class PredictionStore:
         self._values: list[Prediction | None] = []
         self._at = array("d")
         self._bucket_of = array("i")  # per slot: its bucket in the table
+        self._home_of = array("i")  # per slot: its id's first bucket (hash & mask)
         self._table = array("i")  # per bucket: slot + 1; 0 is empty
         self._mask = 0
         self._shared_pairs: dict[tuple[str, str], tuple[str, str]] = {}
@@ -74,6 +75,7 @@ class PredictionStore:
         self._ids, self._pairs, self._values = [None] * size, [None] * size, [None] * size
         self._at = array("d", bytes(8 * size))
         self._bucket_of = array("i", bytes(4 * size))
+        self._home_of = array("i", bytes(4 * size))
         buckets = 1 << (2 * size).bit_length()  # at most half full
         self._table = array("i", bytes(4 * buckets))
         self._mask = buckets - 1
@@ -115,6 +117,7 @@ class PredictionStore:
         self._at[slot] = at
         table[bucket] = slot + 1
         self._bucket_of[slot] = bucket
+        self._home_of[slot] = home
         self._live += 1
 
     def pop(self, request_id: str) -> Row | None:
@@ -180,14 +183,14 @@ class PredictionStore:
 
     def _unlink(self, hole: int) -> int:
         """Remove ``hole`` from the table, moving later entries of its probe run back into it."""
-        table, ids, bucket_of, mask = self._table, self._ids, self._bucket_of, self._mask
+        table, bucket_of, home_of, mask = self._table, self._bucket_of, self._home_of, self._mask
         bucket = hole
         while True:
             bucket = (bucket + 1) & mask
             slot = table[bucket]
             if not slot:
                 break
-            home = hash(ids[slot - 1]) & mask
+            home = home_of[slot - 1]
             # The entry may move back to the hole unless its home lies in (hole, bucket].
             if (bucket - home) & mask >= (bucket - hole) & mask:
                 table[hole] = slot
