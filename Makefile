@@ -63,7 +63,7 @@ lint: $(STAMP) ## ruff and mypy (strict)
 	$(BIN)/ruff check router strategies tests bench scripts
 	$(BIN)/mypy
 
-bench: $(STAMP) ## benchmark against nginx and a direct call (installs nginx and wrk when missing)
+bench: $(STAMP) redis ## benchmark against nginx and a direct call (installs nginx and wrk when missing)
 	$(BIN)/python bench/run.py
 
 clean: ## remove the virtualenv and caches
