@@ -24,27 +24,26 @@ from router.config.collector import collector_paused
 from router.config.loader import read_config
 from router.config.model import Config, ProxySpec
 from router.control.controller import Controller, LiveObserver
-from router.control.fleet import Fleet, fleet_status
+from router.control.fleet import Fleet
 from router.control.health import HealthChecker, probe
 from router.control.metric_checks import MetricChecks
 from router.control.redis_store import RedisStateStore
 from router.control.reload import Reloader, ReloadResult
 from router.control.rollouts import Rollouts
+from router.control.status import StatusViews
 from router.control.store import StateStoreError
 from router.control.store_health import WatchedStore, open_store
 from router.notify.sender import Notifier
 from router.proxy.entry import ProxyApp
 from router.routing.backends import BackendSet
-from router.routing.selection import ALL_ROUTES, RouteQuery, route_phase, select_routes
+from router.routing.selection import ALL_ROUTES, RouteQuery
 from router.routing.snapshot import (
-    CompiledRoute,
     Snapshot,
     SnapshotHolder,
     build_rules,
     build_snapshot,
 )
 from router.shadow.dispatcher import ShadowDispatcher
-from router.telemetry.dashboard_stats import build_stats
 from router.telemetry.drift import DriftMonitor
 from router.telemetry.events import EventLog
 from router.telemetry.feedback import GroundTruth
@@ -131,9 +130,28 @@ class RouterApp:
             self.windows, self.quality, self.truth, self.metric_checks, self.shadow.counts,
             lambda: self.snapshot.backends, lambda: self.fleet,
         )
+        self.views = self._status_views()
         # Called with each installed config's proxy section (the listeners' limits).
         self.on_proxy_spec: list[Callable[[ProxySpec], None]] = []
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _status_views(self) -> StatusViews:
+        """The admin's read model over this router's parts."""
+        return StatusViews(
+            config_path=self.config_path,
+            replica_id=self.replica_id,
+            snapshot=lambda: self.snapshot,
+            rollouts=lambda: self.rollouts,
+            store=lambda: self.store,
+            fleet=lambda: self.fleet,
+            inspector=lambda: self.proxy.services.inspector,
+            shadow_stats=self.shadow.route_stats,
+            reloader=self.reloader,
+            windows=self.windows,
+            truth=self.truth,
+            drift=self.drift,
+            metrics=self.metrics,
+        )
 
     # -- life cycle --------------------------------------------------------
 
@@ -304,65 +322,12 @@ class RouterApp:
             request.timeout_s,
         )
 
-    # -- status ----------------------------------------------------------------
-
-    def _route_status(self, route: CompiledRoute) -> dict[str, Any]:
-        assert self.rollouts is not None
-        body = self.rollouts.status(route)
-        if "shadow" in route.strategy.variants:
-            body["shadow"] = self.shadow.route_stats(route.name)
-        feedback = self.truth.summary(route.name, time.time())
-        if feedback is not None:
-            body["feedback"] = feedback
-        return body
-
-    def select(self, query: RouteQuery) -> tuple[list[CompiledRoute], dict[str, Any] | None]:
-        """The routes a status or stats call covers, and its ``page`` (None: no query)."""
-        assert self.rollouts is not None
-        routes = self.snapshot.routes
-        if not query.given:
-            return list(routes), None
-        now = time.time()
-        active = self.rollouts.active
-        page, matched = select_routes(
-            routes, active, query, lambda route: route_phase(route, now)
-        )
-        return page, {
-            "matched": matched, "total": len(routes), "active": len(active),
-            "offset": query.offset, "limit": query.limit,
-        }
+    # -- views (router.control.status) -------------------------------------------
 
     def stats(self, query: RouteQuery = ALL_ROUTES) -> dict[str, Any]:
         """``GET /admin/stats``: per-version rates, latency, health and sparklines."""
-        selected, page = self.select(query)
-        routes = [(route.name, route.strategy.variants) for route in selected]
-        services = self.proxy.services
-        body = build_stats(
-            self.windows, routes, time.time(), services.inspector, self.drift,
-            self.metrics.streamed,
-        )
-        if page is not None:
-            body["page"] = page
-        return body
+        return self.views.stats(query)
 
     def status(self, query: RouteQuery = ALL_ROUTES) -> dict[str, Any]:
-        """``GET /admin/status`` (docs/http.md), of the routes ``query`` selects."""
-        assert self.rollouts is not None
-        snapshot = self.snapshot
-        selected, page = self.select(query)
-        body = {
-            "config": {
-                "path": str(self.config_path),
-                "version": snapshot.version,
-                "last_reload": dict(self.reloader.last_reload),
-            },
-            "routes": {route.name: self._route_status(route) for route in selected},
-            **fleet_status(self.fleet, self.replica_id, self.store, snapshot.version),
-            "backends": {
-                name: {"url": backend.url, "healthy": backend.up}
-                for name, backend in snapshot.backends.items()
-            },
-        }
-        if page is not None:
-            body["page"] = page
-        return body
+        """``GET /admin/status``, of the routes ``query`` selects."""
+        return self.views.status(query)
