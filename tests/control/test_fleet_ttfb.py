@@ -10,6 +10,7 @@ from router.control.fleet_figures import LAG_S, FleetFigures
 from router.control.redis_store import RedisStateStore
 from router.control.store_health import WatchedStore
 from router.telemetry.metrics import Metrics
+from router.telemetry.quality import QualityWindows
 from router.telemetry.windows import WindowSet
 from tests.redis_support import RedisServer
 
@@ -26,7 +27,10 @@ async def test_first_byte_times_are_summed_across_replicas(redis_server: RedisSe
         slow.record("chat", "candidate", NOW - 5 + n * 0.05, 2.0, False, ttfb_s=1.2)
     fast.record("chat", "candidate", NOW - 4, 0.5, False)  # an answer without a body
     try:
-        replicas = [FleetFigures(watched, store, w, clock=lambda: clock[0]) for w in (fast, slow)]
+        replicas = [
+            FleetFigures(watched, store, w, QualityWindows(), clock=lambda: clock[0])
+            for w in (fast, slow)
+        ]
         clock[0] = NOW + 1
         for figures in replicas:  # each replica's once-a-second round trip
             pipe = store.client.pipeline(transaction=False)
