@@ -38,15 +38,18 @@ from router.config.issues import (
 )
 from router.config.model import Config
 from strategies.base import StrategySpec
+from strategies.units import parse_size
 
 __all__ = [
     "MAX_CONFIG_BYTES",
+    "MAX_CONFIG_BYTES_ENV",
     "ConfigError",
     "ConfigIssue",
     "LoadedConfig",
     "config_json_schema",
     "config_version",
     "load_config",
+    "max_config_bytes",
     "parse_config",
     "read_config",
     "run_validate",
@@ -56,6 +59,24 @@ __all__ = [
 _INVALID_SPEC = StrategySpec(type="invalid")
 _ROUTE_PLACE = re.compile(r"^routes\[(\d+)\]")
 MAX_CONFIG_BYTES = 1024 * 1024
+#: Raises the size limit for platforms with thousands of routes (``4MiB``, or bytes).
+MAX_CONFIG_BYTES_ENV = "ROUTER_MAX_CONFIG_BYTES"
+
+
+def max_config_bytes(env: Mapping[str, str] | None = None) -> int:
+    """The size limit in force: ``MAX_CONFIG_BYTES``, or ``ROUTER_MAX_CONFIG_BYTES`` when set.
+
+    The limit guards the event loop against a file no one meant to write; a file of
+    10,000 routes in block style is about 1.4 MB, so a platform that large raises it.
+    A value that is not a size leaves the default in force.
+    """
+    value = (os.environ if env is None else env).get(MAX_CONFIG_BYTES_ENV)
+    if not value:
+        return MAX_CONFIG_BYTES
+    try:
+        return max(1, parse_size(value))
+    except ValueError:
+        return MAX_CONFIG_BYTES
 
 
 class ConfigError(Exception):
@@ -261,8 +282,9 @@ def parse_config(
     Raises ``ConfigError`` naming ``source`` with every problem found.
     """
     size = len(text.encode() if isinstance(text, str) else text)
-    if size > MAX_CONFIG_BYTES:
-        raise ConfigError([_too_large(size)], source)
+    limit = max_config_bytes(env)
+    if size > limit:
+        raise ConfigError([_too_large(size, limit)], source)
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8-sig")
@@ -309,8 +331,11 @@ def _model_signal_issues(config: Config) -> list[ConfigIssue]:
     return issues
 
 
-def _too_large(size: int) -> ConfigIssue:
-    return ConfigIssue("", f"the file is {size} bytes, over the limit of {MAX_CONFIG_BYTES}")
+def _too_large(size: int, limit: int) -> ConfigIssue:
+    return ConfigIssue(
+        "", f"the file is {size} bytes, over the limit of {limit} (raise it with "
+        f"{MAX_CONFIG_BYTES_ENV})",
+    )
 
 
 def config_version(raw: bytes) -> str:
@@ -327,10 +352,12 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Loade
     """Read and validate the file at ``path``; raises ``ConfigError``."""
     file = Path(path)
     try:
+        limit = max_config_bytes(env)
         with file.open("rb") as stream:
-            raw = stream.read(MAX_CONFIG_BYTES + 1)
-            if len(raw) > MAX_CONFIG_BYTES:
-                raise ConfigError([_too_large(os.fstat(stream.fileno()).st_size)], str(file))
+            raw = stream.read(limit + 1)
+            if len(raw) > limit:
+                size = os.fstat(stream.fileno()).st_size
+                raise ConfigError([_too_large(size, limit)], str(file))
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ConfigError([ConfigIssue("", f"cannot read {file}: {reason}")], str(file)) from None

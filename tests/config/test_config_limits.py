@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from router.config.loader import MAX_CONFIG_BYTES, ConfigError, parse_config
+from router.config.loader import MAX_CONFIG_BYTES, ConfigError, max_config_bytes, parse_config
 from router.config.model import BackendSpec
 from router.routing.backends import Backend
 from tests.support import ROOT
@@ -112,3 +112,14 @@ def test_usable_backend_urls_pass_and_build(url: str) -> None:
     spec = BackendSpec(url=url)
     assert spec.url == url.rstrip("/")
     assert Backend("b", spec).pool.url == spec.url  # what a reload builds from it
+
+
+def test_the_size_limit_can_be_raised_for_a_platform_with_thousands_of_routes() -> None:
+    padding = "# " + "x" * 1000 + "\n"
+    text = VALID + padding * (MAX_CONFIG_BYTES // len(padding) + 1)
+    config = parse_config(text, env={"ROUTER_MAX_CONFIG_BYTES": "2MiB"})
+    assert config.backends
+    with pytest.raises(ConfigError, match=r"over the limit of 1048576 .*ROUTER_MAX_CONFIG_BYTES"):
+        parse_config(text, env={"ROUTER_MAX_CONFIG_BYTES": "not a size"})
+    assert max_config_bytes({}) == MAX_CONFIG_BYTES
+    assert max_config_bytes({"ROUTER_MAX_CONFIG_BYTES": "4096"}) == 4096
