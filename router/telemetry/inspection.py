@@ -23,7 +23,6 @@ from router.telemetry.feedback import GroundTruth
 from router.telemetry.metrics import Metrics
 from router.telemetry.quality import QualityWindows
 from strategies.payloads import (
-    Predictions,
     count_missing_inputs,
     parse_body,
     path_protocol,
@@ -37,13 +36,14 @@ class _Health:
     """Bound metric children and running totals of one (route, variant)."""
 
     __slots__ = (
-        "body_bytes", "inspected", "invalid", "invalid_inputs", "label_children", "labels",
-        "missing", "missing_values", "null", "null_outputs", "value", "value_count", "value_sum",
-        "variant",
+        "body_bytes", "inspected", "invalid", "invalid_inputs", "known", "label_children",
+        "labels", "missing", "missing_values", "null", "null_outputs", "value", "value_count",
+        "value_sum", "variant",
     )
 
-    def __init__(self, metrics: Metrics, route: str, variant: str) -> None:
+    def __init__(self, metrics: Metrics, route: str, variant: str, known: set[str]) -> None:
         self.variant = variant
+        self.known = known  # the labels admitted for the route (shared by its variants)
         self.body_bytes = metrics.request_body_bytes.labels(route, variant)
         self.missing = metrics.input_missing_values.labels(route, variant)
         self.invalid = metrics.input_invalid.labels(route, variant)
@@ -97,6 +97,9 @@ def _clean_and_well_shaped(protocol: str | None, body: bytes) -> bool:
     return True
 
 
+_NO_LABELS: dict[str, int] = {}
+
+
 class BodyInspector:
     """Counts input and output health per route and variant (docs/observability.md)."""
 
@@ -116,7 +119,8 @@ class BodyInspector:
         key = (route, variant)
         found = self._health.get(key)
         if found is None:
-            found = self._health[key] = _Health(self.metrics, route, variant)
+            known = self._route_labels.setdefault(route, set())
+            found = self._health[key] = _Health(self.metrics, route, variant, known)
         return found
 
     def observe(
@@ -132,7 +136,7 @@ class BodyInspector:
         backend: str = "",
     ) -> None:
         """Inspect one finished request; bodies are ``None`` when over the cap."""
-        health = self._bound(route, variant)
+        health = self._health.get((route, variant)) or self._bound(route, variant)
         health.body_bytes.observe(request_size)
         answered = response_body and 200 <= response_status < 300
         if not request_body and not answered:
@@ -157,55 +161,66 @@ class BodyInspector:
                 health.missing_values += missing
         if answered:
             assert response_body is not None
-            result = self._observe_output(route, health, protocol, response_body)
-            if result is not None and request_id and self.truth is not None:
-                first = result.first()
-                if first is not None:
-                    self.truth.remember(route, request_id, health.variant, backend, first,
-                                        time.time())
+            self._observe_output(route, health, protocol, response_body, request_id, backend)
 
     def _observe_output(
-        self, route: str, health: _Health, protocol: str | None, body: bytes
-    ) -> Predictions | None:
+        self, route: str, health: _Health, protocol: str | None, body: bytes, request_id: str,
+        backend: str,
+    ) -> None:
+        """Count an answer's predictions; feed the gates' windows and the ground truth."""
         parsed = parse_body(body)
         if parsed is None:
-            return None
+            return
         doc, exotic = parsed
         result = read_predictions(protocol, doc, exotic or b"null" in body)
         if result is None:
-            return None
-        if result.nulls:
-            health.null.inc(result.nulls)
-            health.null_outputs += result.nulls
-        for value in result.values:
-            health.value.observe(value)
-            health.value_sum += value
-        health.value_count += len(result.values)
-        counts = self._count_labels(route, health, result.labels) if result.labels else {}
+            return
+        nulls, labels, values = result.nulls, result.labels, result.values
+        if nulls:
+            health.null.inc(nulls)
+            health.null_outputs += nulls
+        if values:
+            for value in values:
+                health.value.observe(value)
+                health.value_sum += value
+            health.value_count += len(values)
+        counts = self._count_labels(route, health, labels) if labels else _NO_LABELS
+        now = time.time()
         if self.quality is not None:
-            self.quality.record(route, health.variant, time.time(), result.nulls, counts,
-                                result.values)
-        return result
+            self.quality.record(route, health.variant, now, nulls, counts, values)
+        if request_id and self.truth is not None:
+            first = result.first()
+            if first is not None:
+                self.truth.remember(route, request_id, health.variant, backend, first, now)
 
     def _count_labels(self, route: str, health: _Health, labels: list[str]) -> dict[str, int]:
-        known = self._route_labels.setdefault(route, set())
-        counts: dict[str, int] = {}
-        for label in labels:
-            if label not in known:
-                if len(known) >= self.max_labels:
-                    label = "other"
-                else:
-                    known.add(label)
-            counts[label] = counts.get(label, 0) + 1
+        known = health.known
+        if len(labels) == 1:  # one prediction per request, the usual case
+            label = labels[0]
+            counts = {label if label in known else self._admit(known, label): 1}
+        else:
+            counts = {}
+            for label in labels:
+                if label not in known:
+                    label = self._admit(known, label)
+                counts[label] = counts.get(label, 0) + 1
+        children, totals = health.label_children, health.labels
         for label, n in counts.items():
-            child = health.label_children.get(label)
+            child = children.get(label)
             if child is None:
-                child = health.label_children[label] = self.metrics.predictions.labels(
+                child = children[label] = self.metrics.predictions.labels(
                     route, health.variant, label
                 )
             child.inc(n)
-            health.labels[label] = health.labels.get(label, 0) + n
+            totals[label] = totals.get(label, 0) + n
         return counts
+
+    def _admit(self, known: set[str], label: str) -> str:
+        """``label`` once the route knows it, or ``other`` past ``max_labels``."""
+        if len(known) >= self.max_labels:
+            return "other"
+        known.add(label)
+        return label
 
     def route_health(self, route: str) -> dict[str, dict[str, Any]]:
         """Per variant of ``route``: inspected, missing values, invalid inputs, null outputs..."""

@@ -44,11 +44,15 @@ class QualityWindow:
             self._stamps[slot] = second
             self._read[slot] = self._nulls[slot] = 0
             self._labels[slot].clear()
-        self._read[slot] += nulls + sum(labels.values()) + len(values)
-        self._nulls[slot] += nulls
-        slot_labels = self._labels[slot]
-        for label, n in labels.items():
-            slot_labels[label] = slot_labels.get(label, 0) + n
+        read = nulls + len(values)
+        if labels:
+            slot_labels = self._labels[slot]
+            for label, n in labels.items():
+                slot_labels[label] = slot_labels.get(label, 0) + n
+                read += n
+        self._read[slot] += read
+        if nulls:
+            self._nulls[slot] += nulls
         for value in values:
             if math.isfinite(value):
                 self._values.append((second, value))
