@@ -330,7 +330,10 @@ def read_predictions(protocol: str | None, doc: Any, walk: bool) -> Predictions 
         return None
     outputs = doc.get("outputs")
     if type(outputs) is list and outputs and type(outputs[0]) is dict:
-        result.tensors([o for o in outputs if type(o) is dict], walk)
+        # A single output (the usual answer) is checked already: no filtered copy of the list.
+        result.tensors(
+            outputs if len(outputs) == 1 else [o for o in outputs if type(o) is dict], walk
+        )
         return result
     if protocol == "v2":
         result.nulls += 1  # a V2 answer without outputs
