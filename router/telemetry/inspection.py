@@ -98,6 +98,7 @@ def _clean_and_well_shaped(protocol: str | None, body: bytes) -> bool:
 
 
 _NO_LABELS: dict[str, int] = {}
+_MAX_PATHS = 1024  # paths whose protocol is remembered (a route may match endless paths)
 
 
 class BodyInspector:
@@ -114,6 +115,7 @@ class BodyInspector:
         # Queues a sample of request bodies for routes that watch input drift.
         self.drift: DriftMonitor | None = None
         self.quality: QualityWindows | None = None  # the analysis gates' windows
+        self._protocols: dict[str, str | None] = {}
 
     def _bound(self, route: str, variant: str) -> _Health:
         key = (route, variant)
@@ -142,7 +144,8 @@ class BodyInspector:
         if not request_body and not answered:
             return
         health.inspected += 1
-        protocol = path_protocol(path)
+        protocols = self._protocols
+        protocol = protocols[path] if path in protocols else self._protocol(path)
         if request_body and self.drift is not None:
             self.drift.offer(route, protocol, request_body)
         if request_body and _clean_and_well_shaped(protocol, request_body):
@@ -162,6 +165,13 @@ class BodyInspector:
         if answered:
             assert response_body is not None
             self._observe_output(route, health, protocol, response_body, request_id, backend)
+
+    def _protocol(self, path: str) -> str | None:
+        """The protocol ``path`` names, remembered for the next request to it."""
+        protocol = path_protocol(path)
+        if len(self._protocols) < _MAX_PATHS:
+            self._protocols[path] = protocol
+        return protocol
 
     def _observe_output(
         self, route: str, health: _Health, protocol: str | None, body: bytes, request_id: str,

@@ -275,3 +275,14 @@ def test_pre_check_only_spares_parses_that_find_nothing(path: str) -> None:
 def test_pre_check_takes_clean_v2_inputs_with_letters_of_the_tokens() -> None:
     for body in SHAPE_PROBES[-5:-3]:
         assert all(_clean_and_well_shaped("v2", b) for b in _padded(body))
+
+
+def test_each_path_keeps_its_own_protocol_past_the_remembered_ones() -> None:
+    metrics = Metrics()
+    inspector = BodyInspector(metrics)
+    v1_body = dumps({"instances": [[1.0, None]]})  # a V1 body: invalid on a V2 path
+    for n in range(1100):  # more paths than the inspector remembers
+        inspector.observe("r", "stable", f"/v1/models/m{n}:predict", v1_body, 1, 200, None)
+        inspector.observe("r", "stable", V2, v2_input([None, 1.0, 2.0, 3.0]), 1, 200, None)
+    assert sample(metrics, "router_input_invalid_total") == 0
+    assert sample(metrics, "router_input_missing_values_total") == 2200
