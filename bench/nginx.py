@@ -10,7 +10,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from procs import Service, free_port, http_status, tool_path, wait_for
+from procs import LocalServer, Service, http_status, tool_path, wait_for
 
 __all__ = ["ECHO_MODULE", "NginxInstance", "nginx_version", "render_backend", "render_proxy"]
 
@@ -96,20 +96,8 @@ def nginx_version() -> str:
     return (out.stderr or out.stdout).strip().removeprefix("nginx version: ")
 
 
-class NginxInstance:
+class NginxInstance(LocalServer):
     """An nginx master in the foreground with its own prefix directory and a free port."""
-
-    def __init__(self, name: str, workdir: Path) -> None:
-        self.name = name
-        self.port = free_port()
-        self.prefix = workdir / name
-        self.prefix.mkdir(parents=True, exist_ok=True)
-        self.service: Service | None = None
-
-    @property
-    def url(self) -> str:
-        """Base URL on loopback."""
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self, conf: str) -> NginxInstance:
         """Write ``conf``, start nginx on it, and wait until it answers HTTP."""
@@ -121,8 +109,3 @@ class NginxInstance:
         service = self.service
         wait_for(self.name, lambda: service.check_alive() and http_status(self.url) is not None)
         return self
-
-    def stop(self) -> None:
-        """Stop the master and its worker."""
-        if self.service is not None:
-            self.service.stop()

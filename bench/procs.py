@@ -17,6 +17,7 @@ import httpx
 import psutil
 
 __all__ = [
+    "LocalServer",
     "Service",
     "free_port",
     "http_status",
@@ -147,3 +148,27 @@ class Service:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
         self.proc = None
+
+
+class LocalServer:
+    """A server process of the bench's own: a directory for its files, a free port, a Service.
+
+    Subclasses write their config and start ``self.service``; ``stop`` ends it.
+    """
+
+    def __init__(self, name: str, workdir: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.prefix = workdir / name
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        self.service: Service | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL on loopback."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        """Stop the process and anything it started."""
+        if self.service is not None:
+            self.service.stop()

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from procs import Service, free_port, http_status, wait_for
+from procs import LocalServer, Service, http_status, wait_for
 
 __all__ = ["TraefikInstance", "ensure_traefik", "render_dynamic", "render_static", "traefik_path"]
 
@@ -80,21 +80,12 @@ def render_dynamic(upstreams: Mapping[str, tuple[str, int]]) -> str:
     )
 
 
-class TraefikInstance:
+class TraefikInstance(LocalServer):
     """A traefik process with its own directory and a free port, on one core."""
 
     def __init__(self, name: str, workdir: Path, exe: Path) -> None:
-        self.name = name
+        super().__init__(name, workdir)
         self.exe = exe
-        self.port = free_port()
-        self.prefix = workdir / name
-        self.prefix.mkdir(parents=True, exist_ok=True)
-        self.service: Service | None = None
-
-    @property
-    def url(self) -> str:
-        """Base URL on loopback."""
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self, upstreams: Mapping[str, tuple[str, int]]) -> TraefikInstance:
         """Write both configs, start traefik, and wait until it proxies a request."""
@@ -108,8 +99,3 @@ class TraefikInstance:
         service = self.service
         wait_for(self.name, lambda: service.check_alive() and http_status(self.url) == 200)
         return self
-
-    def stop(self) -> None:
-        """Stop the process (and anything it started)."""
-        if self.service is not None:
-            self.service.stop()
