@@ -26,6 +26,9 @@ __all__ = [
     "write_json",
 ]
 
+#: Two workers should reach this share of the ceiling the machine leaves them.
+WORKERS_SHARE_OF_CEILING = 0.9
+
 
 @dataclass(frozen=True, slots=True)
 class Measurement:
@@ -181,12 +184,14 @@ def render_cpu(summaries: Sequence[Summary]) -> str:
 def render_worker_ceiling(
     summaries: Sequence[Summary], one: str, two: str, cores: int
 ) -> str:
-    """How far ``two`` workers could scale over ``one`` on this machine, at 64 connections.
+    """How far ``two`` workers could scale over ``one`` on this machine, and how far they did.
 
     At best every core is busy at the CPU per request measured with one worker (router,
-    stand-ins and wrk together); the ratio to the one-worker rate is the ceiling.
+    stand-ins and wrk together); the ratio to the one-worker rate is the ceiling. The
+    target is two workers at 90 % of it or more.
     """
     lines = []
+    rates = {(s.scenario, s.method): s.rps for s in summaries if s.connections == 64}
     for s in summaries:
         total = s.cpu_total_us
         if s.scenario != one or s.connections != 64 or total is None or not s.rps:
@@ -197,6 +202,14 @@ def render_worker_ceiling(
             f"(router {s.cpu_target_us:.0f} + stand-ins {s.cpu_stand_ins_us:.0f} + wrk "
             f"{s.cpu_wrk_us:.0f} us of CPU per request) / {s.rps:,.0f} req/s)"
         )
+        scaled = rates.get((two, s.method))
+        if scaled:
+            share = scaled / s.rps / ceiling
+            verdict = "met" if share >= WORKERS_SHARE_OF_CEILING else "NOT met"
+            lines.append(
+                f"  {two} reached {scaled / s.rps:.2f}x = {share:.0%} of that ceiling "
+                f"(target >= {WORKERS_SHARE_OF_CEILING:.0%}: {verdict})"
+            )
     return "\n".join(lines)
 
 

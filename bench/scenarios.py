@@ -247,7 +247,7 @@ COMPARISONS: tuple[Comparison, ...] = (
     *_both_methods("router-canary / floor", "router-canary", "floor", 64),
     *_both_methods("router-direct / direct", "router-direct", "direct", 64),
     *_both_methods("router-direct / nginx", "router-direct", "nginx", 64),
-    *_both_methods("workers 2 / workers 1", "router-canary-w2", "router-canary", 64, target=1.6),
+    *_both_methods("workers 2 / workers 1", "router-canary-w2", "router-canary", 64),
     *_both_methods("inspection on / off", "router-canary", "router-canary-noinspect", 64),
     *_both_methods("CPU/req match.body / none", "router-canary-body", "router-canary", 64,
                    kind="cpu_ratio", target=1.15),

@@ -23,9 +23,11 @@ done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     '%s{"requests":%d,"duration_us":%d,"bytes":%d,"connect":%d,"read":%d,' ..
-    '"write":%d,"status":%d,"timeout":%d,"p50_us":%d,"p99_us":%d,"mean_us":%.1f}\\n',
+    '"write":%d,"status":%d,"timeout":%d,"p50_us":%d,"p99_us":%d,"p999_us":%d,' ..
+    '"max_us":%d,"mean_us":%.1f}\\n',
     "WRK_JSON ", summary.requests, summary.duration, summary.bytes, e.connect, e.read,
-    e.write, e.status, e.timeout, latency:percentile(50), latency:percentile(99), latency.mean))
+    e.write, e.status, e.timeout, latency:percentile(50), latency:percentile(99),
+    latency:percentile(99.9), latency.max, latency.mean))
 end
 """
 
@@ -40,6 +42,8 @@ class WrkResult:
     p99_ms: float
     socket_errors: int
     non_2xx: int
+    p999_ms: float = 0.0
+    max_ms: float = 0.0
 
     @property
     def rps(self) -> float:
@@ -132,6 +136,8 @@ def run_wrk(
         p99_ms=data["p99_us"] / 1000,
         socket_errors=data["connect"] + data["read"] + data["write"] + data["timeout"],
         non_2xx=data["status"],
+        p999_ms=data["p999_us"] / 1000,
+        max_ms=data["max_us"] / 1000,
     )
 
 
