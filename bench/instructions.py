@@ -34,7 +34,7 @@ from scenarios import BACKENDS, SCENARIOS, Scenario
 from stack import REQUEST_PATH, render_router_config, router_command
 from wrk import post_body
 
-__all__ = ["count", "main"]
+__all__ = ["count", "main", "send", "start_router"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,8 @@ def _dump_total(pid: int, outdir: Path, before: set[Path]) -> tuple[int, Path]:
     raise RuntimeError("callgrind dump did not appear")
 
 
-def _send(port: int, method: str, n: int, body: bytes) -> None:
+def send(port: int, method: str, n: int, body: bytes) -> None:
+    """Send ``n`` requests of ``method`` on one keep-alive connection; each must answer 200."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Content-Type": "application/json"} if method == "POST" else {}
     for _ in range(n):
@@ -95,14 +96,16 @@ def count(pid: int, port: int, outdir: Path, method: str, n: int, idle_s: float)
     before.add(idle_dump)
     _control(pid, "--zero")
     started = time.monotonic()
-    _send(port, method, n, post_body())
+    send(port, method, n, post_body())
     wall = time.monotonic() - started
     total, dump = _dump_total(pid, outdir, before)
     return Count(method, n, total, idle / idle_s, wall, dump)
 
 
-def start_router(scenario: Scenario, workdir: Path) -> tuple[Service, int, list[NginxInstance]]:
-    """The stand-ins and a router under callgrind (instrumentation off until switched on)."""
+def start_router(
+    scenario: Scenario, workdir: Path, prefix: Sequence[str]
+) -> tuple[Service, int, list[NginxInstance]]:
+    """The stand-ins and a router started as ``prefix serve ...`` (a command that runs it)."""
     backends = []
     for name, stand_in in BACKENDS.items():
         instance = NginxInstance(name, workdir)
@@ -113,11 +116,7 @@ def start_router(scenario: Scenario, workdir: Path) -> tuple[Service, int, list[
     config_path = workdir / "router.yaml"
     config = render_router_config(scenario, urls, port, admin_port)
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    cmd = [
-        "valgrind", "--tool=callgrind", "--instr-atstart=no",
-        f"--callgrind-out-file={workdir}/callgrind.out.%p", *router_command(), "serve",
-        "--config", str(config_path), "--log-format", "json",
-    ]
+    cmd = [*prefix, "serve", "--config", str(config_path), "--log-format", "json"]
     service = Service("router", cmd, workdir / "router.log").start()
     wait_for("router", lambda: service.check_alive()
              and http_status(f"http://127.0.0.1:{port}{REQUEST_PATH}", timeout=5) == 200,
@@ -139,11 +138,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if scenario is None or scenario.target != "router" or scenario.workers != 1:
         sys.exit(f"{args.scenario}: not a one-worker router scenario")
     workdir = Path(tempfile.mkdtemp(prefix="router-instr-"))
-    service, port, backends = start_router(scenario, workdir)
+    # Instrumentation stays off until the warm-up, so start-up costs nothing to count.
+    callgrind = [
+        "valgrind", "--tool=callgrind", "--instr-atstart=no",
+        f"--callgrind-out-file={workdir}/callgrind.out.%p", *router_command(),
+    ]
+    service, port, backends = start_router(scenario, workdir, callgrind)
     try:
         _control(service.pid, "--instr=on")
-        _send(port, "GET", 50, b"")  # warm-up: imports, caches, connections
-        _send(port, "POST", 50, post_body())
+        send(port, "GET", 50, b"")  # warm-up: imports, caches, connections
+        send(port, "POST", 50, post_body())
         for method in ("GET", "POST"):
             result = count(service.pid, port, workdir, method, args.n, args.idle)
             print(f"{args.scenario} {method}: {result.per_request:,.0f} instructions/request "

@@ -50,6 +50,8 @@ MAX_CAPTURE = 1024 * 1024  # the primary's answer kept for shadow comparison
 _JSON = b"application/json"
 _MODEL_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _Body = bytes | AsyncIterator[bytes] | None
+_WITH_END = -1.0  # Exchange.first_byte: the first body byte went out with the last
+_clock = time.perf_counter
 
 
 class _Capture:
@@ -153,7 +155,9 @@ class Exchange:
         self.error_kind: str | None = None
         self.client = ""
         self.preread: bytes | None = None  # the body, when routing had to read it first
-        self.first_byte = 0.0  # perf_counter() when the answer's first body byte was relayed
+        # perf_counter() when the answer's first body byte was relayed; _WITH_END when that
+        # byte came with the last one (the usual small answer), so finish()'s clock read serves.
+        self.first_byte = 0.0
 
     def fall_back(
         self, backends: Mapping[str, Backend], decision: Decision, failed: Backend,
@@ -201,9 +205,10 @@ class Exchange:
     def finish(self, error: str | None = None) -> None:
         """Count and log the request once."""
         services = self.services
-        duration = time.perf_counter() - self.started
+        duration = _clock() - self.started
         if self.route:
-            ttfb = self.first_byte - self.started if self.first_byte else None
+            first = self.first_byte
+            ttfb = None if not first else duration if first is _WITH_END else first - self.started
             services.metrics.recorder(
                 self.route, self.variant or "none", self.backend or "none"
             ).record(self.status, duration, ttfb)
@@ -340,8 +345,8 @@ class Exchange:
         extra: list[tuple[bytes, bytes]] = [(b"x-request-id", self.request_id.encode("latin-1"))]
         if expose:
             extra += (route.header, _variant_header(self.variant), backend.header)
-        headers = filter_response_headers(response.headers, extra)
-        kind = answer_kind(headers)
+        headers, content_type = filter_response_headers(response.headers, extra)
+        kind = answer_kind(content_type)
         meter = self._meter(sse=True) if kind == SSE else None
         try:
             await send(
@@ -355,8 +360,10 @@ class Exchange:
             )
             last = False
             async for chunk in response:
+                # The usual small answer arrives whole: end it in the same message.
+                last = response.finished
                 if not self.first_byte:
-                    self.first_byte = time.perf_counter()
+                    self.first_byte = _WITH_END if last else _clock()
                 self.bytes_out += len(chunk)
                 if captured is not None:
                     captured_len += len(chunk)
@@ -364,14 +371,12 @@ class Exchange:
                         captured.append(chunk)
                     else:
                         captured = None
-                # The usual small answer arrives whole: end it in the same message.
-                last = response.finished
                 await send({"type": "http.response.body", "body": chunk, "more_body": not last})
                 if kind:  # measured after the chunk went on: never held back for it
                     if meter is None and b'"usage"' in chunk:
                         meter = self._meter(sse=False)
                     if meter is not None:
-                        meter.feed(chunk, time.perf_counter())
+                        meter.feed(chunk, _clock())
                 if last:
                     break
             if not last:

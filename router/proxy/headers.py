@@ -98,29 +98,37 @@ def build_upstream_headers(
 
 def filter_response_headers(
     headers: list[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]]
-) -> list[tuple[bytes, bytes]]:
-    """Response headers for the client: hop-by-hop removed (names lower-cased), ``extra`` added.
+) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """Response headers for the client, and the answer's content type (``b""`` if none).
 
+    Hop-by-hop headers are removed (names lower-cased) and ``extra`` added.
     ``Content-Length`` is kept so the server frames the body the same way; a
-    chunked upstream body is re-framed by the server.
+    chunked upstream body is re-framed by the server. The content type is found
+    in the same pass, so telling a stream from a plain answer costs no second scan.
     """
     out: list[tuple[bytes, bytes]] = []
     named: set[bytes] | None = None
+    content_type = b""
     for name, value in headers:
         lowered = name.lower()
-        if lowered in HOP_BY_HOP:
-            if lowered == b"connection":
-                tokens = {t.strip().lower() for t in value.split(b",")} - _CONNECTION_OPTIONS
-                if tokens:
-                    named = tokens if named is None else named | tokens
-            continue
+        if lowered in _NOTED:  # one lookup for the common header; the rare ones are told apart
+            if lowered == b"content-type":
+                if not content_type:
+                    content_type = value
+            else:
+                if lowered == b"connection":
+                    tokens = {t.strip().lower() for t in value.split(b",")} - _CONNECTION_OPTIONS
+                    if tokens:
+                        named = tokens if named is None else named | tokens
+                continue
         out.append((lowered, value))
     if named:
         out = [(name, value) for name, value in out if name not in named]
     out += extra
-    return out
+    return out, content_type
 
 
+_NOTED = HOP_BY_HOP | {b"content-type"}
 _CONNECTION_OPTIONS = frozenset({b"keep-alive", b"close", b""})
 
 

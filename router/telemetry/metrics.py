@@ -54,11 +54,14 @@ class RequestRecorder:
         """Count one finished request, its duration and its time to first body byte."""
         codes = self.codes
         codes[status] = codes.get(status, 0) + 1
-        self.buckets[bisect.bisect_left(LATENCY_BUCKETS, duration_s)] += 1
+        bucket = bisect.bisect_left(LATENCY_BUCKETS, duration_s)
+        self.buckets[bucket] += 1
         self.sum += duration_s
         self.count += 1
         if ttfb_s is not None:
-            self.ttfb_buckets[bisect.bisect_left(LATENCY_BUCKETS, ttfb_s)] += 1
+            if ttfb_s != duration_s:  # equal for an answer that came whole: same bucket
+                bucket = bisect.bisect_left(LATENCY_BUCKETS, ttfb_s)
+            self.ttfb_buckets[bucket] += 1
             self.ttfb_sum += ttfb_s
 
 

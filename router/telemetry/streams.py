@@ -40,6 +40,8 @@ __all__ = [
 GAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SSE, JSON = 1, 2
 TOKEN_SPAN_S = 120
+_MAX_KINDS = 256
+_kinds: dict[bytes, int] = {}  # content type -> kind, as the backends spell them
 _TAIL = 256  # bytes kept from the previous chunk: a usage object fits
 _USAGE = re.compile(rb'"usage"\s*:\s*\{((?:[^{}]|\{[^{}]*\})*)\}')
 _PROMPT = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
@@ -55,14 +57,18 @@ def cumulative(bounds: list[str], counts: list[int]) -> list[tuple[str, int]]:
     return out
 
 
-def answer_kind(headers: list[tuple[bytes, bytes]]) -> int:
-    """``SSE``, ``JSON`` or 0 from the (lower-cased) response headers' content type."""
-    for name, value in headers:
-        if name == b"content-type":
-            if value.startswith(b"text/event-stream"):
-                return SSE
-            return JSON if value.startswith(b"application/json") else 0
-    return 0
+def answer_kind(content_type: bytes) -> int:
+    """``SSE``, ``JSON`` or 0 from a response's content type (as the backend sent it)."""
+    kind = _kinds.get(content_type)
+    if kind is None:
+        lowered = content_type.lower()
+        kind = (
+            SSE if lowered.startswith(b"text/event-stream")
+            else JSON if lowered.startswith(b"application/json") else 0
+        )
+        if len(_kinds) < _MAX_KINDS:  # a backend sends a handful of distinct values
+            _kinds[content_type] = kind
+    return kind
 
 
 def find_usage(data: bytes) -> tuple[int, int] | None:

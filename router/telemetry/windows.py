@@ -59,11 +59,6 @@ class VariantWindow:
         else:
             hist = self._hists[slot]
             assert hist is not None
-        if ttfb_s is not None:
-            first = self._ttfb[slot]
-            if first is None:
-                first = self._ttfb[slot] = [0] * _NBUCKETS
-            first[bisect.bisect_left(LATENCY_BOUNDS, ttfb_s)] += 1
         self._counts[slot] += 1
         self._total += 1
         if error:
@@ -72,6 +67,13 @@ class VariantWindow:
         bucket = bisect.bisect_left(LATENCY_BOUNDS, latency_s)
         hist[bucket] += 1
         self._total_hist[bucket] += 1
+        if ttfb_s is not None:
+            first = self._ttfb[slot]
+            if first is None:
+                first = self._ttfb[slot] = [0] * _NBUCKETS
+            if ttfb_s != latency_s:  # equal for an answer that came whole: same bucket
+                bucket = bisect.bisect_left(LATENCY_BOUNDS, ttfb_s)
+            first[bucket] += 1
 
     def slot(self, second: int) -> tuple[int, int, list[int]] | None:
         """Requests, errors and latency buckets of one second, if it is still in the ring."""
