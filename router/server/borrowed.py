@@ -10,19 +10,22 @@ Imported here and nowhere else in ``router/server``:
 
 - ``HttpToolsProtocol`` (``uvicorn.protocols.http.httptools_impl``), subclassed by
   ``HardenedHttpToolsProtocol``. It overrides ``connection_made``, ``connection_lost``,
-  ``data_received``, ``on_message_begin``, ``on_headers_complete``, ``on_message_complete``,
-  ``on_response_complete``, ``send_400_response``, ``pause_writing``, ``resume_writing`` and
-  ``_unset_keepalive_if_required``, and reads the attributes uvicorn sets in ``__init__``
-  (``transport``, ``parser``, ``flow``, ``cycle``, ``pipeline``, ``tasks``, ``connections``,
-  ``server_state``, ``config`` with ``reset_contextvars``, ``app``, ``url``, ``scope``,
-  ``headers``, ``root_path``, ``limit_concurrency``, ``expect_100_continue``, ``logger``,
-  ``access_logger``, ``access_log``, ``loop``, ``_should_upgrade``).
+  ``data_received``, ``on_message_begin``, ``on_headers_complete``, ``on_body``,
+  ``on_message_complete``, ``on_response_complete``, ``send_400_response``, ``pause_writing``,
+  ``resume_writing`` and ``_unset_keepalive_if_required``, and reads the attributes uvicorn
+  sets in ``__init__`` (``transport``, ``parser``, ``flow``, ``cycle``, ``pipeline``, ``tasks``,
+  ``connections``, ``server_state``, ``config`` with ``reset_contextvars``, ``app``, ``url``,
+  ``scope``, ``headers``, ``root_path``, ``limit_concurrency``, ``expect_100_continue``,
+  ``logger``, ``access_logger``, ``access_log``, ``loop``, ``_should_upgrade``).
 - ``RequestResponseCycle`` (same module), subclassed by ``ProxyCycle``, which replaces
-  ``send`` and reads the cycle's ``response_started``, ``response_complete``, ``chunked_encoding``,
-  ``expected_content_length``, ``keep_alive``, ``disconnected`` and ``waiting_for_100_continue``.
+  ``send`` and ``receive`` and reads the cycle's ``response_started``, ``response_complete``,
+  ``chunked_encoding``, ``expected_content_length``, ``keep_alive``, ``disconnected``,
+  ``waiting_for_100_continue``, ``body``, ``more_body``, ``message_event``, ``flow`` and
+  ``transport``.
 - ``Config`` and ``ServerState`` (public ``uvicorn.config`` and ``uvicorn.server``) and
   ``service_unavailable`` (``uvicorn.protocols.http.flow_control``), the 503 app uvicorn
-  uses past ``limit_concurrency``.
+  uses past ``limit_concurrency``, with ``HIGH_WATER_LIMIT``, the request body bytes held
+  unread beyond which reading pauses.
 
 The range starts at uvicorn 0.45, the first with ``HttpToolsProtocol._start_asgi_task`` and
 ``Config.reset_contextvars``, which the protocol overrides and reads. Two tables uvicorn also
@@ -38,7 +41,7 @@ import re
 from typing import TYPE_CHECKING
 
 from uvicorn.config import Config
-from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
@@ -47,6 +50,7 @@ if TYPE_CHECKING:  # a private module: its alias only matters to the type checke
 
 __all__ = [
     "HEADER_NAME_RE",
+    "HIGH_WATER_LIMIT",
     "STATUS_LINE",
     "ASGI3Application",
     "Config",

@@ -17,18 +17,23 @@ on body length) and changes two things:
 - header values are checked for control characters with one ``bytes.translate`` pass over
   the encoded head instead of one regex call per header; names are checked (and
   lower-cased) once per distinct name.
+
+On the request side, a body that is already here (the usual small one, read in the same
+chunk as the head) is handed to ``receive`` as the bytes object the parser made, without
+a wait on the message event or a copy out of a ``bytearray``; the event is a
+:class:`MessageEvent`, which allocates nothing until someone actually waits.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from router.server.borrowed import HEADER_NAME_RE, STATUS_LINE, RequestResponseCycle
 from router.server.keys import BODY_FOLLOWS
 
-__all__ = ["ProxyCycle"]
+__all__ = ["MessageEvent", "ProxyCycle"]
 
 # Every control character but HTAB: an encoded head holds exactly one CR and one LF per line
 # and no other, so deleting these must remove exactly two bytes per line.
@@ -49,13 +54,82 @@ def _checked_lower(name: bytes) -> bytes:
     return lowered
 
 
+class MessageEvent(asyncio.Event):
+    """``asyncio.Event`` for one request's messages: a flag, and a future only while awaited.
+
+    A request's event is set and cleared many times and rarely awaited (a small body is
+    already here when the app asks for it); asyncio's creates a deque and a loop binding
+    per request for waiters that mostly never come.
+    """
+
+    def __init__(self) -> None:  # asyncio's state is replaced, not extended
+        self._flag = False
+        self._futures: list[asyncio.Future[None]] = []
+
+    def is_set(self) -> bool:
+        """Whether the event is set."""
+        return self._flag
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter."""
+        if not self._flag:
+            self._flag = True
+            futures = self._futures
+            if futures:
+                for future in futures:
+                    if not future.done():
+                        future.set_result(None)
+                futures.clear()
+
+    def clear(self) -> None:
+        """Clear the flag."""
+        self._flag = False
+
+    async def wait(self) -> Literal[True]:
+        """Return once the flag is set (at once if it is)."""
+        if self._flag:
+            return True
+        future = asyncio.get_running_loop().create_future()
+        self._futures.append(future)
+        try:
+            await future
+        finally:
+            if future in self._futures:  # cancelled before a set() took it out
+                self._futures.remove(future)
+        return True
+
+
 class ProxyCycle(RequestResponseCycle):
     """A ``RequestResponseCycle`` whose response head rides with the first body chunk."""
 
     loop: asyncio.AbstractEventLoop | None = None  # set by the protocol that made the cycle
     task: asyncio.Task[None] | None = None  # the task running the app for this request
+    # The body received and not yet handed to the app: the parser's own bytes object when
+    # it came in one piece, a bytearray when pieces had to be joined (the protocol's on_body).
+    body: bytes | bytearray  # type: ignore[assignment]
     _pending_head: bytes | None = None
     _flush_handle: asyncio.Handle | None = None
+
+    async def receive(self) -> Any:
+        """ASGI ``receive``: uvicorn's, without waiting for a message that is already here."""
+        if self.waiting_for_100_continue and not self.transport.is_closing():
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.waiting_for_100_continue = False
+        if not self.disconnected and not self.response_complete:
+            self.flow.resume_reading()
+            event = self.message_event
+            if not event.is_set():
+                await event.wait()
+            event.clear()
+        if self.disconnected or self.response_complete:
+            return {"type": "http.disconnect"}
+        body = self.body
+        self.body = b""
+        return {
+            "type": "http.request",
+            "body": body if body.__class__ is bytes else bytes(body),
+            "more_body": self.more_body,
+        }
 
     async def send(self, message: Any) -> None:
         """ASGI ``send``: uvicorn's rules, with the head held for the first body chunk."""

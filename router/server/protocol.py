@@ -48,13 +48,14 @@ import httptools
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserInvalidURLError
 
 from router.server.borrowed import (
+    HIGH_WATER_LIMIT,
     Config,
     HttpToolsProtocol,
     RequestResponseCycle,
     ServerState,
     service_unavailable,
 )
-from router.server.cycle import ProxyCycle
+from router.server.cycle import MessageEvent, ProxyCycle
 from router.server.keys import DISCONNECT_KEY
 from router.server.refusals import HeadLimits, RequestRefusedError, check_head
 from router.server.sweeper import sweeper_for
@@ -219,7 +220,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             access_logger=self.access_logger,
             access_log=self.access_log,
             default_headers=self.server_state.default_headers,
-            message_event=asyncio.Event(),
+            message_event=MessageEvent(),
             expect_100_continue=self.expect_100_continue,
             keep_alive=http_version != "1.0" and self.parser.should_keep_alive(),
             on_response=self.on_response_complete,
@@ -239,6 +240,23 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         self.tasks.add(task)
         if isinstance(cycle, ProxyCycle):
             cycle.task = task
+
+    def on_body(self, body: bytes) -> None:
+        """uvicorn's, keeping a body that comes in one piece as the parser's bytes (no copy)."""
+        cycle = self.cycle
+        if cycle.response_complete or (self.parser.should_upgrade() and self._should_upgrade()):
+            return
+        held = cast(ProxyCycle, cycle).body
+        if not held:
+            held = body
+        else:
+            if held.__class__ is bytes:
+                held = bytearray(held)
+            held += body
+        cycle.body = held  # type: ignore[assignment]
+        if len(held) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.message_event.set()
 
     def on_message_complete(self) -> None:
         """The request is fully read: whatever comes next is the head of another request."""

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from uvicorn.protocols.http.flow_control import FlowControl
 
-from router.server.cycle import ProxyCycle
+from router.server.cycle import MessageEvent, ProxyCycle
 from router.server.keys import BODY_FOLLOWS
 from router.server.sweeper import sweeper_for
 from tests.server.test_server_limits import hardened_server, read_until_closed
@@ -61,7 +61,7 @@ def make_cycle(
         access_logger=log,
         access_log=False,
         default_headers=[(b"date", b"Sun, 29 Nov 2026 16:00:00 GMT")],
-        message_event=asyncio.Event(),
+        message_event=MessageEvent(),
         expect_100_continue=False,
         keep_alive=keep_alive,
         on_response=lambda: None,
@@ -79,6 +79,48 @@ def body(data: bytes, more: bool = False) -> dict[str, Any]:
 
 
 JSON_HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+
+
+async def test_a_body_already_here_is_handed_over_as_it_is_then_the_end_waits() -> None:
+    cycle, _ = make_cycle(method="POST")
+    payload = b'{"inputs": [1, 2, 3]}'
+    cycle.body, cycle.more_body = payload, False  # as the protocol leaves a one-piece body
+    cycle.message_event.set()
+    message = await cycle.receive()
+    assert message == {"type": "http.request", "body": payload, "more_body": False}
+    assert message["body"] is payload  # not copied
+    after = asyncio.ensure_future(cycle.receive())
+    await asyncio.sleep(0)
+    assert not after.done()  # nothing more comes until the response is over
+    await cycle.send(start(JSON_HEADERS))
+    await cycle.send(body(b"{}"))
+    assert await asyncio.wait_for(after, 5) == {"type": "http.disconnect"}
+
+
+async def test_a_body_joined_from_pieces_is_handed_over_as_bytes() -> None:
+    cycle, _ = make_cycle(method="POST")
+    cycle.body = bytearray(b"ab") + b"cd"
+    cycle.message_event.set()
+    message = await cycle.receive()
+    assert message["body"] == b"abcd" and type(message["body"]) is bytes
+    assert message["more_body"] is True
+
+
+async def test_message_event_wakes_its_waiters_and_forgets_a_cancelled_one() -> None:
+    event = MessageEvent()
+    waiter = asyncio.ensure_future(event.wait())
+    gone = asyncio.ensure_future(event.wait())
+    await asyncio.sleep(0)
+    gone.cancel()
+    await asyncio.sleep(0)
+    assert event._futures and not waiter.done()
+    event.set()
+    assert await asyncio.wait_for(waiter, 5) is True
+    assert event.is_set() and not event._futures
+    event.clear()
+    assert not event.is_set()
+    event.set()
+    assert await event.wait() is True  # set already: no future
 
 
 async def test_head_and_small_body_leave_in_one_write() -> None:
