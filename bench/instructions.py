@@ -34,7 +34,7 @@ from scenarios import BACKENDS, SCENARIOS, Scenario
 from stack import REQUEST_PATH, render_router_config, router_command
 from wrk import post_body
 
-__all__ = ["count", "main", "send", "start_router"]
+__all__ = ["count", "main", "send", "start_router", "stop_router"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +124,14 @@ def start_router(
     return service, port, backends
 
 
+def stop_router(service: Service, backends: list[NginxInstance], workdir: Path) -> None:
+    """Stop what ``start_router`` started and remove its directory."""
+    service.stop()
+    for backend in backends:
+        backend.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Count and print instructions per request for GET and POST."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -158,10 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      capture_output=True, text=True, check=False).stdout
                 print("\n".join(out.splitlines()[:60]))
     finally:
-        service.stop()
-        for backend in backends:
-            backend.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        stop_router(service, backends, workdir)
     return 0
 
 

@@ -18,7 +18,6 @@ import cProfile
 import io
 import os
 import pstats
-import shutil
 import signal
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from instructions import send, start_router
+from instructions import send, start_router, stop_router
 from scenarios import SCENARIOS
 from wrk import post_body
 
@@ -93,10 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.scenario} {args.method}, {args.n} requests under cProfile:")
         print(top(stats_path, args.n, args.top))
     finally:
-        service.stop()
-        for backend in backends:
-            backend.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        stop_router(service, backends, workdir)
     return 0
 
 
