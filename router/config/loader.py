@@ -297,7 +297,9 @@ def parse_config(
     if not isinstance(tree, dict):
         got = "empty" if tree is None else "a list" if isinstance(tree, list) else repr(tree)
         raise ConfigError([ConfigIssue("", f"the file must be a mapping (got {got})")], source)
-    tree, env_issues = substitute_env(tree, os.environ if env is None else env)
+    env_issues: list[ConfigIssue] = []
+    if "$" in text:  # no reference to substitute otherwise: the tree is kept as it is
+        tree, env_issues = substitute_env(tree, os.environ if env is None else env)
     issues: list[ConfigIssue] = []
     config = _validate(tree, issues)
     # A value emptied by a missing variable would only repeat that problem.

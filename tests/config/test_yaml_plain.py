@@ -1,0 +1,42 @@
+"""The config reader's own builder gives exactly what PyYAML's safe loader gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from router.config.issues import YamlSyntaxError, read_yaml
+from tests.support import ROOT
+
+DOCUMENTS = {
+    "scalars": "a: 1\nb: 1.5\nc: true\nd: null\ne: ~\nf: '1'\ng: 0x1F\nh: 2026-01-02\ni: 1_000\n",
+    "nesting": "routes:\n- {name: m0, match: {path_prefix: /m0/, headers: {x: 'y'}}}\n"
+               "- name: m1\n  list: [1, [2, 3], {k: v}]\n",
+    "merge": "base: &b {u: 1, v: 2}\nother: {<<: *b, v: 3}\n",
+    "anchor-only": "a: &x {u: 1}\nb: 2\n",
+    "int-and-bool-keys": "1: one\ntrue: yes\nnull: nothing\n",
+    "quoted-and-block": "a: \"q\\tq\"\nb: |\n  line\n  two\nc: >\n  folded\n  text\n",
+    "empty-values": "a:\nb: []\nc: {}\n",
+    "explicit-tags": "a: !!str 12\nb: !!float 3\nc: !!set {x, y}\nd: !!binary aGk=\n",
+}
+
+
+@pytest.mark.parametrize("text", DOCUMENTS.values(), ids=DOCUMENTS.keys())
+def test_read_yaml_matches_the_safe_loader(text: str) -> None:
+    built = read_yaml(text)
+    expected = yaml.safe_load(text)
+    assert built == expected
+    assert repr(built) == repr(expected)  # same types too (1 is not 1.0, nor True)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "config").glob("*.yaml")), ids=lambda p: p.name)
+def test_the_shipped_configs_read_as_the_safe_loader_reads_them(path: Path) -> None:
+    text = path.read_text()
+    assert read_yaml(text) == yaml.safe_load(text)
+
+
+def test_duplicate_keys_are_refused_deep_in_the_tree() -> None:
+    with pytest.raises(YamlSyntaxError, match="line 2, column 25: duplicate key 'b'"):
+        read_yaml("routes:\n- {a: {b: 1}, c: {b: 2, b: 3}}\n")
