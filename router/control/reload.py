@@ -85,13 +85,15 @@ class Reloader:
     async def reload(self, source: str) -> ReloadResult:
         """Re-read the file; apply it if valid and changed, else keep serving the old one."""
         async with self._lock:
-            current = self._current()
+            # Only the version and listen addresses of the serving config are kept here:
+            # holding the snapshot would free the replaced one on the event loop.
+            previous, listens = self._serving()
             try:
                 raw = await read_stable_async(self.path)
             except OSError as exc:
                 return self._failed(source, [f"cannot read {self.path}: {exc}"])
             version = config_version(raw)
-            if version == current.version:
+            if version == previous:
                 if not self.last_reload["ok"]:
                     # The last good file was saved back: nothing failed any more.
                     self._succeeded()
@@ -99,13 +101,13 @@ class Reloader:
             if version == self._failed_version and source == "watch":
                 # The same broken content seen again: already counted and logged.
                 errors = tuple(str(self.last_reload["error"] or "").split("; "))
-                return ReloadResult(ok=False, version=current.version, changed=False, errors=errors)
+                return ReloadResult(ok=False, version=previous, changed=False, errors=errors)
             try:
-                config = await self._validate(raw, current.config)
+                config = await self._validate(raw, listens[1])
             except ConfigError as exc:
                 self._failed_version = version
                 return self._failed(source, [str(issue) for issue in exc.issues])
-            self._warn_on_restart_only_changes(current.config, config)
+            self._warn_on_restart_only_changes(listens, config)
             try:
                 await self._install(config, version)
             except ValueError as exc:  # a part that cannot be built: nothing was written
@@ -114,14 +116,19 @@ class Reloader:
             self._succeeded()
             self._events.emit(
                 "config_reload", route=None, reason=f"reloaded by {source}",
-                version=version, previous=current.version,
+                version=version, previous=previous,
             )
             return ReloadResult(ok=True, version=version, changed=True)
 
-    async def _validate(self, raw: bytes, current: Config) -> Config:
+    def _serving(self) -> tuple[str, tuple[str, str]]:
+        """The serving config's version and its (listen, admin listen)."""
+        current = self._current()
+        return current.version, (current.config.listen, current.config.admin.listen)
+
+    async def _validate(self, raw: bytes, admin_listen: str) -> Config:
         """The new config, or ConfigError; parsed off the event loop (a large file takes long)."""
         config = await asyncio.to_thread(read_config, self.path, raw)
-        refusal = admin_exposure(config, self.admin_listen or current.admin.listen)
+        refusal = admin_exposure(config, self.admin_listen or admin_listen)
         if refusal is not None:
             raise ConfigError([ConfigIssue("admin.token", refusal)])
         return config
@@ -147,8 +154,8 @@ class Reloader:
         )
         return ReloadResult(ok=False, version=version, changed=False, errors=tuple(errors))
 
-    def _warn_on_restart_only_changes(self, old: Config, new: Config) -> None:
-        if new.listen != old.listen or new.admin.listen != old.admin.listen:
+    def _warn_on_restart_only_changes(self, old: tuple[str, str], new: Config) -> None:
+        if (new.listen, new.admin.listen) != old:
             self._log.warning(
                 "restart_required",
                 reason="listen addresses change only on restart",

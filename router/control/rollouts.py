@@ -91,9 +91,28 @@ class Rollouts:
 
         An unchanged route (spec and identity) keeps its live cell, unwritten. One of
         the same identity keeps its live state, fitted to the edited spec by
-        ``reconcile``; else the stored state of that identity, else an initial one.
+        ``reconcile`` (written only if that changed it); else the stored state of that
+        identity, else an initial one. Telling them apart runs in a worker thread.
         """
         now = self.clock()
+        cells, changed = await asyncio.to_thread(self._classify, routes, backend_urls)
+        # Only a route without a live state of its identity reads the store.
+        stored = await self._stored([name for name, strategy, _, identity in changed
+                                     if self._live(name, strategy, identity) is None])
+        for done, (name, strategy, spec, identity) in enumerate(changed, 1):
+            cells[name] = await self._prepare_cell(
+                name, strategy, spec, identity, stored.get(name), now
+            )
+            if done % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a store that answers at once never yields: let requests in
+        return cells
+
+    def _classify(
+        self,
+        routes: list[tuple[str, Strategy[Any, Any], StrategySpec]],
+        backend_urls: Mapping[str, str],
+    ) -> tuple[dict[str, RouteCell], list[tuple[str, Strategy[Any, Any], StrategySpec, str]]]:
+        """The live cells of unchanged routes, and the other routes with their identity."""
         cells: dict[str, RouteCell] = {}
         changed: list[tuple[str, Strategy[Any, Any], StrategySpec, str]] = []
         for name, strategy, spec in routes:
@@ -104,14 +123,16 @@ class Rollouts:
                 cells[name] = live.cell
             else:
                 changed.append((name, strategy, spec, identity))
-        stored = await self._stored([name for name, *_ in changed])
-        for done, (name, strategy, spec, identity) in enumerate(changed, 1):
-            cells[name] = await self._prepare_cell(
-                name, strategy, spec, identity, stored.get(name), now
-            )
-            if done % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # a store that answers at once never yields: let requests in
-        return cells
+        return cells, changed
+
+    def _live(
+        self, name: str, strategy: Strategy[Any, Any], identity: str
+    ) -> CompiledRoute | None:
+        """The running route ``name`` if its state is of ``strategy`` and ``identity`` (kept)."""
+        live = self.routes.get(name)
+        if live is None or live.strategy is not strategy or live.cell.identity != identity:
+            return None
+        return live
 
     async def _stored(self, names: list[str]) -> Mapping[str, StoredState]:
         stored: Mapping[str, StoredState]
@@ -134,11 +155,11 @@ class Rollouts:
         self, name: str, strategy: Strategy[Any, Any], spec: StrategySpec, identity: str,
         found: StoredState | None, now: float,
     ) -> RouteCell:
-        live = self.routes.get(name)
+        live = self._live(name, strategy, identity)
         state: Any = None
         version: int | None = None
         events: tuple[Any, ...] = ()
-        if live is not None and live.strategy is strategy and live.cell.identity == identity:
+        if live is not None:
             state, version = live.cell.state, live.cell.version
         else:
             state = self._load(name, strategy, identity, found)
@@ -153,7 +174,10 @@ class Rollouts:
                 self._emit(name, event.kind, event.reason, dict(event.fields))
         cell = RouteCell(state=state, picker=strategy.picker(spec, state), version=version,
                          identity=identity)
-        await self._persist(name, strategy, spec, cell)
+        if (live is None or live.cell.state != state or version is None
+                or name in self.pending):
+            # A kept state the edit did not change is stored already: no write.
+            await self._persist(name, strategy, spec, cell)
         for kind, reason in events:
             self._log.info(kind, route=name, reason=reason, identity=identity)
         return cell

@@ -62,6 +62,26 @@ async def test_an_unchanged_route_keeps_its_cell_and_is_not_rewritten(app: Route
     assert app.status()["routes"]["edited"]["weights"]["candidate"] == 30
 
 
+async def test_an_edit_that_leaves_the_state_as_it_was_writes_nothing(app: RouterApp) -> None:
+    assert app.rollouts is not None
+    store = app.rollouts.store
+    stored = await store.get("edited")
+    assert stored is not None
+
+    await _reload(app, {"kept": 10, "edited": 30, "removed": 10})  # a fixed weight: same state
+
+    assert await store.get("edited") == stored
+    assert app.status()["routes"]["edited"]["weights"]["candidate"] == 30
+    app.config_path.write_text(_config({"kept": 10, "edited": 30, "removed": 10}).replace(
+        "name: edited, match: {path_prefix: /edited}, strategy: {type: canary, stable: a, "
+        "candidate: b", "name: edited, match: {path_prefix: /edited}, strategy: {type: canary, "
+        "stable: b, candidate: a",
+    ))
+    assert (await app.reload("api")).changed  # another candidate: a new rollout, written
+    rewritten = await store.get("edited")
+    assert rewritten is not None and rewritten.data["identity"] != stored.data["identity"]
+
+
 async def test_a_removed_route_loses_its_stored_state(app: RouterApp) -> None:
     assert app.rollouts is not None
     store = app.rollouts.store
