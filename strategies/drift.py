@@ -25,6 +25,7 @@ missing values on each side (``compare_numeric``, ``compare_categorical``).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
@@ -44,11 +45,14 @@ __all__ = [
     "OTHER",
     "DriftSpec",
     "FeatureReport",
+    "Table",
     "Value",
     "compare_binned",
     "compare_categorical",
     "compare_numeric",
     "extract_rows",
+    "extract_table",
+    "feature_value",
 ]
 
 MAX_FEATURES = 32  # per route; features beyond the first 32 seen are ignored
@@ -59,6 +63,9 @@ OTHER = "(other)"
 
 Value = float | str | None
 """A feature's value in one row: a number, a category, or None for missing."""
+
+Table = tuple[tuple[str, ...], list[Sequence[Any]]]
+"""Feature names, and rows of raw JSON leaves aligned with them (read with ``feature_value``)."""
 
 _REFERENCE = re.compile(r"^\s*(?:first\s+(\d+)|file\s+(\S.*?))\s*$")
 
@@ -108,8 +115,8 @@ class DriftSpec(BaseModel):
         return self.model_copy(update={"reference": f"file {path}"})
 
 
-def _value(item: Any) -> Value | bool:
-    """A leaf as a feature value; ``False`` when it is not a scalar (not a feature)."""
+def feature_value(item: Any) -> Value | bool:
+    """A JSON leaf as a feature value; ``False`` when it is not a scalar (not a feature)."""
     kind = type(item)
     if kind is float:
         number: float = item
@@ -126,7 +133,7 @@ def _value(item: Any) -> Value | bool:
 
 
 def _put(rows: list[dict[str, Value]], index: int, name: str, item: Any) -> None:
-    value = _value(item)
+    value = feature_value(item)
     if value is False or index >= MAX_ROWS:
         return
     while len(rows) <= index:
@@ -134,8 +141,17 @@ def _put(rows: list[dict[str, Value]], index: int, name: str, item: Any) -> None
     rows[index][name] = value
 
 
-def _v2_rows(inputs: list[Any]) -> list[dict[str, Value]]:
-    rows: list[dict[str, Value]] = []
+@functools.lru_cache(maxsize=256)
+def _column_names(name: str, width: int) -> tuple[str, ...]:
+    """A tensor's feature names: ``NAME`` for one column, else ``NAME[j]`` (at most 32)."""
+    if width == 1:
+        return (name,)
+    return tuple(f"{name}[{j}]" for j in range(min(width, MAX_FEATURES)))
+
+
+def _v2_table(inputs: list[Any]) -> Table:
+    """V2 tensors as one table: a tensor's rows are slices of its data, nothing per value."""
+    parts: list[Table] = []
     for position, tensor in enumerate(inputs):
         if type(tensor) is not dict:
             continue
@@ -145,13 +161,20 @@ def _v2_rows(inputs: list[Any]) -> list[dict[str, Value]]:
         width = 1
         if type(shape) is list and len(shape) >= 2 and type(shape[-1]) is int and shape[-1] > 0:
             width = shape[-1]
-        for r in range(min(len(flat) // width, MAX_ROWS)):
-            if width == 1:
-                _put(rows, r, name, flat[r])
-            else:
-                for j in range(min(width, MAX_FEATURES)):
-                    _put(rows, r, f"{name}[{j}]", flat[r * width + j])
-    return rows
+        names = _column_names(name, width)
+        count = min(len(flat) // width, MAX_ROWS)
+        parts.append((names, [flat[r * width:r * width + len(names)] for r in range(count)]))
+    if len(parts) == 1:
+        return parts[0]
+    # Several tensors: row r joins each tensor's row r (None where a tensor has fewer rows).
+    names = tuple(n for part_names, _ in parts for n in part_names)
+    rows: list[Sequence[Any]] = []
+    for r in range(max((len(part_rows) for _, part_rows in parts), default=0)):
+        row: list[Any] = []
+        for part_names, part_rows in parts:
+            row.extend(part_rows[r] if r < len(part_rows) else [None] * len(part_names))
+        rows.append(row)
+    return names, rows
 
 
 def _record_rows(records: list[Any], prefix: str) -> list[dict[str, Value]]:
@@ -176,13 +199,10 @@ def _columns(columns: dict[str, Any]) -> list[dict[str, Value]]:
     return rows
 
 
-def extract_rows(protocol: str | None, doc: Any) -> list[dict[str, Value]]:
-    """The feature rows of a parsed request body (see the module docstring); [] if none."""
+def _other_rows(protocol: str | None, doc: Any) -> list[dict[str, Value]]:
+    """The feature rows of a body that holds no V2 tensors."""
     if type(doc) is dict:
         inputs = doc.get("inputs")
-        if protocol != "v1" and type(inputs) is list and inputs and type(inputs[0]) is dict \
-                and "data" in inputs[0]:
-            return _v2_rows(inputs)
         if protocol == "v2":
             return []
         if type(doc.get("instances")) is list:
@@ -195,6 +215,36 @@ def extract_rows(protocol: str | None, doc: Any) -> list[dict[str, Value]]:
     if type(doc) is list and protocol is None:
         return _record_rows([r for r in doc if type(r) is dict], "value")
     return []
+
+
+def extract_table(protocol: str | None, doc: Any) -> Table:
+    """The features of a parsed request body as one table (see the module docstring).
+
+    Rows hold raw JSON leaves, to be read with ``feature_value``: V2 tensors, the
+    usual model input, are sliced, not walked value by value.
+    """
+    if type(doc) is dict:
+        inputs = doc.get("inputs")
+        if protocol != "v1" and type(inputs) is list and inputs and type(inputs[0]) is dict \
+                and "data" in inputs[0]:
+            return _v2_table(inputs)
+    rows = _other_rows(protocol, doc)
+    names = tuple(dict.fromkeys(name for row in rows for name in row))
+    return names, [[row.get(name) for name in names] for row in rows]
+
+
+def extract_rows(protocol: str | None, doc: Any) -> list[dict[str, Value]]:
+    """The feature rows of a parsed request body, each a dict of its scalar features."""
+    names, table = extract_table(protocol, doc)
+    rows: list[dict[str, Value]] = []
+    for row in table:
+        found: dict[str, Value] = {}
+        for name, item in zip(names, row, strict=False):
+            value = feature_value(item)
+            if value is not False:
+                found[name] = value
+        rows.append(found)
+    return rows
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ import collections
 import contextlib
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from router.telemetry.drift_samples import RouteSamples
 from router.telemetry.events import EventLog, iso_time
 from router.telemetry.logs import get_logger
 from router.telemetry.metrics import Metrics
-from strategies.drift import DriftSpec, FeatureReport, Value, extract_rows
+from strategies.drift import DriftSpec, FeatureReport, Value, extract_rows, extract_table
 from strategies.payloads import parse_body
 
 __all__ = ["DRAIN_S", "EVALUATE_S", "DriftMonitor", "read_reference_file"]
@@ -60,7 +60,7 @@ def read_reference_file(path: str) -> list[dict[str, Value]]:
 class _Route:
     """One drift route: its samples, the sampling share, and which features are over."""
 
-    __slots__ = ("latest", "loading", "over", "samples", "spec")
+    __slots__ = ("judged", "latest", "loading", "over", "samples", "spec")
 
     def __init__(self, spec: DriftSpec, rng: random.Random) -> None:
         self.spec = spec
@@ -68,6 +68,7 @@ class _Route:
         self.over: set[str] = set()
         self.loading = spec.reference_file is not None
         self.latest: tuple[float, list[FeatureReport]] | None = None  # (when, reports)
+        self.judged: tuple[int, int] | None = None  # (samples' changes, live slice) last judged
 
     def reports(self, now: float) -> list[FeatureReport]:
         """The features' reports, reused for ``EVALUATE_S`` (a report reads every sample)."""
@@ -137,8 +138,13 @@ class DriftMonitor:
                 self._log.exception("drift_error", reason=repr(exc))
 
     def drain(self) -> int:
-        """Add queued bodies' rows to their routes, up to ``DRAIN_ROWS`` rows; bodies read."""
+        """Add queued bodies' rows to their routes, up to ``DRAIN_ROWS`` rows; bodies read.
+
+        Rows are gathered per route, feature names and live slice, and each batch is
+        counted at once (a column per feature), not row by row.
+        """
         read = rows = 0
+        batches: dict[tuple[str, tuple[str, ...], int], tuple[float, list[Sequence[Any]]]] = {}
         while self._queue and rows < DRAIN_ROWS:
             name, protocol, body, at = self._queue.popleft()
             self._queued_bytes -= len(body)
@@ -146,10 +152,16 @@ class DriftMonitor:
             parsed = parse_body(body) if route is not None else None
             if route is None or parsed is None:
                 continue
-            for row in extract_rows(protocol, parsed[0]):
-                route.samples.add(row, at)
-                rows += 1
+            names, table = extract_table(protocol, parsed[0])
+            if table:
+                key = (name, names, int(at // route.samples.slice_s))
+                batches.setdefault(key, (at, []))[1].extend(table)
+                rows += len(table)
             read += 1
+        for (name, names, _), (at, table) in batches.items():
+            route = self._routes.get(name)
+            if route is not None:
+                route.samples.add_rows(names, table, at)
         return read
 
     def _start_loads(self) -> None:
@@ -178,6 +190,13 @@ class DriftMonitor:
         for name, route in self._routes.items():
             if only is not None and name != only:
                 continue
+            samples = route.samples
+            # No PSI before the reference is ready; none new while no row came and the
+            # window did not move: the gauges and crossings already say it.
+            state = (samples.changes, int(now // samples.slice_s))
+            if not samples.reference_ready or state == route.judged:
+                continue
+            route.judged = state
             route.latest = None  # judge on fresh numbers
             for report in route.reports(now):
                 if report.psi is None:

@@ -16,11 +16,12 @@ as they arrive. A report then sums at most ten short lists per feature.
 
 from __future__ import annotations
 
-import bisect
+import math
 import random
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from strategies.drift import (
     MAX_FEATURES,
@@ -31,6 +32,7 @@ from strategies.drift import (
     compare_binned,
     compare_categorical,
     compare_numeric,
+    feature_value,
 )
 from strategies.psi import bin_counts, decile_edges
 
@@ -40,15 +42,23 @@ SLICES = 10
 REFERENCE_CAP = 3200
 SLICE_CAP = 320
 MAX_CATEGORIES = 32
+_NUMBERS = frozenset((float, int))
 
 
 class Sample:
     """One feature over some rows: a value reservoir, category counts, missing and seen rows.
 
     With ``edges`` set, every numeric value offered is also counted into ``bins``.
+    Values come in batches (``extend``): a batch of plain numbers, the usual case,
+    is counted with a sort and a few bisections, and the full reservoir is kept
+    uniform with Li's Algorithm L, which draws random numbers only for the values
+    it keeps (a handful per batch) instead of one per value.
     """
 
-    __slots__ = ("bins", "cap", "counts", "edges", "missing", "offered", "rows", "values")
+    __slots__ = (
+        "bins", "cap", "counts", "edges", "missing", "next_kept", "offered", "rows", "values",
+        "weight",
+    )
 
     def __init__(self, cap: int, edges: tuple[float, ...] | None = None) -> None:
         self.cap = cap
@@ -59,26 +69,61 @@ class Sample:
         self.rows = 0
         self.edges = edges
         self.bins: list[float] | None = [0.0] * (len(edges) + 1) if edges is not None else None
+        self.weight = 0.0  # Algorithm L's W; 0 until the reservoir is full
+        self.next_kept = 0  # the offered count at which the next value is kept
 
     def add(self, value: Value, rng: random.Random) -> None:
-        """Count one row's value (Algorithm R keeps the reservoir a uniform sample)."""
-        self.rows += 1
-        if value is None:
-            self.missing += 1
-        elif type(value) is str:
-            key = value if value in self.counts or len(self.counts) < MAX_CATEGORIES else OTHER
-            self.counts[key] = self.counts.get(key, 0) + 1
-        else:
-            number = float(value)
-            self.offered += 1
-            if self.bins is not None and self.edges is not None:
-                self.bins[bisect.bisect_left(self.edges, number)] += 1
-            if len(self.values) < self.cap:
-                self.values.append(number)
+        """Count one row's value."""
+        self.extend((value,), rng)
+
+    def extend(self, items: Sequence[Any], rng: random.Random) -> None:
+        """Count one value per row: JSON leaves, read as ``feature_value`` reads them."""
+        self.rows += len(items)
+        if not items:
+            return
+        kinds = set(map(type, items))
+        if kinds <= _NUMBERS and (total := sum(items)) == total:  # numbers, none NaN
+            self._numbers(items, rng)
+            return
+        numbers: list[float] = []
+        counts = self.counts
+        for item in items:
+            value = feature_value(item)
+            if value is None or value is False:
+                self.missing += 1
+            elif type(value) is str:
+                key = value if value in counts or len(counts) < MAX_CATEGORIES else OTHER
+                counts[key] = counts.get(key, 0) + 1
             else:
-                slot = rng.randrange(self.offered)
-                if slot < self.cap:
-                    self.values[slot] = number
+                numbers.append(float(value))
+        if numbers:
+            self._numbers(numbers, rng)
+
+    def _numbers(self, numbers: Sequence[float], rng: random.Random) -> None:
+        if self.bins is not None and self.edges is not None:
+            for i, n in enumerate(bin_counts(numbers, self.edges)):
+                self.bins[i] += n
+        seen = self.offered
+        self.offered += len(numbers)
+        room = self.cap - len(self.values)
+        if room > 0:
+            self.values.extend(numbers[:room])
+            if len(numbers) <= room:
+                return
+            seen += room
+        self._replace(numbers, self.offered - len(numbers), seen, rng)
+
+    def _replace(self, numbers: Sequence[float], first: int, seen: int, rng: random.Random) -> None:
+        """Algorithm L over ``numbers`` (offered counts first + 1 on); ``seen`` offered so far."""
+        cap = self.cap
+        if not self.weight:  # W after ``seen`` values: the cap-th smallest of seen uniforms
+            self.weight = rng.betavariate(cap, seen - cap + 1)
+            self.next_kept = seen + _skip(self.weight, rng) + 1
+        end = self.offered
+        while self.next_kept <= end:
+            self.values[rng.randrange(cap)] = numbers[self.next_kept - first - 1]
+            self.weight *= math.exp(math.log(1.0 - rng.random()) / cap)
+            self.next_kept += _skip(self.weight, rng) + 1
 
     def rebin(self, edges: tuple[float, ...] | None) -> None:
         """Count into new bins: the reservoir's counts, scaled to the values it stands for."""
@@ -119,6 +164,13 @@ class Sample:
         return whole
 
 
+def _skip(weight: float, rng: random.Random) -> int:
+    """How many values Algorithm L passes over before keeping one."""
+    if weight >= 1.0:
+        return 0
+    return int(math.log(1.0 - rng.random()) / math.log1p(-weight))
+
+
 def _totals(parts: list[Sample]) -> tuple[int, int]:
     return sum(p.missing for p in parts), sum(p.rows for p in parts)
 
@@ -138,10 +190,11 @@ class RouteSamples:
         self.edges: dict[str, tuple[float, ...]] = {}
         self.slice_s = spec.window / SLICES
         self.slices: dict[int, dict[str, Sample]] = {}
+        self.changes = 0  # batches added: a report of unchanged samples can be skipped
 
-    def _known(self, row: Mapping[str, Value]) -> list[str]:
+    def _known(self, names: Iterable[str]) -> list[str]:
         if self.spec.features == "auto" and len(self.names) < MAX_FEATURES:
-            for name in row:
+            for name in names:
                 if name not in self.names and len(self.names) < MAX_FEATURES:
                     self.names.append(name)
         return self.names
@@ -156,23 +209,36 @@ class RouteSamples:
         return found
 
     def add(self, row: Mapping[str, Value], now: float) -> None:
-        """Count one input row in the live window, and in the reference while it fills."""
-        names = self._known(row)
+        """Count one input row, a dict of its features (see ``add_rows``)."""
+        self.add_rows(tuple(row), [list(row.values())], now)
+
+    def add_rows(self, names: Sequence[str], rows: Sequence[Sequence[Any]], now: float) -> None:
+        """Count rows of JSON leaves (aligned with ``names``) in the live window at ``now``,
+        and in the reference while it fills. One call per batch: each feature's column
+        is counted at once."""
+        if not rows:
+            return
+        known = self._known(names)
         live = self._live_slice(now)
-        filling = not self.reference_ready and self.reference_target is not None
-        for name in names:
-            value = row.get(name)
+        columns = dict(zip(names, zip(*rows, strict=False), strict=False))
+        absent = (None,) * len(rows)
+        take = 0
+        if not self.reference_ready and self.reference_target is not None:
+            take = min(len(rows), self.reference_target - self.reference_rows)
+        for name in known:
+            values = columns.get(name, absent)
             sample = live.get(name)
             if sample is None:
                 sample = live[name] = Sample(SLICE_CAP, self.edges.get(name))
-            sample.add(value, self.rng)
-            if filling:
+            sample.extend(values, self.rng)
+            if take:
                 ref = self.reference.get(name)
                 if ref is None:
                     ref = self.reference[name] = Sample(REFERENCE_CAP)
-                ref.add(value, self.rng)
-        if filling:
-            self.reference_rows += 1
+                ref.extend(values[:take], self.rng)
+        self.changes += 1
+        if take:
+            self.reference_rows += take
             if self.reference_target is not None and self.reference_rows >= self.reference_target:
                 self._ready()
 
@@ -191,18 +257,16 @@ class RouteSamples:
 
     def load_reference(self, rows: Iterable[Mapping[str, Value]]) -> int:
         """Make ``rows`` (a reference file's) the reference; how many rows it had."""
+        rows = list(rows)
+        names = self._known(dict.fromkeys(name for row in rows for name in row))
         reference: dict[str, Sample] = {}
-        count = 0
-        for row in rows:
-            for name in self._known(row):
-                sample = reference.get(name)
-                if sample is None:
-                    sample = reference[name] = Sample(REFERENCE_CAP)
-                sample.add(row.get(name), self.rng)
-            count += 1
-        self.reference, self.reference_rows = reference, count
+        for name in names:
+            sample = reference[name] = Sample(REFERENCE_CAP)
+            sample.extend([row.get(name) for row in rows], self.rng)
+        self.reference, self.reference_rows = reference, len(rows)
+        self.changes += 1
         self._ready()
-        return count
+        return len(rows)
 
     def _current(self, now: float) -> list[dict[str, Sample]]:
         newest = int(now // self.slice_s)
@@ -223,6 +287,7 @@ class RouteSamples:
         self.reference_rows = max((s.rows for s in live.values()), default=0)
         self.reference_target = None
         self.pinned_at = now
+        self.changes += 1
         self._ready()
 
     def _report(self, name: str, current: list[dict[str, Sample]]) -> FeatureReport:

@@ -15,6 +15,7 @@ from strategies.drift import (
     compare_categorical,
     compare_numeric,
     extract_rows,
+    extract_table,
 )
 
 NAN = float("nan")
@@ -42,6 +43,14 @@ NAN = float("nan")
 )
 def test_extract_rows(protocol: str | None, doc: Any, rows: list[dict[str, Any]]) -> None:
     assert extract_rows(protocol, doc) == rows
+
+
+def test_v2_tensors_are_sliced_into_one_table() -> None:
+    doc = {"inputs": [{"name": "x", "shape": [2, 40], "data": list(range(80))},
+                      {"name": "c", "shape": [1], "data": ["a"]}]}
+    names, rows = extract_table("v2", doc)
+    assert names[:2] == ("x[0]", "x[1]") and names[-1] == "c" and len(names) == 33  # 32 of x
+    assert rows == [[*range(32), "a"], [*range(40, 72), None]]  # c has no second row
 
 
 def test_a_batch_is_read_up_to_16_rows() -> None:

@@ -69,3 +69,23 @@ def test_live_values_are_counted_into_the_reference_bins_as_they_arrive() -> Non
     assert report.live_count == 1100  # every value counted, not only the reservoir's
     assert len(samples.slices[int(1000.0 // samples.slice_s)]["x"].values) == SLICE_CAP
     assert report.psi is not None and report.psi < 0.1
+
+
+def test_a_reservoir_fed_in_batches_stays_uniform_and_counts_every_value_into_its_bins() -> None:
+    rng = random.Random(5)
+    sample = Sample(400, edges=(9_999.5, 19_999.5, 29_999.5))
+    for start in range(0, 40_000, 250):  # 160 batches, as the drain hands them over
+        sample.extend([float(v) for v in range(start, start + 250)], rng)
+    assert len(sample.values) == 400 and sample.offered == 40_000
+    quarters = [0, 0, 0, 0]
+    for value in sample.values:
+        quarters[int(value // 10_000)] += 1
+    assert all(70 < n < 130 for n in quarters), quarters  # a uniform sample: about 100 each
+    assert sample.bins == [10_000, 10_000, 10_000, 10_000]
+
+
+def test_a_batch_mixing_numbers_categories_and_missing_values_is_read_value_by_value() -> None:
+    sample = Sample(10)
+    sample.extend([1, 2.5, None, float("nan"), "a", True, [1]], random.Random(6))
+    assert list(sample.values) == [1.0, 2.5]
+    assert (sample.rows, sample.missing, sample.counts) == (7, 3, {"a": 1, "true": 1})
