@@ -41,6 +41,7 @@ _CONTROLS = bytes([*range(0x09), *range(0x0A, 0x20), 0x7F])
 _MAX_KNOWN_NAMES = 1024
 # Header names already checked, to their lower-case form: one dict lookup per header.
 _known_names: dict[bytes, bytes] = {}
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 _COALESCE_MAX = 64 * 1024  # larger first chunks are written beside the head, not copied into it
 
 
@@ -199,6 +200,21 @@ class ProxyCycle(RequestResponseCycle):
             if not self.disconnected and not self.transport.is_closing():
                 self.transport.write(head)
 
+    def _frame(self, name: bytes, value: bytes) -> bool:
+        """Apply a framing header (uvicorn's rules); True for a ``Connection: close``."""
+        if name == b"content-length":
+            if self.chunked_encoding is None:
+                self.expected_content_length = int(value.decode())
+                self.chunked_encoding = False
+        elif name == b"transfer-encoding":
+            if value.lower() == b"chunked":
+                self.expected_content_length = 0
+                self.chunked_encoding = True
+        elif b"close" in (token.strip().lower() for token in value.split(b",")):
+            self.keep_alive = False
+            return True
+        return False
+
     def _encode_head(self, status: int, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
         """The status line and headers, with uvicorn's framing rules, as bytes to write."""
         content = [STATUS_LINE[status]]
@@ -207,16 +223,8 @@ class ProxyCycle(RequestResponseCycle):
         known = _known_names.get
         for raw_name, value in (*self.default_headers, *headers):
             name = known(raw_name) or _checked_lower(raw_name)
-            if name == b"content-length" and self.chunked_encoding is None:
-                self.expected_content_length = int(value.decode())
-                self.chunked_encoding = False
-            elif name == b"transfer-encoding" and value.lower() == b"chunked":
-                self.expected_content_length = 0
-                self.chunked_encoding = True
-            elif name == b"connection" and b"close" in (
-                token.strip().lower() for token in value.split(b",")
-            ):
-                self.keep_alive = False
+            # The usual header costs one set test here, not a test per framing header.
+            if name in _FRAMING and self._frame(name, value):
                 has_connection_close = True
             content += (name, b": ", value, b"\r\n")
             lines += 1

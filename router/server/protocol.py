@@ -201,8 +201,12 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         path = raw_path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
-        scope["path"] = self.root_path + path
-        scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        root_path = self.root_path
+        if root_path:
+            scope["path"] = root_path + path
+            scope["raw_path"] = root_path.encode("ascii") + raw_path
+        else:
+            scope["path"], scope["raw_path"] = path, raw_path
         scope["query_string"] = parsed_url.query or b""
         app = self.app
         if self.limit_concurrency is not None and (

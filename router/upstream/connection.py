@@ -37,18 +37,15 @@ def build_request_head(
     Raises ``ValueError`` if any part would inject a CR or LF.
     """
     lines = [method + b" " + target + b" HTTP/1.1"]
-    append = lines.append
-    has_host = False
-    for name, value in headers:
-        if len(name) == 4 and name.lower() == b"host":
-            has_host = True
-        append(name + b": " + value)
-    if not has_host:
-        lines.insert(1, host_line)  # Host first, as RFC 9112 §3.2 recommends
+    # The proxy's header lists start with Host; any other list is searched for one.
+    if not (headers and headers[0][0] == b"host") and not any(
+        len(name) == 4 and name.lower() == b"host" for name, _ in headers
+    ):
+        lines.append(host_line)  # Host first, as RFC 9112 §3.2 recommends
+    lines += [b": ".join(header) for header in headers]
     if framing is not None:
-        append(framing)
-    append(b"")
-    append(b"")
+        lines.append(framing)
+    lines += (b"", b"")
     head = b"\r\n".join(lines)
     breaks = len(lines) - 1
     if head.count(b"\n") != breaks or head.count(b"\r") != breaks:
