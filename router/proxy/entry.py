@@ -38,8 +38,27 @@ __all__ = ["ProxyApp"]
 _rand = random.random
 
 
+_ids = ""  # hex digits of random bytes from the OS, 32 per request id
+_ids_at = 0
+_IDS_BATCH = 4096  # bytes read at once: 256 ids per getrandom() call instead of one each
+
+
 def _new_request_id() -> str:
-    return os.urandom(16).hex()
+    """32 hex digits the OS's random source chose (ids may be used to claim feedback)."""
+    global _ids, _ids_at
+    at = _ids_at
+    if at >= len(_ids):
+        _ids, at = os.urandom(_IDS_BATCH).hex(), 0
+    _ids_at = at + 32
+    return _ids[at:at + 32]
+
+
+def _forget_ids() -> None:
+    global _ids, _ids_at
+    _ids, _ids_at = "", 0
+
+
+os.register_at_fork(after_in_child=_forget_ids)  # a forked worker draws its own ids
 
 
 MAX_REQUEST_ID = 1024  # longer ids are replaced: one goes into every log line of the request

@@ -242,7 +242,7 @@ class Exchange:
         """Send the request upstream and stream the answer back; a failure becomes an answer."""
         plan = self._admit_mirror(route.name, decision.mirror) if decision.mirror else None
         copy = _Capture(plan.max_body) if plan is not None else None
-        started = time.perf_counter()
+        started = _clock() if plan is not None else 0.0  # the mirror compares latencies
         try:
             body: _Body = None
             if self.has_body:
@@ -272,7 +272,7 @@ class Exchange:
             if inspector is not None:
                 self._inspect(inspector, body, response.status, answer)
             if plan is not None and copy is not None:
-                self._mirror(route.name, plan, copy.body(), answer, time.perf_counter() - started)
+                self._mirror(route.name, plan, copy.body(), answer, _clock() - started)
         except (RouterError, UpstreamError) as exc:
             await self._answer_failure(send, exc, proxy.max_request_body)
         except asyncio.CancelledError:
