@@ -187,7 +187,8 @@ class RouterApp:
             self.fleet = Fleet(
                 self.store, self.rollouts, replica=self.replica_id, lease_s=config.state.lease,
                 metrics=self.metrics, events=self.events, windows=self.windows,
-                quality=self.quality, config_version=lambda: self.snapshot.version,
+                quality=self.quality, truth=self.truth,
+                config_version=lambda: self.snapshot.version,
             )
         controller = Controller(
             self.rollouts, self.store, self.observe,

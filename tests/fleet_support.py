@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -57,12 +58,19 @@ def use_redis(stack: Stack, redis: RedisServer, **options: Any) -> None:
 def replicas(stack: Stack, n: int) -> Iterator[list[Replica]]:
     """``n`` router processes on ``stack``'s file (written now); all stopped on exit."""
     stack.write()
-    logs = stack.dir / "logs"
+    with replicas_of(stack.config, n) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def replicas_of(config: Path, n: int) -> Iterator[list[Replica]]:
+    """``n`` router processes on the config file ``config``; all stopped on exit."""
+    logs = config.parent / "logs"
     logs.mkdir(exist_ok=True)
     started: list[RouterProcess] = []
     try:
         for _ in range(n):
-            process = RouterProcess(stack.config)
+            process = RouterProcess(config)
             process.log_path = logs / process.log_path.name
             started.append(process.start())
         yield [Replica(p) for p in started]

@@ -5,7 +5,9 @@ beyond). The body is parsed as JSON and checked whole before anything is
 joined: a malformed batch is refused with 400 naming the item and field, and
 joins nothing. An accepted batch answers 204; ids the router does not (or no
 longer) remember are counted, not refused. The counts come back in the
-``x-feedback-joined`` and ``x-feedback-unknown`` headers. A batch is joined a
+``x-feedback-joined`` and ``x-feedback-unknown`` headers; in a fleet, labels for
+predictions another replica made are relayed to it (``x-feedback-relayed``,
+``router.control.fleet_feedback``). A batch is joined a
 thousand labels at a time, so the proxy's requests are served in between.
 """
 
@@ -44,15 +46,17 @@ def feedback_endpoint(
             return refuse(400, "bad_request", "body: not JSON")
         except FeedbackError as exc:
             return refuse(400, "bad_request", str(exc))
-        joined = unknown = 0
+        joined = unknown = relayed = 0
         for start in range(0, len(items), JOIN_CHUNK):
             if start:
                 await asyncio.sleep(0)  # a big batch lets requests through between chunks
             result = truth.join(items[start:start + JOIN_CHUNK], time.time())
             joined, unknown = joined + result.joined, unknown + result.unknown
+            relayed += result.relayed
         return Response(
             status_code=204,
-            headers={"x-feedback-joined": str(joined), "x-feedback-unknown": str(unknown)},
+            headers={"x-feedback-joined": str(joined), "x-feedback-unknown": str(unknown),
+                     "x-feedback-relayed": str(relayed)},
         )
 
     return feedback

@@ -61,17 +61,19 @@ class LiveObserver:
             stats = {v: figures.stats(route.name, v, window_s) for v in variants}
             totals = {v: figures.tally(route.name, v) for v in variants}
             quality = figures.quality_view(route.name, variants, window_s)
+            feedback = fleet.feedback.sums.get(route.name, {})
         else:
             stats = {v: self.windows.stats(route.name, v, now, span) for v in variants}
             totals = {v: self.windows.tally(route.name, v) for v in variants}
             quality = self.quality.view(route.name, variants, now, span)
+            feedback = self.truth.tallies(route.name, now)
         return Observation(
             window_s=window_s,
             variants=stats,
             backend_up={name: backend.up for name, backend in self.backends().items()},
             totals=totals,
             quality=quality,
-            feedback=self.truth.tallies(route.name, now),
+            feedback=feedback,
             metrics=self.metric_checks.readings(route, now),
             shadow=self.shadow_counts(route.name),
         )

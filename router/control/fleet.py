@@ -20,7 +20,9 @@ stops leading by its own clock when it could not renew within the lease
 (measured from before the renew call, so never later than Redis lets the lease
 go), and a stopping leader lets go of the lease at once. A new leader reads the
 shared state before its first decision. The leader judges the fleet's traffic:
-every replica reports its per-second figures (``router.control.fleet_figures``).
+every replica reports its per-second figures (``router.control.fleet_figures``) and
+its true labels' verdicts, and relays labels it cannot join
+(``router.control.fleet_feedback``).
 
 Store failures are counted and logged by the ``WatchedStore``; these loops just
 try again.
@@ -37,12 +39,14 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from router.control.fleet_beat import FleetBeat
+from router.control.fleet_feedback import FleetFeedback
 from router.control.fleet_figures import FleetFigures
 from router.control.redis_store import RedisStateStore
 from router.control.rollouts import Rollouts
 from router.control.store import StateStoreError
 from router.control.store_health import WatchedStore
 from router.telemetry.events import EventLog, iso_time
+from router.telemetry.feedback import GroundTruth
 from router.telemetry.logs import get_logger
 from router.telemetry.metrics import Metrics
 from router.telemetry.quality import QualityWindows
@@ -69,6 +73,7 @@ class Fleet:
         events: EventLog,
         windows: WindowSet,
         quality: QualityWindows,
+        truth: GroundTruth,
         config_version: Callable[[], str],
     ) -> None:
         assert isinstance(watched.inner, RedisStateStore)
@@ -87,6 +92,10 @@ class Fleet:
         self.beat = FleetBeat(
             watched, self.redis, self.figures, replica=replica, config_version=config_version
         )
+        self.feedback = FleetFeedback(
+            watched, self.redis, truth, replica=replica, members=self.beat.live
+        )
+        self.beat.feedback = self.feedback
         events.listeners.append(self.beat.offer)
         metrics.leader.set(0.0)
 
@@ -139,7 +148,10 @@ class Fleet:
             with contextlib.suppress(StateStoreError):
                 await self.beat.beat(self.leading)
                 if self.leading:
-                    await self.figures.read(self._analysed())
+                    analysed = self._analysed()
+                    await self.figures.read(analysed)
+                    await self.feedback.read((name, (*variants, "shadow"))
+                                             for name, variants, _ in analysed)
 
     def _analysed(self) -> list[tuple[str, tuple[str, ...], float]]:
         """The routes whose strategy runs an analysis now: variants and window."""
@@ -158,6 +170,7 @@ class Fleet:
             self.leader = self.replica
         else:
             self.figures.forget()
+            self.feedback.forget()
         kind = "leader_elected" if token is not None else "leader_lost"
         self._log.info(kind, replica=self.replica, reason=reason, token=token)
 

@@ -6,6 +6,8 @@ from it in the background:
 - its per-second figures (``FleetFigures.queue_report``);
 - its heartbeat, ``{prefix}:replicas`` hash: id -> ``{"config_version", "leader",
   "seen"}``, read back whole: the fleet list of ``/admin/status``;
+- the labels it relays and the accuracy tallies it shares, and the labels relayed to
+  it (``FleetFeedback``);
 - the decision events it emitted since the last beat, pushed on
   ``{prefix}:events`` (newest first, the last ``EVENTS_KEPT``), which
   ``/admin/events`` on any replica reads: the fleet's decisions, each once,
@@ -22,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from router.control.fleet_feedback import FleetFeedback
 from router.control.fleet_figures import FleetFigures
 from router.control.redis_store import RedisStateStore
 from router.control.store_health import WatchedStore
@@ -54,6 +57,7 @@ class FleetBeat:
         self.config_version = config_version
         self.clock = clock
         self.members: dict[str, dict[str, Any]] = {}
+        self.feedback: FleetFeedback | None = None  # labels relayed, accuracy shared
         self._outbox: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENTS_KEPT)
 
     def offer(self, record: dict[str, Any]) -> None:
@@ -65,6 +69,8 @@ class FleetBeat:
         now = self.clock()
         pipe = self.redis.client.pipeline(transaction=False)
         self.figures.queue_report(pipe)
+        if self.feedback is not None:
+            self.feedback.queue(pipe)
         members_key, events_key = self.redis.key("replicas"), self.redis.key("events")
         heartbeat = {"config_version": self.config_version(), "leader": leading, "seen": now}
         pipe.hset(members_key, self.replica, json.dumps(heartbeat))
@@ -80,6 +86,12 @@ class FleetBeat:
         for _ in sent:
             self._outbox.popleft()
         self.members = _members(replies[-1])
+        if self.feedback is not None:
+            self.feedback.received(replies)
+
+    def live(self) -> list[str]:
+        """The ids of the live replicas (this one included once it has beaten)."""
+        return [member["id"] for member in self.fleet()]
 
     def fleet(self) -> list[dict[str, Any]]:
         """The live replicas (seen within ``LIVE_S``): id, config version, leader, last seen."""

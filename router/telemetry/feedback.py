@@ -12,7 +12,7 @@ longer) remembered is counted as ``unknown_request``, never refused.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +20,15 @@ from router.telemetry.metrics import Metrics
 from router.telemetry.predictions import PredictionStore, Row
 from strategies.feedback import FeedbackItem, FeedbackSpec, LabelTally, Prediction, score
 
-__all__ = ["AccuracyWindow", "GroundTruth", "JoinResult", "PredictionStore"]
+__all__ = [
+    "BUCKETS", "AccuracyWindow", "BucketKey", "GroundTruth", "JoinResult", "PredictionStore",
+    "Relay",
+]
 
-_BUCKETS = 60
+BUCKETS = 60  # time buckets of an accuracy window
 _MAX_MIRRORS = 8  # shadow backends per route whose predictions are kept
 _NO_ROUTE = "none"
+_MAX_UNSHARED = 4096  # tallies waiting for the fleet's store
 
 
 class AccuracyWindow:
@@ -34,14 +38,14 @@ class AccuracyWindow:
 
     def __init__(self, window_s: float) -> None:
         self.window_s = window_s
-        self.width = window_s / _BUCKETS
-        self._stamps = [-1] * _BUCKETS
-        self._tallies = [LabelTally()] * _BUCKETS
+        self.width = window_s / BUCKETS
+        self._stamps = [-1] * BUCKETS
+        self._tallies = [LabelTally()] * BUCKETS
 
     def add(self, now: float, tally: LabelTally) -> None:
         """Count ``tally`` as received at ``now``."""
         index = int(now // self.width)
-        slot = index % _BUCKETS
+        slot = index % BUCKETS
         if self._stamps[slot] != index:
             self._stamps[slot] = index
             self._tallies[slot] = tally
@@ -53,7 +57,7 @@ class AccuracyWindow:
         newest = int(now // self.width)
         total = LabelTally()
         for stamp, tally in zip(self._stamps, self._tallies, strict=True):
-            if newest - _BUCKETS < stamp <= newest:
+            if newest - BUCKETS < stamp <= newest:
                 total = total.plus(tally)
         return total
 
@@ -86,10 +90,19 @@ class _RouteTruth:
 
 @dataclass(frozen=True, slots=True)
 class JoinResult:
-    """What a feedback batch did: labels joined to a prediction, and ids not remembered."""
+    """What a feedback batch did: labels joined to a prediction here, ids not remembered,
+    and labels relayed to the other replicas of a fleet (``router.control.fleet_feedback``)."""
 
     joined: int
     unknown: int
+    relayed: int = 0
+
+
+Relay = Callable[[list[FeedbackItem]], bool]
+"""Hands labels this process cannot join to the fleet; False when there is no one to ask."""
+
+BucketKey = tuple[str, str, float, int]
+"""(route, variant, bucket width in seconds, bucket number): where a fleet sums a tally."""
 
 
 class GroundTruth:
@@ -98,6 +111,9 @@ class GroundTruth:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self._routes: dict[str, _RouteTruth] = {}
+        # In a fleet: where unmatched labels go, and the tallies not yet added to its sums.
+        self.relay: Relay | None = None
+        self.unshared: dict[BucketKey, LabelTally] | None = None
 
     def configure(self, specs: Mapping[str, FeedbackSpec]) -> None:
         """Follow a new config: keep what still applies, resize, forget removed routes."""
@@ -143,13 +159,23 @@ class GroundTruth:
         return route in self._routes
 
     def join(self, items: Iterable[FeedbackItem], now: float) -> JoinResult:
-        """Score each label against the predictions it is for; count unknown ids."""
-        joined = unknown = 0
+        """Score each label against the predictions it is for. Labels for ids not
+        remembered here go to the fleet (when there is one), else count as unknown."""
+        joined, unmatched = self.match(items, now)
+        if unmatched and self.relay is not None and self.relay(unmatched):
+            return JoinResult(joined, 0, len(unmatched))
+        self.count_unknown(len(unmatched))
+        return JoinResult(joined, len(unmatched))
+
+    def match(self, items: Iterable[FeedbackItem], now: float) -> tuple[int, list[FeedbackItem]]:
+        """Score the labels whose prediction this process remembers; those joined, and
+        the others (neither counted nor relayed: the caller decides)."""
+        joined = 0
+        unmatched: list[FeedbackItem] = []
         for item in items:
             name, truth, rows = self._pop(item.request_id)
             if truth is None:
-                unknown += 1
-                self.metrics.feedback.labels(_NO_ROUTE, _NO_ROUTE, "unknown_request").inc()
+                unmatched.append(item)
                 continue
             for variant, _backend, value, _at in rows:
                 verdict, error = score(value, item.label)
@@ -158,10 +184,29 @@ class GroundTruth:
                     scored=int(verdict == "scored"),
                     abs_error=error if verdict == "scored" else 0.0,
                 )
-                truth.window(variant).add(now, tally)
+                window = truth.window(variant)
+                window.add(now, tally)
+                self._share(name, variant, window, now, tally)
                 self.metrics.feedback.labels(name, variant, verdict).inc()
             joined += 1
-        return JoinResult(joined, unknown)
+        return joined, unmatched
+
+    def count_unknown(self, n: int) -> None:
+        """Count ``n`` labels whose prediction no process remembers."""
+        if n:
+            self.metrics.feedback.labels(_NO_ROUTE, _NO_ROUTE, "unknown_request").inc(n)
+
+    def _share(
+        self, route: str, variant: str, window: AccuracyWindow, now: float, tally: LabelTally
+    ) -> None:
+        """Keep ``tally`` for the fleet's sums (in a fleet), in the bucket it was counted in."""
+        if self.unshared is None:
+            return
+        key = (route, variant, window.width, int(now // window.width))
+        found = self.unshared.get(key)
+        if found is None and len(self.unshared) >= _MAX_UNSHARED:  # the store is down for long
+            return
+        self.unshared[key] = tally if found is None else found.plus(tally)
 
     def _pop(
         self, request_id: str
@@ -171,6 +216,10 @@ class GroundTruth:
             if found:
                 return name, truth, found
         return _NO_ROUTE, None, []
+
+    def windows_s(self) -> dict[str, float]:
+        """Each feedback route's accuracy window, in seconds."""
+        return {name: truth.spec.window for name, truth in self._routes.items()}
 
     def tallies(self, route: str, now: float) -> dict[str, LabelTally]:
         """Per variant of ``route``: the labels received over its feedback window."""
