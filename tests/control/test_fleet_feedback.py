@@ -11,14 +11,13 @@ from typing import Any
 import orjson
 
 from tests.backends import model_app
+from tests.control.test_accuracy_gate import BODY, CANARY, LABELS
 from tests.fleet_support import Replica, replicas_of
 from tests.redis_support import RedisServer
 from tests.rollout_support import metric
 from tests.support import servers, shared_client, wait_until
 
 HTTP = shared_client()
-BODY = b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [1.0]}]}'
-LABELS = 20
 CONFIG = """
 state: {{store: redis, url: "{redis}", key_prefix: fleet-feedback}}
 backends:
@@ -27,16 +26,7 @@ backends:
 routes:
   - name: wrong
     match: {{path_prefix: /v2/models/wrong}}
-    strategy:
-      type: canary
-      stable: says-1
-      candidate: says-2
-      force_header: x-router-variant
-      steps: [{{weight: 50, hold: 1s}}, {{weight: 100, hold: 1h}}]
-      analysis: {{interval: 1s, min_requests: 0, min_accuracy_ratio: 0.9, min_feedback: {labels},
-                 failures_to_act: 1}}
-      on_failure: rollback
-    feedback: {{keep: 1000, window: 10m}}
+{route}
 """
 
 
@@ -74,8 +64,9 @@ def test_labels_join_on_the_replica_that_answered_and_the_gate_judges_the_fleet(
 ) -> None:
     with servers(model_app(1), model_app(2)) as (one, two):
         config = tmp_path / "router.yaml"
+        route = CANARY.format(candidate="says-2", labels=LABELS)
         config.write_text(CONFIG.format(redis=redis_server.url, one=one.url, two=two.url,
-                                        labels=LABELS))
+                                        route=route))
         with replicas_of(config, 2) as (a, b):
             # Both replicas in the fleet list: a relay needs somewhere to go.
             wait_until(lambda: all(len(r.status()["fleet"]["replicas"]) == 2 for r in (a, b)),
