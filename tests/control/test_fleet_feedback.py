@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 
 from tests.backends import model_app
@@ -15,7 +16,7 @@ from tests.control.test_accuracy_gate import BODY, CANARY, LABELS
 from tests.fleet_support import Replica, replicas_of
 from tests.redis_support import RedisServer
 from tests.rollout_support import metric
-from tests.support import servers, shared_client, wait_until
+from tests.support import RouterProcess, servers, shared_client, wait_until
 
 HTTP = shared_client()
 CONFIG = """
@@ -96,3 +97,41 @@ def test_labels_join_on_the_replica_that_answered_and_the_gate_judges_the_fleet(
             event = wait_until(rollback, timeout=10)
             assert "accuracy_ratio 0.00 < 0.9" in event["reason"]
             assert "20 vs 20 labels" in event["reason"], event["reason"]
+
+
+def test_with_workers_on_redis_every_label_counts_whichever_worker_it_reaches(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """``--workers 2``: requests and labels land on either worker (a new connection each);
+    no label is unknown, and the gate judges both workers' labels together."""
+    with servers(model_app(1), model_app(2)) as (one, two):
+        config = tmp_path / "router.yaml"
+        route = CANARY.format(candidate="says-2", labels=LABELS)
+        config.write_text(CONFIG.format(redis=redis_server.url, one=one.url, two=two.url,
+                                        route=route))
+        (tmp_path / "logs").mkdir()
+        process = RouterProcess(config, "--workers", "2")
+        process.log_path = tmp_path / "logs" / process.log_path.name
+        with process:
+            worker = Replica(process)
+            wait_until(lambda: len(worker.status()["fleet"]["replicas"]) == 2, timeout=15)
+            ids = []
+            for variant in ("stable", "candidate"):
+                for i in range(LABELS):
+                    ids.append(f"w-{variant}-{i}")
+                    response = httpx.post(  # no shared client: each request a new connection
+                        f"{process.url}/v2/models/wrong/infer", content=BODY, timeout=10,
+                        headers={"content-type": "application/json", "x-request-id": ids[-1],
+                                 "x-router-variant": variant})
+                    assert response.status_code == 200
+            unknown = relayed = 0
+            for request_id in ids:
+                body = orjson.dumps({"request_id": request_id, "label": 1})
+                response = httpx.post(f"{process.admin_url}/admin/feedback", content=body,
+                                      timeout=10, headers={"content-type": "application/json"})
+                assert response.status_code == 204
+                unknown += int(response.headers["x-feedback-unknown"])
+                relayed += int(response.headers["x-feedback-relayed"])
+            print(f"{relayed} of {len(ids)} labels relayed to the other worker")
+            assert unknown == 0
+            wait_until(lambda: worker.phase("wrong") == "rolled_back", timeout=20)
