@@ -28,7 +28,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = ["DEFAULT_BINS", "SMOOTHING", "bin_counts", "decile_edges", "label_psi", "psi",
-           "value_psi"]
+           "sorted_bin_counts", "value_psi"]
 
 SMOOTHING = 0.5
 DEFAULT_BINS = 10
@@ -79,10 +79,13 @@ def decile_edges(reference: Sequence[float], bins: int = DEFAULT_BINS) -> tuple[
 def bin_counts(values: Iterable[float], edges: Sequence[float]) -> list[int]:
     """Counts of ``values`` in the bins cut at ``edges`` (a value on an edge goes below it).
 
-    Sorted once, then cut at each edge: a batch of values costs a sort in C and a
-    bisection per edge, not a bisection per value. NaN falls in no bin.
+    NaN falls in no bin.
     """
-    ordered = sorted([v for v in values if v == v])
+    return sorted_bin_counts(sorted([v for v in values if v == v]), edges)
+
+
+def sorted_bin_counts(ordered: Sequence[float], edges: Sequence[float]) -> list[int]:
+    """``bin_counts`` of values already sorted, none NaN: a bisection per edge, not per value."""
     counts: list[int] = []
     below = 0
     for edge in edges:

@@ -34,7 +34,7 @@ from strategies.drift import (
     compare_numeric,
     feature_value,
 )
-from strategies.psi import bin_counts, decile_edges
+from strategies.psi import bin_counts, decile_edges, sorted_bin_counts
 
 __all__ = ["REFERENCE_CAP", "SLICES", "SLICE_CAP", "RouteSamples", "Sample"]
 
@@ -100,8 +100,8 @@ class Sample:
             self._numbers(numbers, rng)
 
     def _numbers(self, numbers: Sequence[float], rng: random.Random) -> None:
-        if self.bins is not None and self.edges is not None:
-            for i, n in enumerate(bin_counts(numbers, self.edges)):
+        if self.bins is not None and self.edges is not None:  # numbers hold no NaN
+            for i, n in enumerate(sorted_bin_counts(sorted(numbers), self.edges)):
                 self.bins[i] += n
         seen = self.offered
         self.offered += len(numbers)
