@@ -373,7 +373,9 @@ class Exchange:
                         captured = None
                 await send({"type": "http.response.body", "body": chunk, "more_body": not last})
                 if kind:  # measured after the chunk went on: never held back for it
-                    if meter is None and b'"usage"' in chunk:
+                    # find(), not ``in``: CPython 3.11's bytes.__contains__ first tries the
+                    # needle as an int and builds a TypeError message it then drops.
+                    if meter is None and chunk.find(b'"usage"') >= 0:
                         meter = self._meter(sse=False)
                     if meter is not None:
                         meter.feed(chunk, _clock())

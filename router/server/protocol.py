@@ -66,6 +66,9 @@ if TYPE_CHECKING:
 __all__ = ["HardenedHttpToolsProtocol", "HeadLimits", "RequestRefusedError"]
 
 
+_TASK = "router-request"  # the name of every request's task
+
+
 def _sweep_period(config: Config, limits: HeadLimits) -> float:
     """How often deadlines are checked: a tenth of the shortest timeout, within 50 ms..0.5 s."""
     shortest = min(
@@ -111,6 +114,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         self._head_fully_counted = True  # False if the head began inside an uncounted chunk
         self._message_begun = False  # the parser has seen the start of the awaited request
         self._refused = False
+        self._plain_tasks = self.loop.get_task_factory() is None
 
     # asyncio.Protocol
 
@@ -239,7 +243,11 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         """uvicorn's task start, keeping the task on the cycle so a disconnect can cancel it."""
         context = contextvars.Context() if self.config.reset_contextvars else None
-        task = self.loop.create_task(cycle.run_asgi(app), context=context)
+        if self._plain_tasks:
+            # What create_task would make, but named: an unnamed task formats "Task-<n>".
+            task = asyncio.Task(cycle.run_asgi(app), loop=self.loop, context=context, name=_TASK)
+        else:
+            task = self.loop.create_task(cycle.run_asgi(app), context=context)
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
         if isinstance(cycle, ProxyCycle):

@@ -156,7 +156,7 @@ class AnswerMeter:
                 self.events += ended
                 self.last_event = now
         data = tail + chunk if tail else chunk
-        if b'"usage"' in data:
+        if data.find(b'"usage"') >= 0:  # not ``in``: see Exchange._relay
             usage = find_usage(data)
             if usage is not None:
                 self.usage = usage
