@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from strategies.base import (
     Decision,
     Phase,
@@ -35,24 +37,48 @@ def sticky_salt(route: str, spec: CanarySpec) -> str:
     return f"{route}/{spec.candidate}"
 
 
+@lru_cache(maxsize=4096)
+def _decision(
+    variant: str, backend: str, reason: str, fallback: str | None, fallback_variant: str | None
+) -> Decision:
+    """One shared, immutable ``Decision`` per outcome: routes that send to the same
+    backends for the same reason hold the same objects (six per canary route otherwise)."""
+    return Decision(variant, backend, reason, fallback, fallback_variant)
+
+
+@lru_cache(maxsize=4096)
+def _pair(stable: str, candidate: str, reason: str, fallback: bool) -> tuple[Decision, Decision]:
+    """The (stable, candidate) decisions for ``reason``, shared like ``_decision``'s."""
+    back, back_variant = (stable, "stable") if fallback else (None, None)
+    cand = _decision("candidate", candidate, reason, back, back_variant)
+    return _decision("stable", stable, reason, None, None), cand
+
+
+def _split_picker(stable: Decision, candidate: Decision, weight: float) -> Picker:
+    """A plain weighted split, no forcing header and no stickiness: most routes, with a
+    closure of one or three cells instead of eleven (a tenth of a route's memory)."""
+    if weight <= 0:
+        return lambda request, rand: stable
+    if weight >= 100:
+        return lambda request, rand: candidate
+    return lambda request, rand: candidate if rand * 100 < weight else stable
+
+
 def build_picker(spec: CanarySpec, state: CanaryState) -> Picker:
     """The per-request choice for (spec, state), with its decisions pre-built."""
     if state.phase == Phase.ROLLED_BACK:
-        rolled_back = Decision("stable", spec.stable, reason="rolled_back")
+        rolled_back = _decision("stable", spec.stable, "rolled_back", None, None)
         return lambda request, rand: rolled_back
-    fallback = spec.stable if spec.fallback_to_stable else None
-    fallback_variant = "stable" if spec.fallback_to_stable else None
-
-    def pair(reason: str) -> tuple[Decision, Decision]:
-        cand = Decision("candidate", spec.candidate, reason, fallback, fallback_variant)
-        return Decision("stable", spec.stable, reason), cand
-
-    forced, sticky, split = pair("forced"), pair("sticky"), pair("weight")
+    split = _pair(spec.stable, spec.candidate, "weight", spec.fallback_to_stable)
     weight = current_weight(spec, state)
     force = spec.force_header.lower() if spec.force_header else None
     header = spec.sticky.header.lower() if spec.sticky and spec.sticky.header else None
     cookie = spec.sticky.cookie if spec.sticky else None
     body_field = spec.sticky.body_field if spec.sticky else None
+    if force is None and not header and not cookie and not body_field:
+        return _split_picker(*split, weight)
+    forced = _pair(spec.stable, spec.candidate, "forced", spec.fallback_to_stable)
+    sticky = _pair(spec.stable, spec.candidate, "sticky", spec.fallback_to_stable)
 
     def pick(request: RequestView, rand: float) -> Decision:
         if force is not None:

@@ -113,6 +113,22 @@ def test_candidate_decision_carries_the_fallback() -> None:
     assert without.fallback_backend is None
 
 
+@pytest.mark.parametrize("weight", [0, 0.5, 37, 100])
+@pytest.mark.parametrize("fallback", [False, True])
+def test_a_plain_split_decides_as_the_full_picker_does(weight: float, fallback: bool) -> None:
+    plain = S.picker(fixed(weight, fallback_to_stable=fallback), state(Phase.STEADY))
+    full = S.picker(fixed(weight, fallback_to_stable=fallback, force_header="X-F"),
+                    state(Phase.STEADY))  # no request below carries X-F
+    draws = [i / 1000 for i in range(1000)]
+    assert [plain(req(), r) for r in draws] == [full(req(), r) for r in draws]
+
+
+def test_routes_with_the_same_backends_share_their_decisions() -> None:
+    one = S.picker(fixed(100), state(Phase.STEADY))(req(), 0)
+    other = S.picker(fixed(100, force_header="X-F"), state(Phase.STEADY))(req(), 0)
+    assert one is other
+
+
 def test_rolled_back_sends_everything_to_stable() -> None:
     pick = S.picker(fixed(100, force_header="x-v"), state(Phase.ROLLED_BACK))
     for r in (0.0, 0.5, 0.99):
