@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from router.config.collector import collector_paused
+from router.config.collector import collector_paused, free_piecewise
 from router.config.loader import read_config
 from router.config.model import Config, ProxySpec
 from router.control.controller import Controller, LiveObserver
@@ -263,7 +263,7 @@ class RouterApp:
         """Compile ``config`` into a snapshot, swap it in and tell every part (under the lock).
 
         What takes long at thousands of routes (the route list, the snapshot and its
-        index, freeing the replaced one) is built in worker threads, so the event loop
+        index, freeing the replaced one) is done in worker threads, so the event loop
         keeps serving; the swap itself is one assignment on the loop. Raises ValueError,
         having written nothing, when a part cannot be built.
         """
@@ -281,20 +281,17 @@ class RouterApp:
                     build_snapshot, config, version, self.config_path,
                     zip(entries, rules, strict=True), cells, backends,
                 )
-                replaced = [self.holder.swap(snapshot)]
+                old = self.holder.swap(snapshot)
                 await self.rollouts.install(snapshot.routes)
                 if self.store is not None and not self.store.shared:
                     # A replica whose file lacks a route must not delete the fleet's state for it.
                     await self.rollouts.drop_removed({route.name for route in snapshot.routes})
-                old = replaced[0]
                 if old is not None:
                     self._forget({r.name for r in old.routes} - {r.name for r in snapshot.routes})
+                pieces = [] if old is None else [old, *old.routes]
                 del old
+                free_piecewise(pieces)  # see router.config.collector
                 self._configure(config)
-        # The replaced snapshot's last reference is dropped in a worker thread (not awaited:
-        # the reload is done): freeing 10,000 routes and their config took tens of
-        # milliseconds of the loop.
-        asyncio.get_running_loop().run_in_executor(None, replaced.clear)
 
     def _forget(self, routes: Iterable[str]) -> None:
         """Drop what the parts keep of routes the new config no longer has."""

@@ -126,6 +126,9 @@ async def _serve_one(args: argparse.Namespace, config: Config, raw: bytes) -> in
     router = RouterApp(Path(args.config), access_log=not args.no_access_log)
     router.reloader.admin_listen = admin_listen  # a reload may not leave it open without a token
     await router.start(config, raw)
+    # From here the settings without the routes (compiled into the router): at thousands
+    # of routes their config models are megabytes that nothing reads again.
+    config = router.snapshot.config
     socks = (
         bind_socket(listen, reuse_port=args.reuse_port),
         bind_socket(admin_listen, reuse_port=args.reuse_port),
@@ -230,8 +233,10 @@ def run_serve(args: argparse.Namespace) -> int:
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
+    serving = _serve_one(args, config, raw)
+    del config  # only the coroutine holds the routes' config models, until it lets them go
     try:
-        return runner(_serve_one(args, config, raw))
+        return runner(serving)
     except (StateStoreError, OSError) as exc:
         # A store that cannot be opened or a port that cannot be bound: one clear line.
         log.error("start_failed", reason=str(exc))

@@ -1,20 +1,28 @@
-"""Pause Python's cyclic garbage collector while a config is parsed and installed.
+"""Pause Python's cyclic garbage collector while a config is parsed and installed, and free
+a replaced config without stalling the event loop.
 
 Building a large config allocates hundreds of thousands of objects that all survive
 (YAML nodes, models, compiled routes), which is what makes the collector run its
 full-heap passes again and again: measured on a 10,000-route reload, 2.4 s of its
 3.9 s of CPU were the collector's. Nothing built here needs collecting meanwhile;
 the collector runs again as soon as the build is over, on what is allocated after it.
+
+Freeing is the mirror image: dropping the last reference to 10,000 routes frees them in
+one chain of C deallocators that holds the GIL throughout (30 to 50 ms, in any thread).
+``free_piecewise`` frees them one route at a time in a worker thread, so the event loop
+gets the GIL between two routes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import threading
 from collections.abc import Iterator
+from typing import Any
 
-__all__ = ["collector_paused"]
+__all__ = ["collector_paused", "free_piecewise"]
 
 _lock = threading.Lock()
 _depth = 0  # builds under way (a parse in a worker thread, an install on the loop)
@@ -42,3 +50,19 @@ def collector_paused() -> Iterator[None]:
                 # counting still frees it when a later config replaces it.
                 gc.freeze()
                 gc.enable()
+
+
+def free_piecewise(pieces: list[Any]) -> None:
+    """Drop ``pieces`` one by one, in order, in a worker thread (call from the event loop).
+
+    Put a container before its elements (``[snapshot, *snapshot.routes]``): the container
+    goes first, and each element's own subtree is then freed on its own. The caller must
+    hold no other reference, or what it holds is freed where it lets go.
+    """
+
+    def drop() -> None:
+        for index in range(len(pieces)):
+            pieces[index] = None
+        pieces.clear()
+
+    asyncio.get_running_loop().run_in_executor(None, drop)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from router.config.collector import free_piecewise
 from router.config.loader import ConfigError, ConfigIssue, config_version, read_config
 from router.config.model import Config, admin_exposure
 from router.control.watcher import ConfigWatcher, read_stable_async
@@ -112,6 +113,10 @@ class Reloader:
                 await self._install(config, version)
             except ValueError as exc:  # a part that cannot be built: nothing was written
                 return self._failed(source, [f"cannot install: {exc}"])
+            # The routes' models are compiled now and read no more: freed off the loop.
+            pieces = [config, *config.routes]
+            del config
+            free_piecewise(pieces)
             self._metrics.config_reloads.labels("success").inc()
             self._succeeded()
             self._events.emit(

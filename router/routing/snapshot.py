@@ -67,7 +67,7 @@ class Snapshot:
 
     version: str
     path: Path
-    config: Config
+    config: Config  # the file's settings; its ``routes`` are empty, compiled into ``routes``
     routes: tuple[CompiledRoute, ...]
     rules: tuple[MatchRule, ...]
     backends: Mapping[str, Backend]
@@ -77,13 +77,16 @@ class Snapshot:
         object.__setattr__(self, "index", RouteIndex(self.rules))
 
 
+_ANY_METHOD: frozenset[str] = frozenset()  # one for every rule: an empty set is 216 bytes
+
+
 def build_rules(config: Config) -> tuple[MatchRule, ...]:
     """The match rules of every route, in file order."""
     return tuple(
         MatchRule(
             prefix=route.match.path_prefix,
             headers=tuple(sorted(route.match.headers.items())),
-            methods=frozenset(route.match.methods),
+            methods=frozenset(route.match.methods) if route.match.methods else _ANY_METHOD,
             body=tuple(sorted(route.match.body.items())),
         )
         for route in config.routes
@@ -95,7 +98,11 @@ def build_snapshot(
     entries: Iterable[tuple[tuple[str, Strategy[Any, Any], StrategySpec], MatchRule]],
     cells: Mapping[str, RouteCell], backends: Mapping[str, Backend],
 ) -> Snapshot:
-    """The snapshot of ``config``: each route ((name, strategy, spec), rule) with its cell."""
+    """The snapshot of ``config``: each route ((name, strategy, spec), rule) with its cell.
+
+    The snapshot keeps ``config`` without its routes' models, which nothing reads once
+    compiled (at 10,000 routes, about 10 MiB).
+    """
     routes = tuple(
         CompiledRoute(
             name=name, rule=rule, strategy=strategy, spec=spec, cell=cells[name],
@@ -106,7 +113,7 @@ def build_snapshot(
     return Snapshot(
         version=version,
         path=path,
-        config=config,
+        config=config.model_copy(update={"routes": ()}),
         routes=routes,
         rules=tuple(route.rule for route in routes),
         backends=backends,

@@ -1,15 +1,18 @@
-"""Building a config never runs the cyclic garbage collector, which it used to keep busy."""
+"""Building a config never runs the cyclic garbage collector, which it used to keep busy, and
+a replaced one is freed off the event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import threading
+import time
 from typing import Any
 
 import pytest
 
 from router.config import loader
-from router.config.collector import collector_paused
+from router.config.collector import collector_paused, free_piecewise
 from router.config.loader import parse_config
 
 CONFIG = """
@@ -68,3 +71,25 @@ def test_pauses_nest_and_overlap_across_threads() -> None:
     leave.set()
     thread.join(10)
     assert gc.isenabled()
+
+
+class _Piece:
+    """Notes the thread it is freed in."""
+
+    def __init__(self, freed_in: list[threading.Thread]) -> None:
+        self.freed_in = freed_in
+
+    def __del__(self) -> None:
+        self.freed_in.append(threading.current_thread())
+
+
+async def test_a_replaced_config_is_freed_piece_by_piece_off_the_event_loop() -> None:
+    freed_in: list[threading.Thread] = []
+    pieces: list[Any] = [_Piece(freed_in) for _ in range(3)]
+    free_piecewise(pieces)
+    deadline = time.monotonic() + 10
+    while len(freed_in) < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert len(freed_in) == 3
+    assert threading.main_thread() not in freed_in
+    assert pieces == []

@@ -60,6 +60,7 @@ async def test_an_unchanged_route_keeps_its_cell_and_is_not_rewritten(app: Route
     assert (await store.get("kept")).version == kept_version  # type: ignore[union-attr]
     assert after["edited"].cell is not before["edited"].cell
     assert app.status()["routes"]["edited"]["weights"]["candidate"] == 30
+    assert app.snapshot.config.routes == ()  # compiled: their models are not kept
 
 
 async def test_an_edit_that_leaves_the_state_as_it_was_writes_nothing(app: RouterApp) -> None:
