@@ -27,10 +27,11 @@ from router.proxy.errors import (
     error_body,
 )
 from router.proxy.headers import filter_response_headers
+from router.proxy.pieces import Capture, upstream_failure, variant_header
 from router.proxy.sinks import Services
 from router.routing.backends import Backend
 from router.routing.snapshot import CompiledRoute
-from router.server.keys import BODY_FOLLOWS, DISCONNECT_KEY
+from router.server.keys import BODY_FOLLOWS, DISCONNECT_KEY, WHOLE_BODY
 from router.shadow.jobs import MirrorJob
 from router.telemetry.inspection import BodyInspector
 from router.telemetry.streams import SSE, AnswerMeter, answer_kind
@@ -38,7 +39,6 @@ from router.upstream import (
     PoolTimeoutError,
     UpstreamConnectError,
     UpstreamError,
-    UpstreamReadTimeout,
     UpstreamResponse,
 )
 from strategies import Decision, MirrorPlan
@@ -52,53 +52,6 @@ _MODEL_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _Body = bytes | AsyncIterator[bytes] | None
 _WITH_END = -1.0  # Exchange.first_byte: the first body byte went out with the last
 _clock = time.perf_counter
-
-
-class _Capture:
-    """A body kept while it streams past, up to ``cap`` bytes (beyond that, nothing)."""
-
-    __slots__ = ("cap", "over", "parts", "size")
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.parts: list[bytes] = []
-        self.size = 0
-        self.over = False
-
-    def add(self, chunk: bytes) -> None:
-        """Keep ``chunk``, or give up on the copy once it passes the cap."""
-        if self.over:
-            return
-        self.size += len(chunk)
-        if self.size > self.cap:
-            self.over = True
-            self.parts.clear()
-        else:
-            self.parts.append(chunk)
-
-    def body(self) -> bytes | None:
-        """The whole body, or None when it was larger than the cap."""
-        return None if self.over else b"".join(self.parts)
-
-
-_variant_headers: dict[str, tuple[bytes, bytes]] = {}
-
-
-def _variant_header(variant: str) -> tuple[bytes, bytes]:
-    """``x-router-variant`` for ``variant``; strategies name a handful, encoded once each."""
-    header = _variant_headers.get(variant)
-    if header is None:
-        header = _variant_headers[variant] = (b"x-router-variant", variant.encode())
-    return header
-
-
-def _upstream_failure(exc: UpstreamError, backend: str) -> tuple[int, str, str]:
-    """The (status, code, detail) of the answer to a failure before the upstream answered."""
-    if isinstance(exc, PoolTimeoutError):
-        return 503, "no_healthy_backend", f"all connections to {backend} are busy"
-    if exc.kind == "timeout" or isinstance(exc, UpstreamReadTimeout):
-        return 504, "upstream_timeout", f"{backend} timed out"
-    return 502, "upstream_unavailable", f"{backend}: {exc.kind} error"
 
 
 class Exchange:
@@ -241,7 +194,7 @@ class Exchange:
     ) -> None:
         """Send the request upstream and stream the answer back; a failure becomes an answer."""
         plan = self._admit_mirror(route.name, decision.mirror) if decision.mirror else None
-        copy = _Capture(plan.max_body) if plan is not None else None
+        copy = Capture(plan.max_body) if plan is not None else None
         started = _clock() if plan is not None else 0.0  # the mirror compares latencies
         try:
             body: _Body = None
@@ -297,7 +250,7 @@ class Exchange:
         return plan
 
     async def read_body(
-        self, receive: Any, max_body: int, copy: _Capture | None = None
+        self, receive: Any, max_body: int, copy: Capture | None = None
     ) -> bytes:
         """The client's whole body (callers know it is small), counted and capped.
 
@@ -334,34 +287,47 @@ class Exchange:
         self, send: Any, response: UpstreamResponse, route: CompiledRoute, backend: Backend,
         expose: bool, cap: int,
     ) -> bytes | None:
-        """Stream the answer to the client as it arrives; a copy of it if it fits in ``cap``.
+        """Relay the answer to the client; a copy of it if it fits in ``cap``.
 
         The router adds its own headers: the request id, and where it went if ``expose``.
         """
-        captured: list[bytes] | None = [] if cap else None
-        captured_len = 0
         self.status = response.status
         # Byte for byte as the client sent it: the id was decoded as latin-1.
         extra: list[tuple[bytes, bytes]] = [(b"x-request-id", self.request_id.encode("latin-1"))]
         if expose:
-            extra += (route.header, _variant_header(self.variant), backend.header)
+            extra += (route.header, variant_header(self.variant), backend.header)
         headers, content_type = filter_response_headers(response.headers, extra)
         kind = answer_kind(content_type)
-        meter = self._meter(sse=True) if kind == SSE else None
+        start = {"type": "http.response.start", "status": response.status, "headers": headers}
+        whole = response.whole()
+        if whole is None:
+            return await self._stream(send, response, start, kind, cap)
+        # The usual small answer has all arrived: head and body leave in one message and write.
+        if whole:
+            self.first_byte = _WITH_END
+            self.bytes_out = len(whole)
+        start[WHOLE_BODY] = whole
+        await send(start)
+        if kind:
+            meter = self._look(kind, None, whole)
+            if meter is not None:
+                meter.close()
+        return whole if cap and len(whole) <= cap else None
+
+    async def _stream(
+        self, send: Any, response: UpstreamResponse, start: dict[str, Any], kind: int, cap: int
+    ) -> bytes | None:
+        """Stream an answer whose body is still arriving, chunk by chunk as it comes."""
+        captured: list[bytes] | None = [] if cap else None
+        captured_len = 0
+        meter = None
+        # Some of the body may already be here: it then goes out with the head, in one write.
+        start[BODY_FOLLOWS] = response.body_ready
         try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status,
-                    "headers": headers,
-                    # The body is already here: it goes out with the head, in one write.
-                    BODY_FOLLOWS: response.body_ready,
-                }
-            )
+            await send(start)
             last = False
             async for chunk in response:
-                # The usual small answer arrives whole: end it in the same message.
-                last = response.finished
+                last = response.finished  # the last chunk ends the answer in the same message
                 if not self.first_byte:
                     self.first_byte = _WITH_END if last else _clock()
                 self.bytes_out += len(chunk)
@@ -372,13 +338,8 @@ class Exchange:
                     else:
                         captured = None
                 await send({"type": "http.response.body", "body": chunk, "more_body": not last})
-                if kind:  # measured after the chunk went on: never held back for it
-                    # find(), not ``in``: CPython 3.11's bytes.__contains__ first tries the
-                    # needle as an int and builds a TypeError message it then drops.
-                    if meter is None and chunk.find(b'"usage"') >= 0:
-                        meter = self._meter(sse=False)
-                    if meter is not None:
-                        meter.feed(chunk, _clock())
+                if kind:
+                    meter = self._look(kind, meter, chunk)
                 if last:
                     break
             if not last:
@@ -388,6 +349,19 @@ class Exchange:
             if meter is not None:
                 meter.close()
         return b"".join(captured) if captured is not None else None
+
+    def _look(self, kind: int, meter: AnswerMeter | None, chunk: bytes) -> AnswerMeter | None:
+        """Measure a chunk that went on (never held back for it); the meter, made when needed.
+
+        An event stream always gets one; a JSON answer once a ``usage`` object shows up.
+        """
+        # find(), not ``in``: CPython 3.11's bytes.__contains__ first tries the needle as
+        # an int and builds a TypeError message it then drops.
+        if meter is None and (kind == SSE or chunk.find(b'"usage"') >= 0):
+            meter = self._meter(sse=kind == SSE)
+        if meter is not None:
+            meter.feed(chunk, _clock())
+        return meter
 
     def _meter(self, *, sse: bool) -> AnswerMeter:
         """A meter of this answer's events and token usage (SSE, or JSON with ``usage``)."""
@@ -407,7 +381,7 @@ class Exchange:
                 # The answer had started: all we can do is cut the client's connection short.
                 self.finish(error=f"upstream_{exc.kind}")
                 raise exc
-            status, code, detail = _upstream_failure(exc, self.backend)
+            status, code, detail = upstream_failure(exc, self.backend)
             await self.fail(send, status, code, detail, retry_after=status == 503)
 
     # -- helpers -----------------------------------------------------------
@@ -451,7 +425,7 @@ class Exchange:
         return chunk, message.get("more_body", False)
 
     async def _stream_body(
-        self, receive: Any, max_body: int, copy: _Capture | None
+        self, receive: Any, max_body: int, copy: Capture | None
     ) -> AsyncIterator[bytes]:
         more = True
         while more:

@@ -13,7 +13,7 @@ on body length) and changes two things:
   message follows within the same event-loop turn (a streamed answer whose first chunk
   has not arrived), a ``call_soon`` callback writes the head alone, so a client never
   waits on a held head (an app that knows its body is ready says so with ``BODY_FOLLOWS``
-  and spares that callback);
+  and spares that callback, or hands the whole body over with the head: ``WHOLE_BODY``);
 - header values are checked for control characters with one ``bytes.translate`` pass over
   the encoded head instead of one regex call per header; names are checked (and
   lower-cased) once per distinct name.
@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from router.server.borrowed import HEADER_NAME_RE, STATUS_LINE, RequestResponseCycle
-from router.server.keys import BODY_FOLLOWS
+from router.server.keys import BODY_FOLLOWS, WHOLE_BODY
 
 __all__ = ["MessageEvent", "ProxyCycle"]
 
@@ -145,7 +145,10 @@ class ProxyCycle(RequestResponseCycle):
             self.response_started = True
             self.waiting_for_100_continue = False
             self._pending_head = self._encode_head(message["status"], message.get("headers", ()))
-            if not message.get(BODY_FOLLOWS):
+            whole = message.get(WHOLE_BODY)
+            if whole is not None:
+                self._send_body(whole, False)
+            elif not message.get(BODY_FOLLOWS):
                 loop = self.loop or asyncio.get_running_loop()
                 self._flush_handle = loop.call_soon(self._flush_head)
         elif not self.response_complete:

@@ -161,6 +161,15 @@ class UpstreamResponse:
         proto = self._proto
         return proto is None or proto.complete or bool(proto.body)
 
+    def whole(self) -> bytes | None:
+        """The whole body if all of it has arrived (the connection then goes back), else None."""
+        proto = self._proto
+        if proto is None or not proto.complete:
+            return None
+        body = proto.take_body() if proto.body else b""
+        self._settle(True)
+        return body
+
     def __aiter__(self) -> UpstreamResponse:
         return self
 

@@ -16,7 +16,7 @@ import pytest
 from uvicorn.protocols.http.flow_control import FlowControl
 
 from router.server.cycle import MessageEvent, ProxyCycle
-from router.server.keys import BODY_FOLLOWS
+from router.server.keys import BODY_FOLLOWS, WHOLE_BODY
 from router.server.sweeper import sweeper_for
 from tests.server.test_server_limits import hardened_server, read_until_closed
 
@@ -144,6 +144,15 @@ async def test_a_head_without_a_body_in_the_same_turn_is_flushed_alone() -> None
     await cycle.send(body(b"data: 1\n\n", more=True))
     await cycle.send(body(b""))
     assert transport.writes[1:] == [b"9\r\ndata: 1\n\n\r\n", b"0\r\n\r\n"]
+
+
+async def test_a_whole_body_given_with_the_head_completes_the_response_in_one_write() -> None:
+    cycle, transport = make_cycle()
+    await cycle.send(start(JSON_HEADERS, **{WHOLE_BODY: b"{}"}))
+    assert cycle.response_complete and cycle._flush_handle is None
+    assert len(transport.writes) == 1 and transport.writes[0].endswith(b"\r\n\r\n{}")
+    with pytest.raises(RuntimeError, match="after response already completed"):
+        await cycle.send(body(b"more"))
 
 
 async def test_body_follows_hint_schedules_no_flush() -> None:

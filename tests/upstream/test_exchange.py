@@ -216,3 +216,31 @@ async def test_no_cookies_no_redirects_no_proxy_env(
         await pool.aclose()
     assert len(heads) == 2
     assert all(b"cookie" not in head.lower() and b"/elsewhere" not in head for head in heads)
+
+
+async def test_whole_gives_a_complete_body_at_once_and_nothing_while_it_is_arriving() -> None:
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody")
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nhalf")
+        await release.wait()
+        writer.write(b"more")
+        await reader.read()
+
+    async with RawServer(handler) as server:
+        pool = UpstreamPool(server.url)
+        complete = await pool.request(b"GET", b"/", [])
+        deadline = asyncio.get_running_loop().time() + 10
+        while (body := complete.whole()) is None:  # the body may follow the head in a later read
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        assert body == b"body"
+        assert (pool.in_use, pool.idle) == (0, 1)  # taken whole: the connection is back
+        partial = await pool.request(b"GET", b"/", [])
+        assert partial.whole() is None  # 4 of 8 bytes: it streams
+        release.set()
+        assert await partial.read() == b"halfmore"
+        await pool.aclose()
