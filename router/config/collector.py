@@ -9,8 +9,7 @@ the collector runs again as soon as the build is over, on what is allocated afte
 
 Freeing is the mirror image: dropping the last reference to 10,000 routes frees them in
 one chain of C deallocators that holds the GIL throughout (30 to 50 ms, in any thread).
-``free_piecewise`` frees them one route at a time in a worker thread, so the event loop
-gets the GIL between two routes.
+``free_piecewise`` frees them a slice of routes per turn of the event loop instead.
 """
 
 from __future__ import annotations
@@ -25,6 +24,8 @@ from typing import Any
 __all__ = ["collector_paused", "free_piecewise"]
 
 _lock = threading.Lock()
+_FREE_SLICE = 200  # routes freed per turn of the event loop: about a millisecond
+_freeing: set[asyncio.Task[None]] = set()
 _depth = 0  # builds under way (a parse in a worker thread, an install on the loop)
 _was_enabled = False
 
@@ -53,16 +54,22 @@ def collector_paused() -> Iterator[None]:
 
 
 def free_piecewise(pieces: list[Any]) -> None:
-    """Drop ``pieces`` one by one, in order, in a worker thread (call from the event loop).
+    """Drop ``pieces`` in order, a slice per turn of the event loop (call from the loop).
 
     Put a container before its elements (``[snapshot, *snapshot.routes]``): the container
     goes first, and each element's own subtree is then freed on its own. The caller must
-    hold no other reference, or what it holds is freed where it lets go.
+    hold no other reference, or what it holds is freed where it lets go. (A worker thread
+    would not help: it holds the GIL through each chain of deallocators, and the loop's
+    own work slows to half while the two take turns.)
     """
 
-    def drop() -> None:
-        for index in range(len(pieces)):
-            pieces[index] = None
+    async def drop() -> None:
+        for start in range(0, len(pieces), _FREE_SLICE):
+            for index in range(start, min(start + _FREE_SLICE, len(pieces))):
+                pieces[index] = None
+            await asyncio.sleep(0)
         pieces.clear()
 
-    asyncio.get_running_loop().run_in_executor(None, drop)
+    task = asyncio.get_running_loop().create_task(drop(), name="free-replaced-config")
+    _freeing.add(task)  # the loop keeps only a weak reference to a task
+    task.add_done_callback(_freeing.discard)
