@@ -25,6 +25,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from router.config.yaml_events import UnusualYamlError, from_events
+
 __all__ = [
     "MAX_ALIAS_NODES",
     "ConfigIssue",
@@ -41,10 +43,6 @@ _SIMPLE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _UNION_TAG = re.compile(r"^[a-z][a-z-]*\[.*\]$")  # pydantic's "function-after[...]", "literal[...]"
 _ENV_REF = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\{[^}]*\}?)")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-_VALUE_TAG = "tag:yaml.org,2002:value"
-_STR_TAG = "tag:yaml.org,2002:str"
-_MAP_TAG = "tag:yaml.org,2002:map"
-_SEQ_TAG = "tag:yaml.org,2002:seq"
 _MAX_SHOWN = 60
 MAX_ALIAS_NODES = 10_000  # nodes that aliases may add to the tree, all aliases together
 
@@ -139,6 +137,14 @@ def _alias_expansion(root: yaml.Node) -> int:
 
 
 def _load(text: str, loader_type: type[_StrictSafeLoader] | type[_FastStrictLoader]) -> Any:
+    if loader_type is _FastStrictLoader:
+        events = _FastStrictLoader(text)
+        try:
+            return from_events(events)  # see router.config.yaml_events
+        except UnusualYamlError:
+            pass
+        finally:
+            events.dispose()
     loader = loader_type(text)
     try:
         node = loader.get_single_node()
@@ -151,36 +157,9 @@ def _load(text: str, loader_type: type[_StrictSafeLoader] | type[_FastStrictLoad
                 "", f"YAML aliases would expand to {added} more nodes (the limit is "
                 f"{MAX_ALIAS_NODES}): refused",
             ))
-        if added or "&" in text:
-            return loader.construct_document(node)
-        return _plain(loader, node)
+        return loader.construct_document(node)
     finally:
         loader.dispose()
-
-
-def _plain(loader: yaml.SafeLoader | _FastStrictLoader, node: yaml.Node) -> Any:
-    """The value of a node of a file without anchors, as PyYAML's safe loader builds it.
-
-    Strings, lists and mappings (nine in ten nodes of a config) are built here, a third
-    of the constructor's time on a file of thousands of routes; every other scalar, and
-    a mapping with a merge key or an odd key, is left to PyYAML. Without anchors no node
-    is shared, so nothing PyYAML would build once is built twice.
-    """
-    tag = node.tag
-    if tag == _STR_TAG and isinstance(node, yaml.ScalarNode):
-        return node.value
-    if tag == _SEQ_TAG and isinstance(node, yaml.SequenceNode):
-        return [_plain(loader, item) for item in node.value]
-    if tag == _MAP_TAG and isinstance(node, yaml.MappingNode):
-        _refuse_duplicate_keys(node)
-        built: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            odd = key_node.tag in (_MERGE_TAG, _VALUE_TAG)
-            if odd or not isinstance(key_node, yaml.ScalarNode):
-                return loader.construct_object(node, deep=True)
-            built[_plain(loader, key_node)] = _plain(loader, value_node)
-        return built
-    return loader.construct_object(node, deep=True)
 
 
 def read_yaml(text: str) -> Any:

@@ -1,4 +1,5 @@
-"""The config reader's own builder gives exactly what PyYAML's safe loader gives."""
+"""The config reader's own builder (from libyaml's events) gives what PyYAML's safe loader
+gives, and leaves what it does not build to PyYAML."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from router.config.issues import YamlSyntaxError, read_yaml
+from router.config.issues import YamlSyntaxError, _FastStrictLoader, read_yaml
+from router.config.yaml_events import UnusualYamlError, from_events
 from tests.support import ROOT
 
 DOCUMENTS = {
@@ -20,7 +22,10 @@ DOCUMENTS = {
     "quoted-and-block": "a: \"q\\tq\"\nb: |\n  line\n  two\nc: >\n  folded\n  text\n",
     "empty-values": "a:\nb: []\nc: {}\n",
     "explicit-tags": "a: !!str 12\nb: !!float 3\nc: !!set {x, y}\nd: !!binary aGk=\n",
+    "alias": "a: &x [1, 2]\nb: *x\n",
+    "value-key": "a: {=: 1}\n",
 }
+PLAIN = ("scalars", "nesting", "int-and-bool-keys", "quoted-and-block", "empty-values")
 
 
 @pytest.mark.parametrize("text", DOCUMENTS.values(), ids=DOCUMENTS.keys())
@@ -29,6 +34,30 @@ def test_read_yaml_matches_the_safe_loader(text: str) -> None:
     expected = yaml.safe_load(text)
     assert built == expected
     assert repr(built) == repr(expected)  # same types too (1 is not 1.0, nor True)
+
+
+@pytest.mark.parametrize("name", PLAIN)
+def test_plain_documents_are_built_from_events(name: str) -> None:
+    loader = _FastStrictLoader(DOCUMENTS[name])
+    try:
+        assert from_events(loader) == yaml.safe_load(DOCUMENTS[name])
+    finally:
+        loader.dispose()
+
+
+@pytest.mark.parametrize("name", ["merge", "anchor-only", "explicit-tags", "alias", "value-key"])
+def test_other_documents_are_left_to_pyyaml(name: str) -> None:
+    loader = _FastStrictLoader(DOCUMENTS[name])
+    try:
+        with pytest.raises(UnusualYamlError):
+            from_events(loader)
+    finally:
+        loader.dispose()
+
+
+def test_more_than_one_document_is_refused() -> None:
+    with pytest.raises(YamlSyntaxError, match="expected a single document"):
+        read_yaml("a: 1\n---\nb: 2\n")
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "config").glob("*.yaml")), ids=lambda p: p.name)
