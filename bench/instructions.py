@@ -11,6 +11,7 @@ and subtracted per second of wall time.
 
     python bench/instructions.py                 # canary route, GET and POST (2 KB JSON), N=400
     python bench/instructions.py --annotate POST # also the top functions of the POST run
+    python bench/instructions.py --routes 10000  # the route sweep's file, its last route
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 import yaml
 from nginx import NginxInstance, render_backend
 from procs import Service, free_port, http_status, wait_for
+from route_sweep import last_path, render_routes
 from scenarios import BACKENDS, SCENARIOS, Scenario
 from stack import REQUEST_PATH, render_router_config, router_command
 from wrk import post_body
@@ -73,12 +75,12 @@ def _dump_total(pid: int, outdir: Path, before: set[Path]) -> tuple[int, Path]:
     raise RuntimeError("callgrind dump did not appear")
 
 
-def send(port: int, method: str, n: int, body: bytes) -> None:
+def send(port: int, method: str, n: int, body: bytes, path: str = REQUEST_PATH) -> None:
     """Send ``n`` requests of ``method`` on one keep-alive connection; each must answer 200."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Content-Type": "application/json"} if method == "POST" else {}
     for _ in range(n):
-        conn.request(method, REQUEST_PATH, body=body if method == "POST" else None,
+        conn.request(method, path, body=body if method == "POST" else None,
                      headers=headers)
         response = conn.getresponse()
         response.read()
@@ -87,7 +89,10 @@ def send(port: int, method: str, n: int, body: bytes) -> None:
     conn.close()
 
 
-def count(pid: int, port: int, outdir: Path, method: str, n: int, idle_s: float) -> Count:
+def count(
+    pid: int, port: int, outdir: Path, method: str, n: int, idle_s: float,
+    path: str = REQUEST_PATH,
+) -> Count:
     """Instructions of ``n`` requests of ``method``, net of the idle rate measured first."""
     before = set(outdir.glob("callgrind.out.*"))
     _control(pid, "--zero")
@@ -96,16 +101,20 @@ def count(pid: int, port: int, outdir: Path, method: str, n: int, idle_s: float)
     before.add(idle_dump)
     _control(pid, "--zero")
     started = time.monotonic()
-    send(port, method, n, post_body())
+    send(port, method, n, post_body(), path)
     wall = time.monotonic() - started
     total, dump = _dump_total(pid, outdir, before)
     return Count(method, n, total, idle / idle_s, wall, dump)
 
 
 def start_router(
-    scenario: Scenario, workdir: Path, prefix: Sequence[str]
+    scenario: Scenario, workdir: Path, prefix: Sequence[str], routes: int = 0
 ) -> tuple[Service, int, list[NginxInstance]]:
-    """The stand-ins and a router started as ``prefix serve ...`` (a command that runs it)."""
+    """The stand-ins and a router started as ``prefix serve ...`` (a command that runs it).
+
+    ``routes``: instead of the scenario, the route sweep's file of that many canary
+    routes (``route_sweep.render_routes``); its last route answers ``last_path``.
+    """
     backends = []
     for name, stand_in in BACKENDS.items():
         instance = NginxInstance(name, workdir)
@@ -114,13 +123,17 @@ def start_router(
     port, admin_port = free_port(), free_port()
     urls = {i.name: i.url for i in backends}
     config_path = workdir / "router.yaml"
-    config = render_router_config(scenario, urls, port, admin_port)
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    if routes:
+        config_path.write_text(render_routes(routes, urls, port, admin_port))
+    else:
+        config = render_router_config(scenario, urls, port, admin_port)
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     cmd = [*prefix, "serve", "--config", str(config_path), "--log-format", "json"]
     service = Service("router", cmd, workdir / "router.log").start()
+    path = last_path(routes) if routes else REQUEST_PATH
     wait_for("router", lambda: service.check_alive()
-             and http_status(f"http://127.0.0.1:{port}{REQUEST_PATH}", timeout=5) == 200,
-             timeout=120)
+             and http_status(f"http://127.0.0.1:{port}{path}", timeout=5) == 200,
+             timeout=600)
     return service, port, backends
 
 
@@ -139,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=400, help="requests per method (400)")
     parser.add_argument("--idle", type=float, default=3.0, help="idle spell in seconds (3)")
     parser.add_argument("--annotate", choices=["GET", "POST"], help="print top functions")
+    parser.add_argument("--routes", type=int, default=0,
+                        help="the route sweep's file of this many routes instead of the scenario")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt-get install valgrind)")
@@ -151,14 +166,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "valgrind", "--tool=callgrind", "--instr-atstart=no",
         f"--callgrind-out-file={workdir}/callgrind.out.%p", *router_command(),
     ]
-    service, port, backends = start_router(scenario, workdir, callgrind)
+    service, port, backends = start_router(scenario, workdir, callgrind, args.routes)
+    path = last_path(args.routes) if args.routes else REQUEST_PATH
+    label = f"{args.routes} routes" if args.routes else args.scenario
     try:
         _control(service.pid, "--instr=on")
-        send(port, "GET", 50, b"")  # warm-up: imports, caches, connections
-        send(port, "POST", 50, post_body())
+        send(port, "GET", 50, b"", path)  # warm-up: imports, caches, connections
+        send(port, "POST", 50, post_body(), path)
         for method in ("GET", "POST"):
-            result = count(service.pid, port, workdir, method, args.n, args.idle)
-            print(f"{args.scenario} {method}: {result.per_request:,.0f} instructions/request "
+            result = count(service.pid, port, workdir, method, args.n, args.idle, path)
+            print(f"{label} {method}: {result.per_request:,.0f} instructions/request "
                   f"({result.requests} requests, idle {result.idle_per_s:,.0f}/s subtracted "
                   f"over {result.wall_s:.1f} s)")
             if args.annotate == method:
