@@ -18,10 +18,10 @@ Imported here and nowhere else in ``router/server``:
   ``scope``, ``headers``, ``root_path``, ``limit_concurrency``, ``expect_100_continue``,
   ``logger``, ``access_logger``, ``access_log``, ``loop``, ``_should_upgrade``).
 - ``RequestResponseCycle`` (same module), subclassed by ``ProxyCycle``, which replaces
-  ``send`` and ``receive`` and reads the cycle's ``response_started``, ``response_complete``,
-  ``chunked_encoding``, ``expected_content_length``, ``keep_alive``, ``disconnected``,
-  ``waiting_for_100_continue``, ``body``, ``more_body``, ``message_event``, ``flow`` and
-  ``transport``.
+  ``send``, ``receive`` and ``run_asgi`` and reads the cycle's ``response_started``,
+  ``response_complete``, ``chunked_encoding``, ``expected_content_length``, ``keep_alive``,
+  ``disconnected``, ``waiting_for_100_continue``, ``body``, ``more_body``, ``message_event``,
+  ``flow``, ``transport``, ``logger``, ``on_response`` and ``send_500_response``.
 - ``Config`` and ``ServerState`` (public ``uvicorn.config`` and ``uvicorn.server``) and
   ``service_unavailable`` (``uvicorn.protocols.http.flow_control``), the 503 app uvicorn
   uses past ``limit_concurrency``, with ``HIGH_WATER_LIMIT``, the request body bytes held

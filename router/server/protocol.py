@@ -142,6 +142,8 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             if task is not None and not task.done():
                 cast(dict[str, Any], cycle.scope).setdefault(DISCONNECT_KEY, True)
                 task.cancel()
+                # A task cancelled before its first step never runs run_asgi's cleanup.
+                task.add_done_callback(self.tasks.discard)
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser, counting the bytes of an incomplete head against the cap."""
@@ -248,10 +250,11 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             task = asyncio.Task(cycle.run_asgi(app), loop=self.loop, context=context, name=_TASK)
         else:
             task = self.loop.create_task(cycle.run_asgi(app), context=context)
-        task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
         if isinstance(cycle, ProxyCycle):
-            cycle.task = task
+            cycle.task, cycle.tasks = task, self.tasks  # its run_asgi drops it from the set
+        else:
+            task.add_done_callback(self.tasks.discard)
 
     def on_body(self, body: bytes) -> None:
         """uvicorn's, keeping a body that comes in one piece as the parser's bytes (no copy)."""

@@ -71,6 +71,7 @@ class Listener:
     port: int
     app: RecordingApp
     refusals: list[str]
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)  # the server's running requests
 
 
 @contextlib.contextmanager
@@ -90,7 +91,7 @@ def hardened_server(**limits: Any) -> Iterator[Listener]:
         while not server.started:
             assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
             time.sleep(0.01)
-        yield Listener(sock.getsockname()[1], app, refusals)
+        yield Listener(sock.getsockname()[1], app, refusals, server.server_state.tasks)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -351,3 +352,59 @@ def test_config_pins_the_safe_settings() -> None:
         build_uvicorn_config(RecordingApp(), host="127.0.0.1", port=1, http="h11")
     with pytest.raises(ValueError, match="exactly one"):
         build_uvicorn_config(RecordingApp(), host="127.0.0.1")
+
+
+def _drained(tasks: set[asyncio.Task[None]]) -> bool:
+    deadline = time.monotonic() + 10
+    while tasks and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return not tasks
+
+
+def test_finished_requests_leave_no_task_behind(listener: Listener) -> None:
+    with socket.create_connection(("127.0.0.1", listener.port)) as sock:
+        for _ in range(5):
+            sock.sendall(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(sock).status == 200
+    assert _drained(listener.tasks)
+
+
+async def test_a_request_cancelled_before_it_started_leaves_no_task_behind() -> None:
+    # Its bytes and the client's leaving are read in one go: connection_lost cancels a task
+    # that never ran a step, so nothing inside it can take it off the server's set.
+    config = build_uvicorn_config(RecordingApp(), host="127.0.0.1", port=1, lifespan="off")
+    config.load()
+    state = uvicorn.server.ServerState()
+    protocol = config.http_protocol_class(config=config, server_state=state, app_state={})
+    transport = _QuietTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(b"POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+    assert len(state.tasks) == 1
+    protocol.connection_lost(ConnectionResetError())
+    deadline = time.monotonic() + 10
+    while state.tasks and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert not state.tasks
+
+
+class _QuietTransport(asyncio.Transport):
+    """Takes writes and closes without a socket."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
