@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import itertools
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -32,12 +34,38 @@ def shared_client() -> httpx.Client:
     return client
 
 
+def _port_block() -> range:
+    """The ports this process hands out: its pytest-xdist worker's share of those below
+    the kernel's ephemeral range, where no outgoing connection takes a port by itself."""
+    try:
+        ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    low = min(10_000, ephemeral // 2)
+    workers = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), 1)
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    size = (ephemeral - low) // workers
+    return range(low + worker * size, low + (worker + 1) * size)
+
+
+_PORTS = _port_block()
+# From a random place (another run on the machine starts elsewhere), one port after the
+# other: a port handed out is not handed out again before the block has gone round.
+_next_port = itertools.count(random.randrange(len(_PORTS)))
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that is free right now and that no other test of the run is
+    handed: bound with ``0``, two workers could get the same port before either listens."""
+    for _ in range(len(_PORTS)):
+        port = _PORTS[next(_next_port) % len(_PORTS)]
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in {_PORTS}")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
