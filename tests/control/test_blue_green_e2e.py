@@ -198,7 +198,7 @@ def test_new_colour_failing_after_the_switch_is_switched_back_by_analysis(
             status = stack.route_status("watched")
             return status if status["active"] == "blue" else None
 
-        status = wait_until(switched_back, timeout=8)
+        status = wait_until(switched_back, timeout=30)
     assert status["phase"] == "rolled_back" and status["previous"] == "green"
     assert status["analysis"]["last"]["ok"] is False
     rollbacks = stack.events("watched", "rollback")
