@@ -30,16 +30,21 @@ $(LOWEST)/.installed: pyproject.toml constraints/lowest.txt
 demo: $(STAMP) ## run the live demo: two model versions behind the router, a canary ramp (Ctrl-C stops)
 	$(BIN)/traffic-router demo
 
+# Most tests wait on real processes and sockets, not on the CPU: more workers than cores.
+# A test module per worker at a time (its module fixtures shared), in the order
+# tests/conftest.py gives (the slowest modules first), not xdist's (the largest first).
+WORKERS  ?= 4
+PARALLEL := -n $(WORKERS) --dist loadfile --no-loadscope-reorder
+
 test: $(STAMP) lint browser redis prometheus ## lint, type-check, the whole test suite, then test-lowest
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PARALLEL)
 	$(MAKE) --no-print-directory test-lowest
 
 test-lowest: $(LOWEST)/.installed ## the listener's and the pool's tests on the lowest uvicorn/httptools
-	$(LOWEST)/bin/python -m pytest tests/server tests/upstream -q
+	$(LOWEST)/bin/python -m pytest tests/server tests/upstream -q $(PARALLEL)
 
-# Two workers, a test module each: most of these tests wait on sockets, not on the CPU.
 test-fast: $(STAMP) ## the in-process tests alone, no lint and no e2e (tests/conftest.py)
-	$(BIN)/python -m pytest -m "not e2e" -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -m "not e2e" -q $(PARALLEL)
 
 # The dashboard test drives Debian's Chromium; install it when it is missing and we can.
 browser:

@@ -11,6 +11,12 @@ the test unless it carries the marker. Mark a whole module with
 ``pytestmark = pytest.mark.e2e``; a test that asks for a fixture in ``PROCESS_FIXTURES``
 is marked by ``pytest_collection_modifyitems``.
 
+``make test`` runs the suite on pytest-xdist workers, a module per worker at a time
+(``--dist loadfile``, so module fixtures are shared), the slowest modules first
+(``SLOWEST_FIRST``): the run cannot end before its longest module, so that one must not
+start last. Everything a test starts (ports, temporary directories, processes) is its
+own, so workers never share one.
+
 Fixtures here are shared by every test package.
 """
 
@@ -29,6 +35,32 @@ E2E = "e2e"
 # Fixtures that start a process: by this suite's convention a fixture named ``router`` or
 # ``stack`` runs ``traffic-router serve`` as a child process.
 PROCESS_FIXTURES = frozenset({"redis_server", "router", "stack"})
+
+# The modules that take longest (``pytest --durations``), slowest first; the rest follow in
+# collection order. A module missing here only makes a parallel run end a little later.
+SLOWEST_FIRST = (
+    "tests/control/test_replicas.py",
+    "tests/control/test_canary_e2e.py",
+    "tests/demo/test_demo_drift.py",
+    "tests/demo/test_demo_runner.py",
+    "tests/faults/test_operations_faults.py",
+    "tests/cli/test_cli_client.py",
+    "tests/admin/test_dashboard_browser.py",
+    "tests/strategies/test_sequential.py",
+    "tests/control/test_fail_static.py",
+    "tests/control/test_blue_green_e2e.py",
+    "tests/telemetry/test_drift_samples.py",
+    "tests/control/test_reload.py",
+    "tests/faults/test_traffic_faults.py",
+    "tests/test_serve.py",
+    "tests/control/test_store_outage.py",
+    "tests/proxy/test_slow_clients.py",
+    "tests/proxy/test_proxy.py",
+    "tests/telemetry/test_prediction_memory.py",
+    "tests/admin/test_dashboard_scale_browser.py",
+    "tests/demo/test_demo_llm.py",
+)
+_RANK = {path: rank for rank, path in enumerate(SLOWEST_FIRST)}
 
 _current: list[pytest.Item] = []
 _original_init = subprocess.Popen.__init__
@@ -57,10 +89,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that uses a process-starting fixture."""
+    """Mark every test that uses a process-starting fixture; put the slowest modules first."""
     for item in items:
         if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(E2E)
+    # Stable: a module's tests keep their order and stay together.
+    items.sort(key=lambda item: _RANK.get(item.nodeid.partition("::")[0], len(_RANK)))
 
 
 @pytest.hookimpl(wrapper=True)
