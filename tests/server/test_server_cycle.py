@@ -13,12 +13,14 @@ import time
 from typing import Any
 
 import pytest
+import uvicorn
 from uvicorn.protocols.http.flow_control import FlowControl
 
 from router.server.cycle import MessageEvent, ProxyCycle
 from router.server.keys import BODY_FOLLOWS, WHOLE_BODY
+from router.server.listener import build_uvicorn_config
 from router.server.sweeper import sweeper_for
-from tests.server.test_server_limits import hardened_server, read_until_closed
+from tests.server.test_server_limits import RecordingApp, hardened_server, read_until_closed
 
 
 class RecordingTransport(asyncio.Transport):
@@ -268,3 +270,21 @@ async def test_sweeper_fires_past_deadlines_within_a_period_and_follows_new_peri
     while sweeper._handle is not None and loop.time() < stop_by:
         await asyncio.sleep(0.01)
     assert sweeper_for(loop, owner, 0.05) is not sweeper
+
+
+async def test_a_request_cancelled_before_it_started_leaves_no_task_behind() -> None:
+    # Its bytes and the client's leaving are read in one go: connection_lost cancels a task
+    # that never ran a step, so nothing inside it can take it off the server's set.
+    config = build_uvicorn_config(RecordingApp(), host="127.0.0.1", port=1, lifespan="off")
+    config.load()
+    state = uvicorn.server.ServerState()
+    protocol = config.http_protocol_class(config=config, server_state=state, app_state={})
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(b"POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+    assert len(state.tasks) == 1
+    protocol.connection_lost(ConnectionResetError())
+    deadline = time.monotonic() + 10
+    while state.tasks and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert not state.tasks
