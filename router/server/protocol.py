@@ -202,8 +202,12 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             scope["http_version"] = http_version
         if self.parser.should_upgrade() and self._should_upgrade():
             return
-        parsed_url = httptools.parse_url(self.url)
-        raw_path = parsed_url.path
+        url = self.url
+        if url[:1] == b"/" and url.find(b"?") < 0 and url.find(b"#") < 0:
+            raw_path, query = url, b""  # the usual target is its own path: nothing to parse
+        else:
+            parsed_url = httptools.parse_url(url)
+            raw_path, query = parsed_url.path, parsed_url.query or b""
         path = raw_path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
@@ -213,7 +217,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             scope["raw_path"] = root_path.encode("ascii") + raw_path
         else:
             scope["path"], scope["raw_path"] = path, raw_path
-        scope["query_string"] = parsed_url.query or b""
+        scope["query_string"] = query
         app = self.app
         if self.limit_concurrency is not None and (
             len(self.connections) >= self.limit_concurrency

@@ -328,8 +328,10 @@ def test_malformed_framing_is_refused_before_the_app(listener: Listener, raw: by
         ("//evil.example/x", "//evil.example/x", b"//evil.example/x"),
         ("/a%2F..%2Fadmin", "/a/../admin", b"/a%2F..%2Fadmin"),
         ("*", "*", b"*"),
+        ("/v2/models/m/infer", "/v2/models/m/infer", b"/v2/models/m/infer"),
+        ("/v2/models/m/infer?x=/y", "/v2/models/m/infer", b"/v2/models/m/infer"),
     ],
-    ids=["absolute-form", "double-slash", "encoded-slashes", "asterisk"],
+    ids=["absolute-form", "double-slash", "encoded-slashes", "asterisk", "plain", "query"],
 )
 def test_request_target_forms_reach_the_app_like_this(
     listener: Listener, target: str, path: str, raw_path: bytes
