@@ -6,8 +6,8 @@ router in turn with wrk (GET, 64 connections) on the *last* route in its file, t
 scan in file order would reach last. Then each file is reloaded twice through
 ``POST /admin/reload``: with one route edited, and with every route edited. Printed:
 requests/s, CPU per request and RSS of each router, both reload times, and the targets
-(requests/s at 10,000 routes >= 0.9 x at 1 route; RSS <= 60 MiB above; reload <= 2 s)
-as met or not met.
+(requests/s at 10,000 routes >= 0.9 x at 1 route; RSS <= 60 MiB above; reload <= 2 s;
+no request slower than 50 ms during that reload) as met or not met.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ __all__ = ["SIZES", "SweepRow", "render_routes", "run_route_sweep", "targets"]
 
 SIZES = (1, 100, 1_000, 10_000)
 RPS_RATIO, RSS_MARGIN_MIB, RELOAD_S = 0.9, 60.0, 2.0
+# The longest request while the largest file reloads: a few tens of ms of the router's
+# own work at most (a loaded machine adds its scheduling delays on top).
+RELOAD_STALL_MS = 50.0
 CONNECTIONS = 64
 
 
@@ -144,6 +147,7 @@ def targets(rows: Sequence[SweepRow]) -> list[tuple[str, str, bool]]:
     ratio = statistics.median(large.rps) / max(statistics.median(small.rps), 1e-9)
     growth = large.rss_mib - small.rss_mib
     reload_s = large.reload_all_s
+    stall = large.reloading_ms[1] if large.reloading_ms else None
     return [
         (f"req/s at {large.routes:,} routes >= {RPS_RATIO} x at {small.routes}",
          f"{ratio:.2f} x", ratio >= RPS_RATIO),
@@ -152,6 +156,9 @@ def targets(rows: Sequence[SweepRow]) -> list[tuple[str, str, bool]]:
         (f"reload of the {large.routes:,}-route file (every route edited) <= {RELOAD_S:g} s",
          "not measured" if reload_s is None else f"{reload_s:.2f} s",
          reload_s is not None and reload_s <= RELOAD_S),
+        (f"longest request during that reload <= {RELOAD_STALL_MS:g} ms",
+         "not measured" if stall is None else f"{stall:.0f} ms",
+         stall is not None and stall <= RELOAD_STALL_MS),
     ]
 
 

@@ -338,7 +338,8 @@ def route_sweep(workdir: Path, args: argparse.Namespace) -> list[SweepRow]:
     """The route-count sweep, printed; its rows for the JSON results."""
     print(f"\nRoute-count sweep: canary routes /m0/, /m1/ ... one line each, wrk GET@"
           f"{CONNECTIONS} on the last route in the file; medians over {args.rounds} round(s) "
-          f"of {args.duration:g} s")
+          f"of {args.duration:g} s; load average before it {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count() or 1} cores")
     busy_warning()
     workdir.mkdir(parents=True, exist_ok=True)
     rows = run_route_sweep(workdir, args.duration, args.rounds)

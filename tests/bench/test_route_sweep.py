@@ -34,16 +34,19 @@ def test_an_edited_file_differs_in_its_first_route_only() -> None:
     assert [n for n, (a, b) in enumerate(zip(before, after, strict=True)) if a != b] == [7]
 
 
-def _row(routes: int, rps: float, rss: float, reload_s: float | None) -> SweepRow:
-    return SweepRow(routes, 0, rps=[rps], cpu_us=[100.0], rss_mib=rss, reload_all_s=reload_s)
+def _row(
+    routes: int, rps: float, rss: float, reload_s: float | None, stall_ms: float | None = None
+) -> SweepRow:
+    return SweepRow(routes, 0, rps=[rps], cpu_us=[100.0], rss_mib=rss, reload_all_s=reload_s,
+                    reloading_ms=None if stall_ms is None else (1.0, stall_ms))
 
 
 @pytest.mark.parametrize(
     ("large", "met"),
     [
-        (_row(10_000, 9_000, 110.0, 1.5), [True, True, True]),
-        (_row(10_000, 8_900, 110.1, 2.1), [False, False, False]),
-        (_row(10_000, 9_500, 60.0, None), [True, True, False]),
+        (_row(10_000, 9_000, 110.0, 1.5, 50.0), [True, True, True, True]),
+        (_row(10_000, 8_900, 110.1, 2.1, 50.1), [False, False, False, False]),
+        (_row(10_000, 9_500, 60.0, None), [True, True, False, False]),
     ],
 )
 def test_targets_are_met_or_not(large: SweepRow, met: list[bool]) -> None:
