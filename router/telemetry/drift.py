@@ -32,10 +32,11 @@ from router.telemetry.metrics import Metrics
 from strategies.drift import DriftSpec, FeatureReport, Value, extract_rows, extract_table
 from strategies.payloads import parse_body
 
-__all__ = ["DRAIN_S", "EVALUATE_S", "DriftMonitor", "read_reference_file"]
+__all__ = ["DRAIN_S", "EVALUATE_S", "READ_BYTES_PER_S", "DriftMonitor", "read_reference_file"]
 
 QUEUE = 1024  # bodies waiting to be read, and at most QUEUE_BYTES of them
 QUEUE_BYTES = 4 * 1024 * 1024
+READ_BYTES_PER_S = 128 * 1024  # sampled body bytes a route reads a second, at most
 DRAIN_S = 0.25
 DRAIN_ROWS = 256  # feature rows read per drain: the event loop is never held long
 EVALUATE_S = 2.0
@@ -90,11 +91,13 @@ class DriftMonitor:
         self.rng = random.Random(seed)  # noqa: S311 - sampling, not a secret
         self._routes: dict[str, _Route] = {}
         self._shares: dict[str, float] = {}
+        self._budgets: dict[str, list[float]] = {}  # per route: [bytes it may still read, when]
         self._queue: collections.deque[tuple[str, str | None, bytes, float]] = (
             collections.deque()
         )
         self._queued_bytes = 0
         self.dropped = 0  # sampled bodies not read: the queue was full
+        self.skipped = 0  # sampled bodies not read: past the route's bytes a second
         self._loads: set[asyncio.Task[None]] = set()
         self._log = get_logger("router.telemetry.drift")
 
@@ -109,16 +112,32 @@ class DriftMonitor:
                 self._clear_gauges(name, old)
         self._routes = routes
         self._shares = {name: spec.sample for name, spec in specs.items()}
+        self._budgets = {name: self._budgets.get(name) or [READ_BYTES_PER_S, 0.0]
+                         for name in specs}
 
     def offer(self, route: str, protocol: str | None, body: bytes) -> None:
-        """Queue a sampled request body of ``route`` (hot path: a lookup and a draw)."""
+        """Queue a sampled request body of ``route`` (hot path: a lookup and a draw).
+
+        A route reads at most ``READ_BYTES_PER_S`` of sampled bodies a second (a token
+        bucket of bytes): reading costs about as much as the body is long, so drift's
+        cost is bounded per second, whatever the traffic; past it a sampled body is
+        skipped (``skipped``), not queued.
+        """
         share = self._shares.get(route)
-        if share is not None and _rand() < share:
-            if len(self._queue) >= QUEUE or self._queued_bytes + len(body) > QUEUE_BYTES:
-                self.dropped += 1
-                return
-            self._queued_bytes += len(body)
-            self._queue.append((route, protocol, body, self.clock()))
+        if share is None or _rand() >= share:
+            return
+        budget, now = self._budgets[route], self.clock()
+        budget[0] = min(READ_BYTES_PER_S, budget[0] + (now - budget[1]) * READ_BYTES_PER_S)
+        budget[1] = now
+        if budget[0] < len(body):
+            self.skipped += 1
+            return
+        budget[0] -= len(body)
+        if len(self._queue) >= QUEUE or self._queued_bytes + len(body) > QUEUE_BYTES:
+            self.dropped += 1
+            return
+        self._queued_bytes += len(body)
+        self._queue.append((route, protocol, body, now))
 
     async def run(self) -> None:
         """Drain the queue and evaluate, until cancelled."""
@@ -237,6 +256,7 @@ class DriftMonitor:
             "max_psi": route.spec.max_psi,
             "sample": route.spec.sample,
             "dropped": self.dropped,
+            "skipped": self.skipped,
             "reference": {
                 "source": "pinned" if samples.pinned_at is not None else route.spec.reference,
                 "rows": samples.reference_rows,

@@ -6,7 +6,13 @@ import random
 
 import orjson
 
-from router.telemetry.drift import DRAIN_ROWS, QUEUE, QUEUE_BYTES, DriftMonitor
+from router.telemetry.drift import (
+    DRAIN_ROWS,
+    QUEUE,
+    QUEUE_BYTES,
+    READ_BYTES_PER_S,
+    DriftMonitor,
+)
 from router.telemetry.events import EventLog
 from router.telemetry.metrics import Metrics
 from strategies.drift import DriftSpec
@@ -43,7 +49,8 @@ def test_input_drift_is_emitted_once_per_crossing() -> None:
 
 
 def test_the_queue_is_bounded_in_bodies_and_bytes_and_a_drain_in_rows() -> None:
-    monitor = DriftMonitor(Metrics(), EventLog(), seed=1)
+    now = 1000.0
+    monitor = DriftMonitor(Metrics(), EventLog(), seed=1, clock=lambda: now)
     monitor.configure({"r": DriftSpec(sample=1.0)})
     small = orjson.dumps({"x": 1.0})
     for _ in range(QUEUE + 10):
@@ -55,5 +62,23 @@ def test_the_queue_is_bounded_in_bodies_and_bytes_and_a_drain_in_rows() -> None:
     monitor.drain()
     big = orjson.dumps({"x": 1.0, "pad": "x" * 60_000})
     for _ in range(100):
+        now += 1.0  # within the route's read budget: only the queue's bytes bound it
         monitor.offer("r", None, big)
     assert monitor.dropped == 10 + 100 - QUEUE_BYTES // len(big)
+    assert monitor.skipped == 0
+
+
+def test_a_route_reads_at_most_its_bytes_a_second_whatever_the_traffic() -> None:
+    now = 1000.0
+    monitor = DriftMonitor(Metrics(), EventLog(), seed=1, clock=lambda: now)
+    monitor.configure({"r": DriftSpec(sample=1.0)})
+    body = b'{"x": 1.0, "pad": "' + b"x" * 2027 + b'"}'  # 2 KiB
+    for _ in range(100):
+        monitor.offer("r", None, body)
+    allowed = READ_BYTES_PER_S // len(body)
+    assert monitor.skipped == 100 - allowed and allowed == 64
+    now += 0.5  # half a second later: half the budget back
+    for _ in range(100):
+        monitor.offer("r", None, body)
+    assert monitor.skipped == 200 - allowed - allowed // 2
+    assert monitor.dropped == 0
