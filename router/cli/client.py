@@ -177,7 +177,7 @@ def _feedback_batches(path: str, size: int) -> Iterator[list[bytes]]:
 
 
 def _feedback(client: httpx.Client, args: argparse.Namespace) -> int:
-    sent = joined = unknown = batches = 0
+    sent = joined = unknown = relayed = batches = 0
     try:
         for batch in _feedback_batches(args.path, args.batch):
             response = _request(
@@ -188,10 +188,12 @@ def _feedback(client: httpx.Client, args: argparse.Namespace) -> int:
             batches += 1
             joined += int(response.headers.get("x-feedback-joined", 0))
             unknown += int(response.headers.get("x-feedback-unknown", 0))
+            relayed += int(response.headers.get("x-feedback-relayed", 0))
     finally:
         if batches:
+            others = f", {relayed} relayed to the other replicas" if relayed else ""
             print(f"posted {sent} labels in {batches} batches: {joined} joined, "
-                  f"{unknown} unknown or expired request ids")
+                  f"{unknown} unknown or expired request ids{others}")
     return 0
 
 
