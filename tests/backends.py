@@ -313,7 +313,7 @@ async def backend_app(scope: Scope, receive: Receive, send: Send) -> None:
         await _respond(send, 200, payload, [(b"content-type", b"application/json")])
 
 
-async def eventually(predicate: Callable[[], Any], timeout: float = 5.0) -> None:
+async def eventually(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
     """Poll ``predicate`` without blocking the loop; fail after ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -297,7 +297,7 @@ class Stack:
         self.config.write_bytes(raw)
         return hashlib.sha256(raw).hexdigest()[:8]
 
-    def apply(self, timeout: float = 5.0) -> float:
+    def apply(self, timeout: float = 20.0) -> float:
         """Write the file and wait until the router serves it; the seconds that took."""
         started = time.monotonic()
         version = self.write()

@@ -113,7 +113,9 @@ class ServerThread:
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=30)
+        # A test that goes on while the server still answers would test something else.
+        assert not self.thread.is_alive(), f"uvicorn on {self.url} did not stop within 30 s"
 
     def __enter__(self) -> ServerThread:
         return self.start()
