@@ -53,7 +53,7 @@ class PrometheusServer:
         log = open(self.directory / "prometheus.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        wait_until(self._ready, timeout=30)
+        wait_until(self._ready, timeout=60)
         return self
 
     def _ready(self) -> bool:

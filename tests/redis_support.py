@@ -47,7 +47,7 @@ class RedisServer:
         if self.password:
             cmd += ["--requirepass", self.password]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        wait_until(self._accepting, timeout=10)
+        wait_until(self._accepting, timeout=30)
         return self
 
     def _accepting(self) -> bool:

@@ -108,7 +108,7 @@ class ServerThread:
 
     def start(self) -> ServerThread:
         self.thread.start()
-        wait_until(lambda: self.server.started, timeout=10)
+        wait_until(lambda: self.server.started, timeout=30)
         return self
 
     def stop(self) -> None:
@@ -169,7 +169,7 @@ class RouterProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
         if wait_ready:
-            wait_until(self._ready, timeout=20)
+            wait_until(self._ready, timeout=60)
         return self
 
     def _ready(self) -> bool:
