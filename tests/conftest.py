@@ -42,9 +42,10 @@ SLOWEST_FIRST = (
     "tests/control/test_replicas.py",
     "tests/control/test_canary_e2e.py",
     "tests/demo/test_demo_drift.py",
-    "tests/demo/test_demo_runner.py",
     "tests/faults/test_operations_faults.py",
     "tests/cli/test_cli_client.py",
+    # After the other demo: a demo's own traffic must reach the rates its gates need.
+    "tests/demo/test_demo_runner.py",
     "tests/admin/test_dashboard_browser.py",
     "tests/strategies/test_sequential.py",
     "tests/control/test_fail_static.py",
