@@ -123,7 +123,8 @@ class FleetFeedback:
                 self.truth.count_unknown(len(unmatched))
 
     async def read(self, routes: Iterable[tuple[str, tuple[str, ...]]]) -> None:
-        """(Leader) the fleet's tallies over each feedback route's window: ``sums``."""
+        """(Leader) the fleet's tallies over the window of each feedback route ``routes``
+        names (those under analysis): ``sums``."""
         windows = self.truth.windows_s()
         wanted = [(route, variants, windows[route]) for route, variants in routes
                   if route in windows]
@@ -136,14 +137,16 @@ class FleetFeedback:
                 for bucket in range(newest - BUCKETS + 1, newest + 1):
                     pipe.hgetall(self._bucket_key(route, variant, width, bucket))
         replies = iter(await self.watched.call("read", self.redis.run_pipeline(pipe)))
-        sums: dict[str, dict[str, LabelTally]] = {}
+        # Routes no longer analysed keep the sums last read (what the gate judged last).
+        sums = {route: found for route, found in self.sums.items() if route in windows}
         for route, variants, _ in wanted:
+            sums[route] = {}
             for variant in variants:
                 total = LabelTally()
                 for _ in range(BUCKETS):
                     total = total.plus(_tally(next(replies)))
                 if total.labels:
-                    sums.setdefault(route, {})[variant] = total
+                    sums[route][variant] = total
         self.sums = sums
 
     def forget(self) -> None:

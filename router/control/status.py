@@ -105,5 +105,9 @@ class StatusViews:
             body["shadow"] = self.shadow_stats(route.name)
         feedback = self.truth.summary(route.name, time.time())
         if feedback is not None:
+            fleet = self.fleet()
+            sums = fleet.feedback.sums.get(route.name) if fleet is not None else None
+            if sums:  # the leader, judging accuracy on every replica's labels
+                feedback["fleet_variants"] = {v: t.render() for v, t in sorted(sums.items())}
             body["feedback"] = feedback
         return body

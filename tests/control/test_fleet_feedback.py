@@ -89,6 +89,9 @@ def test_labels_join_on_the_replica_that_answered_and_the_gate_judges_the_fleet(
 
             # Each replica holds one version's labels; the leader's sum rolls the canary back.
             wait_until(lambda: a.phase("wrong") == "rolled_back", timeout=20)
+            leader = next(r for r in (a, b) if r.status()["replica"]["leader"])
+            fleet = leader.status()["routes"]["wrong"]["feedback"]["fleet_variants"]
+            assert fleet["candidate"]["labels"] == fleet["stable"]["labels"] == LABELS
 
             def rollback() -> dict[str, Any] | None:  # shared at the deciding replica's beat
                 events = a.admin("GET", "/admin/events?limit=100").json()["events"]
