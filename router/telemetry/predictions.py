@@ -19,6 +19,7 @@ prediction is forgotten at the latest ``keep * 5 / 4`` predictions after it was 
 
 from __future__ import annotations
 
+import gc
 from array import array
 from collections.abc import Iterator
 from typing import TypeVar
@@ -79,6 +80,9 @@ class PredictionStore:
         buckets = 1 << (2 * size).bit_length()  # at most half full
         self._table = array("i", bytes(4 * buckets))
         self._mask = buckets - 1
+        # Out of the cyclic collector's passes: its full passes would walk the slot lists
+        # (three times ``keep * 5/4`` entries) every time, and they hold no cycle.
+        gc.freeze()
 
     def __len__(self) -> int:
         return self._live
