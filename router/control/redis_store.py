@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -43,6 +43,8 @@ from router.control.store import (
     StaleWriteError,
     StateStoreError,
     StoredState,
+    Write,
+    WriteOutcome,
     copy_json,
     read_state_file,
     write_state_file,
@@ -251,6 +253,28 @@ class RedisStateStore:
         if outcome == 0:
             raise StaleWriteError(route, expected_version, actual)
         return StoredState(payload, int(found))
+
+    async def put_many(self, writes: Sequence[Write]) -> list[WriteOutcome]:
+        """Every write's compare-and-set script, sent in one pipeline (one round trip)."""
+        payloads = [(route, copy_json(data), expected) for route, data, expected in writes]
+        keys = [self.keys[k] for k in ("versions", "state", "serial", "changes", "leader:token")]
+        self._open()
+        if not payloads:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for route, payload, expected in payloads:
+                wanted = "" if expected is None else str(expected)
+                await self._put(keys=keys, args=[route, wanted, json.dumps(payload), ""],
+                                client=pipe)
+            replies = await self.run_pipeline(pipe)
+        outcomes: list[WriteOutcome] = []
+        for (route, payload, expected), (done, found) in zip(payloads, replies, strict=True):
+            if done == 1:
+                outcomes.append(StoredState(payload, int(found)))
+            else:
+                actual = int(found) if found not in (b"", "", None) else None
+                outcomes.append(StaleWriteError(route, expected, actual))
+        return outcomes
 
     async def delete(self, route: str) -> None:
         """Forget the route's state."""

@@ -10,6 +10,11 @@ yet"; an int must equal the current version. The stored version is then the old
 one plus 1 (1 on creation). A route that is deleted and created again starts at
 version 1 again.
 
+``put_many(writes)`` applies many such writes in one go (the file store: one locked
+read and one rewrite of the file, however many routes; Redis: one round trip). Each
+write keeps its own compare-and-set: one that loses comes back as its
+``StaleWriteError`` in the list of outcomes, and the others are stored all the same.
+
 The stores report and never log: ``FileStateStore.recovered_from`` and
 ``recovery_reason`` tell the caller that a corrupt file was moved aside.
 
@@ -29,7 +34,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +47,8 @@ __all__ = [
     "StateStore",
     "StateStoreError",
     "StoredState",
+    "Write",
+    "WriteOutcome",
     "build_state_store",
     "copy_json",
     "read_state_file",
@@ -75,6 +82,13 @@ class StaleWriteError(Exception):
         self.actual = actual
 
 
+Write = tuple[str, Mapping[str, Any], int | None]
+"""One write of ``put_many``: (route, data, expected version -- None: the route must not exist)."""
+
+WriteOutcome = StoredState | StaleWriteError
+"""What became of one write of ``put_many``: the new state, or the compare-and-set it lost."""
+
+
 class StateStore(Protocol):
     """Where routes' runtime state is kept; every write is a compare-and-set on a version."""
 
@@ -97,6 +111,14 @@ class StateStore(Protocol):
         Returns the new state (version + 1); raises StaleWriteError otherwise. A
         shared store also refuses a write whose ``fence`` (the writer's leader
         token) is no longer the current one; a store of one process ignores it.
+        """
+
+    async def put_many(self, writes: Sequence[Write]) -> list[WriteOutcome]:
+        """Each write as ``put`` (no fence) would do it, in order, all in one go.
+
+        One outcome per write, in order: the new state, or the ``StaleWriteError`` of a
+        write that lost its compare-and-set (the others are stored all the same). Data
+        that is not a JSON object raises StateStoreError before anything is written.
         """
 
     async def delete(self, route: str) -> None:
@@ -191,6 +213,19 @@ class MemoryStateStore:
         self._routes[route] = (text, version)
         return StoredState(json.loads(text), version)
 
+    async def put_many(self, writes: Sequence[Write]) -> list[WriteOutcome]:
+        """Each write in turn; see ``StateStore.put_many``."""
+        self._check_open()
+        for _, data, _ in writes:
+            _encode(data)  # refuse the whole batch before writing any of it
+        outcomes: list[WriteOutcome] = []
+        for route, data, expected in writes:
+            try:
+                outcomes.append(await self.put(route, data, expected))
+            except StaleWriteError as exc:
+                outcomes.append(exc)
+        return outcomes
+
     async def delete(self, route: str) -> None:
         """Forget the route's state."""
         self._check_open()
@@ -279,6 +314,25 @@ class FileStateStore:
             return new
 
         return _copied(await self._run(put_locked))
+
+    async def put_many(self, writes: Sequence[Write]) -> list[WriteOutcome]:
+        """One locked read, every compare-and-set, then one atomic rewrite of the file."""
+        payloads = [(route, copy_json(data), expected) for route, data, expected in writes]
+
+        def put_all_locked() -> list[WriteOutcome]:
+            routes = dict(self._read())
+            outcomes: list[WriteOutcome] = []
+            for route, payload, expected in payloads:
+                try:
+                    outcomes.append(_apply_put(routes, route, payload, expected))
+                except StaleWriteError as exc:
+                    outcomes.append(exc)
+            if any(isinstance(outcome, StoredState) for outcome in outcomes):
+                self._write(routes)
+            return outcomes
+
+        done = await self._run(put_all_locked)
+        return [o if isinstance(o, StaleWriteError) else _copied(o) for o in done]
 
     async def delete(self, route: str) -> None:
         """Remove the route from the file (no write if it is not there)."""

@@ -11,7 +11,7 @@ answer from the store, so it counts as healthy.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +23,8 @@ from router.control.store import (
     StateStore,
     StateStoreError,
     StoredState,
+    Write,
+    WriteOutcome,
     build_state_store,
 )
 from router.telemetry.events import EventLog
@@ -102,6 +104,10 @@ class WatchedStore:
     ) -> StoredState:
         """Compare-and-set the route's state (``fence``: a leader's write)."""
         return await self.call("write", self.inner.put(route, data, expected_version, fence=fence))
+
+    async def put_many(self, writes: Sequence[Write]) -> list[WriteOutcome]:
+        """Compare-and-set many routes in one go (see ``StateStore.put_many``)."""
+        return await self.call("write", self.inner.put_many(writes))
 
     async def delete(self, route: str) -> None:
         """Forget the route's state."""

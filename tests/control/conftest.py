@@ -1,5 +1,8 @@
 """Fixtures of the rollout end-to-end modules: two controllable backends and one router.
 
+``store`` is each state store in turn (redis: a real redis-server), for the contract
+tests of the stores.
+
 Module-scoped: the tests of a module share the backends and the router, each adding
 its own route. ``knobs``/``backends`` give ``stable`` and ``candidate``; a module
 with other backends overrides those two. Modules opt in to ``healthy`` (every knob
@@ -8,10 +11,13 @@ reset around each test) with ``pytestmark = pytest.mark.usefixtures("healthy")``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
+from router.control.redis_store import RedisStateStore
+from router.control.store import FileStateStore, MemoryStateStore, StateStore
 from tests.rollout_support import (
     Knobs,
     Stack,
@@ -51,3 +57,17 @@ def stack(
     name = request.module.__name__.rpartition(".")[2]
     with running_stack(tmp_path_factory.mktemp(name), backends, "memory") as shared:
         yield shared
+
+
+@pytest.fixture(params=["memory", "file", pytest.param("redis", marks=pytest.mark.e2e)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateStore]:
+    """Each contract test runs against every store (redis: a real redis-server)."""
+    made: StateStore
+    if request.param == "memory":
+        made = MemoryStateStore()
+    elif request.param == "file":
+        made = FileStateStore(tmp_path / "state.json")
+    else:
+        made = RedisStateStore(request.getfixturevalue("redis_server").url)
+    yield made
+    await made.aclose()

@@ -8,13 +8,11 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from router.control.redis_store import RedisStateStore
 from router.control.store import (
     FileStateStore,
     MemoryStateStore,
@@ -27,20 +25,6 @@ from router.control.store import (
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = {"phase": "progressing", "step": 1, "since": 1764417600.5, "overrides": {"paused": False}}
-
-
-@pytest.fixture(params=["memory", "file", pytest.param("redis", marks=pytest.mark.e2e)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateStore]:
-    """Each contract test runs against every store (redis: a real redis-server)."""
-    made: StateStore
-    if request.param == "memory":
-        made = MemoryStateStore()
-    elif request.param == "file":
-        made = FileStateStore(tmp_path / "state.json")
-    else:
-        made = RedisStateStore(request.getfixturevalue("redis_server").url)
-    yield made
-    await made.aclose()
 
 
 # --- the contract, on both stores -------------------------------------------------------------
