@@ -99,12 +99,15 @@ class Rollouts:
         # Only a route without a live state of its identity reads the store.
         stored = await self._stored([name for name, strategy, _, identity in changed
                                      if self._live(name, strategy, identity) is None])
+        writes: list[tuple[str, Strategy[Any, Any], StrategySpec, RouteCell]] = []
         for done, (name, strategy, spec, identity) in enumerate(changed, 1):
-            cells[name] = await self._prepare_cell(
-                name, strategy, spec, identity, stored.get(name), now
-            )
+            cell, write = self._prepare_cell(name, strategy, spec, identity, stored.get(name), now)
+            cells[name] = cell
+            if write:
+                writes.append((name, strategy, spec, cell))
             if done % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # a store that answers at once never yields: let requests in
+        await self._persist(writes)
         return cells
 
     def _classify(
@@ -151,10 +154,11 @@ class Rollouts:
         self.state_read = True
         return stored
 
-    async def _prepare_cell(
+    def _prepare_cell(
         self, name: str, strategy: Strategy[Any, Any], spec: StrategySpec, identity: str,
         found: StoredState | None, now: float,
-    ) -> RouteCell:
+    ) -> tuple[RouteCell, bool]:
+        """The route's new cell, and whether it must be written to the store."""
         live = self._live(name, strategy, identity)
         state: Any = None
         version: int | None = None
@@ -174,13 +178,11 @@ class Rollouts:
                 self._emit(name, event.kind, event.reason, dict(event.fields))
         cell = RouteCell(state=state, picker=strategy.picker(spec, state), version=version,
                          identity=identity)
-        if (live is None or live.cell.state != state or version is None
-                or name in self.pending):
-            # A kept state the edit did not change is stored already: no write.
-            await self._persist(name, strategy, spec, cell)
         for kind, reason in events:
             self._log.info(kind, route=name, reason=reason, identity=identity)
-        return cell
+        # A kept state the edit did not change is stored already: no write.
+        return cell, (live is None or live.cell.state != state or version is None
+                      or name in self.pending)
 
     def _load(
         self, name: str, strategy: Strategy[Any, Any], identity: str, found: StoredState | None
@@ -197,18 +199,34 @@ class Rollouts:
             return None
 
     async def _persist(
-        self, name: str, strategy: Strategy[Any, Any], spec: StrategySpec, cell: RouteCell
+        self, writes: list[tuple[str, Strategy[Any, Any], StrategySpec, RouteCell]]
     ) -> None:
-        """Write a prepared cell; adopt what another replica stored meanwhile, if usable."""
-        data = envelope(strategy, cell.identity, cell.state)
+        """Write the prepared cells in one batch (a reload of N routes rewrites a state
+        file once); a cell whose write lost takes what another replica stored meanwhile."""
+        if not writes:
+            return
+        batch = [(name, envelope(strategy, cell.identity, cell.state), cell.version)
+                 for name, strategy, _, cell in writes]
         try:
-            cell.version = (await self.store.put(name, data, cell.version)).version
-            return
+            outcomes = await self.store.put_many(batch)
         except StateStoreError:
-            self.pending.hold(name)  # written when the store answers again
+            for name, _, _, _ in writes:
+                self.pending.hold(name)  # written when the store answers again
             return
-        except StaleWriteError:
-            current = await self.store.get(name)
+        for (name, strategy, spec, cell), (_, data, _), outcome in zip(
+            writes, batch, outcomes, strict=True
+        ):
+            if isinstance(outcome, StaleWriteError):
+                await self._adopt_stored(name, strategy, spec, cell, data)
+            else:
+                cell.version = outcome.version
+
+    async def _adopt_stored(
+        self, name: str, strategy: Strategy[Any, Any], spec: StrategySpec, cell: RouteCell,
+        data: dict[str, Any],
+    ) -> None:
+        """After a lost write: adopt the stored state if usable, else overwrite it."""
+        current = await self.store.get(name)
         adopted = self._load(name, strategy, cell.identity, current)
         if current is not None and adopted is not None:
             cell.state, cell.version = adopted, current.version
