@@ -39,6 +39,7 @@ from redis.exceptions import AuthenticationError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from router.control.file_store import read_state_file, write_state_file
 from router.control.store import (
     StaleWriteError,
     StateStoreError,
@@ -46,8 +47,6 @@ from router.control.store import (
     Write,
     WriteOutcome,
     copy_json,
-    read_state_file,
-    write_state_file,
 )
 
 __all__ = ["FencedWriteError", "RedisStateStore", "StoreUnreachableError", "describe_url"]

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from router.config.model import StateSpec
+from router.control.file_store import FileStateStore
 from router.control.redis_store import RedisStateStore, StoreUnreachableError
 from router.control.store import (
-    FileStateStore,
     StaleWriteError,
     StateStore,
     StateStoreError,

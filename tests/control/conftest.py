@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from router.control.file_store import FileStateStore
 from router.control.redis_store import RedisStateStore
-from router.control.store import FileStateStore, MemoryStateStore, StateStore
+from router.control.store import MemoryStateStore, StateStore
 from tests.rollout_support import (
     Knobs,
     Stack,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from router.app import RouterApp
-from router.control.store import FileStateStore
+from router.control.file_store import FileStateStore
 from strategies import Command, get_strategy
 
 BACKENDS = "backends:\n  a: {url: 'http://127.0.0.1:9'}\n  b: {url: 'http://127.0.0.1:10'}\n"

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from router.control.file_store import FileStateStore
 from router.control.store import (
-    FileStateStore,
     MemoryStateStore,
     StaleWriteError,
     StateStore,
@@ -237,7 +237,8 @@ _INCREMENTER = textwrap.dedent(
     """
     import asyncio, sys
     from pathlib import Path
-    from router.control.store import FileStateStore, StaleWriteError
+    from router.control.file_store import FileStateStore
+    from router.control.store import StaleWriteError
 
     async def main(path: str, count: int) -> None:
         store = FileStateStore(Path(path))

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from router.app import RouterApp
-from router.control import store as store_module
+from router.control import file_store
+from router.control.file_store import FileStateStore
 from router.control.store import (
-    FileStateStore,
     StaleWriteError,
     StateStore,
     StateStoreError,
@@ -77,13 +77,13 @@ async def test_a_closed_store_refuses_a_batch(store: StateStore) -> None:
 def rewrites(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Path]]:
     """Every state file the file store rewrites (the real write still happens)."""
     written: list[Path] = []
-    real = store_module.write_state_file
+    real = file_store.write_state_file
 
     def counted(path: Path, routes: Any) -> None:
         written.append(path)
         real(path, routes)
 
-    monkeypatch.setattr(store_module, "write_state_file", counted)
+    monkeypatch.setattr(file_store, "write_state_file", counted)
     yield written
 
 
