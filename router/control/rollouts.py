@@ -6,6 +6,8 @@ actions, and runs the controller's tick (observations -> ``advance``). Events
 that come out of transitions are logged, kept for ``/admin/events`` and
 counted in the rollout metrics.
 
+Building a new config's cells (``prepare_cells``) is in ``router.control.prepare``.
+
 A store that cannot be written never blocks a rollback: what the store could
 not take is held in memory and written later (``router.control.pending``).
 """
@@ -20,30 +22,26 @@ from typing import Any
 
 from router.control.checks import CheckRunner, PendingChecks
 from router.control.pending import PendingWrites, StoreUnavailableError, envelope, rolls_back
+from router.control.prepare import YIELD_EVERY, CellPreparation
 from router.control.store import StaleWriteError, StateStore, StateStoreError, StoredState
-from router.routing.snapshot import CompiledRoute, RouteCell
+from router.routing.snapshot import CompiledRoute
 from router.telemetry.events import EventLog
 from router.telemetry.logs import get_logger
 from router.telemetry.metrics import Metrics
-from strategies import ActionRejectedError, Command, Observation, StrategySpec, Transition
-from strategies.base import CheckRequest, Strategy
+from strategies import ActionRejectedError, Command, Observation, Transition
+from strategies.base import CheckRequest
 
 __all__ = ["CheckRunner", "Observer", "Rollouts", "StoreUnavailableError", "UnknownRouteError"]
 
 Observer = Callable[[CompiledRoute, float, float], Observation]
 """(route, window seconds, now) -> the live numbers of that route."""
 
-# A reload that changes at most this many routes reads their stored states one by one.
-_FEW_ROUTES = 32
-# Routes prepared between two turns of the event loop: a request makes one step per turn.
-_YIELD_EVERY = 8
-
 
 class UnknownRouteError(LookupError):
     """No route of that name in the running config (HTTP 404)."""
 
 
-class Rollouts:
+class Rollouts(CellPreparation):
     """Live rollout state of every route, persisted in a ``StateStore``."""
 
     def __init__(
@@ -81,160 +79,6 @@ class Rollouts:
         # The fleet leader's fencing token, carried by the controller's writes.
         self.fence: int | None = None
         self._log = get_logger("router.control.rollouts")
-
-    async def prepare_cells(
-        self,
-        routes: list[tuple[str, Strategy[Any, Any], StrategySpec]],
-        backend_urls: Mapping[str, str],
-    ) -> dict[str, RouteCell]:
-        """Cells for a new config, before it is swapped in (call with ``lock`` held).
-
-        An unchanged route (spec and identity) keeps its live cell, unwritten. One of
-        the same identity keeps its live state, fitted to the edited spec by
-        ``reconcile`` (written only if that changed it); else the stored state of that
-        identity, else an initial one. Telling them apart runs in a worker thread.
-        """
-        now = self.clock()
-        cells, changed = await asyncio.to_thread(self._classify, routes, backend_urls)
-        # Only a route without a live state of its identity reads the store.
-        stored = await self._stored([name for name, strategy, _, identity in changed
-                                     if self._live(name, strategy, identity) is None])
-        writes: list[tuple[str, Strategy[Any, Any], StrategySpec, RouteCell]] = []
-        for done, (name, strategy, spec, identity) in enumerate(changed, 1):
-            cell, write = self._prepare_cell(name, strategy, spec, identity, stored.get(name), now)
-            cells[name] = cell
-            if write:
-                writes.append((name, strategy, spec, cell))
-            if done % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # a store that answers at once never yields: let requests in
-        await self._persist(writes)
-        return cells
-
-    def _classify(
-        self,
-        routes: list[tuple[str, Strategy[Any, Any], StrategySpec]],
-        backend_urls: Mapping[str, str],
-    ) -> tuple[dict[str, RouteCell], list[tuple[str, Strategy[Any, Any], StrategySpec, str]]]:
-        """The live cells of unchanged routes, and the other routes with their identity."""
-        cells: dict[str, RouteCell] = {}
-        changed: list[tuple[str, Strategy[Any, Any], StrategySpec, str]] = []
-        for name, strategy, spec in routes:
-            identity = strategy.identity(spec, backend_urls)
-            live = self.routes.get(name)
-            if (live is not None and live.strategy is strategy
-                    and live.cell.identity == identity and live.spec == spec):
-                cells[name] = live.cell
-            else:
-                changed.append((name, strategy, spec, identity))
-        return cells, changed
-
-    def _live(
-        self, name: str, strategy: Strategy[Any, Any], identity: str
-    ) -> CompiledRoute | None:
-        """The running route ``name`` if its state is of ``strategy`` and ``identity`` (kept)."""
-        live = self.routes.get(name)
-        if live is None or live.strategy is not strategy or live.cell.identity != identity:
-            return None
-        return live
-
-    async def _stored(self, names: list[str]) -> Mapping[str, StoredState]:
-        stored: Mapping[str, StoredState]
-        try:
-            if len(names) > _FEW_ROUTES:  # one read of all, else one by one
-                stored = await self.store.load_all()
-            else:
-                found = {name: await self.store.get(name) for name in names}
-                stored = {name: state for name, state in found.items() if state is not None}
-        except StateStoreError:
-            # Fail static: live states are kept; at start, the last state seen (a cache).
-            cached = None if self.routes else self.fallback()
-            if cached is None:
-                return {}
-            stored = cached
-        self.state_read = True
-        return stored
-
-    def _prepare_cell(
-        self, name: str, strategy: Strategy[Any, Any], spec: StrategySpec, identity: str,
-        found: StoredState | None, now: float,
-    ) -> tuple[RouteCell, bool]:
-        """The route's new cell, and whether it must be written to the store."""
-        live = self._live(name, strategy, identity)
-        state: Any = None
-        version: int | None = None
-        events: tuple[Any, ...] = ()
-        if live is not None:
-            state, version = live.cell.state, live.cell.version
-        else:
-            state = self._load(name, strategy, identity, found)
-            version = found.version if found is not None else None
-        if state is None:
-            state = strategy.initial_state(spec, now)
-            events = (("route_started", f"new rollout state for {strategy.name} route"),)
-        else:
-            transition: Transition[Any] = strategy.reconcile(spec, state, now)
-            state = transition.state
-            for event in transition.events:
-                self._emit(name, event.kind, event.reason, dict(event.fields))
-        cell = RouteCell(state=state, picker=strategy.picker(spec, state), version=version,
-                         identity=identity)
-        for kind, reason in events:
-            self._log.info(kind, route=name, reason=reason, identity=identity)
-        # A kept state the edit did not change is stored already: no write.
-        return cell, (live is None or live.cell.state != state or version is None
-                      or name in self.pending)
-
-    def _load(
-        self, name: str, strategy: Strategy[Any, Any], identity: str, found: StoredState | None
-    ) -> Any:
-        if found is None:
-            return None
-        data = found.data
-        if data.get("strategy") != strategy.name or data.get("identity") != identity:
-            return None
-        try:
-            return strategy.load_state(data.get("state", {}))
-        except ValueError as exc:
-            self._log.warning("state_unusable", route=name, reason=str(exc))
-            return None
-
-    async def _persist(
-        self, writes: list[tuple[str, Strategy[Any, Any], StrategySpec, RouteCell]]
-    ) -> None:
-        """Write the prepared cells in one batch (a reload of N routes rewrites a state
-        file once); a cell whose write lost takes what another replica stored meanwhile."""
-        if not writes:
-            return
-        batch = [(name, envelope(strategy, cell.identity, cell.state), cell.version)
-                 for name, strategy, _, cell in writes]
-        try:
-            outcomes = await self.store.put_many(batch)
-        except StateStoreError:
-            for name, _, _, _ in writes:
-                self.pending.hold(name)  # written when the store answers again
-            return
-        for (name, strategy, spec, cell), (_, data, _), outcome in zip(
-            writes, batch, outcomes, strict=True
-        ):
-            if isinstance(outcome, StaleWriteError):
-                await self._adopt_stored(name, strategy, spec, cell, data)
-            else:
-                cell.version = outcome.version
-
-    async def _adopt_stored(
-        self, name: str, strategy: Strategy[Any, Any], spec: StrategySpec, cell: RouteCell,
-        data: dict[str, Any],
-    ) -> None:
-        """After a lost write: adopt the stored state if usable, else overwrite it."""
-        current = await self.store.get(name)
-        adopted = self._load(name, strategy, cell.identity, current)
-        if current is not None and adopted is not None:
-            cell.state, cell.version = adopted, current.version
-            cell.picker = strategy.picker(spec, adopted)
-            return
-        expected = current.version if current else None
-        cell.version = (await self.store.put(name, data, expected)).version
-
     async def install(self, routes: tuple[CompiledRoute, ...]) -> None:
         """Adopt the routes of a swapped-in snapshot; forget removed ones.
 
@@ -250,7 +94,7 @@ class Rollouts:
         self.routes, self.active = fresh, {}
         for done, route in enumerate(routes, 1):
             kept = previous.get(route.name)
-            if done % (_YIELD_EVERY * 8) == 0:
+            if done % (YIELD_EVERY * 8) == 0:
                 await asyncio.sleep(0)
             if kept is None or kept.cell is not route.cell:
                 self._publish(route)
@@ -383,10 +227,6 @@ class Rollouts:
                     self.pending.drop(name)
                     continue
                 await self._flush(route)
-
-    def _emit(self, route: str, kind: str, reason: str, fields: dict[str, Any]) -> None:
-        self.events.emit(kind, route=route, reason=reason, **fields)
-
     async def sync_route(self, route: CompiledRoute) -> None:
         """Adopt a newer state written by another replica, if any."""
         found = await self.store.get(route.name)
