@@ -153,11 +153,17 @@ class FileStateStore:
 
     async def delete(self, route: str) -> None:
         """Remove the route from the file (no write if it is not there)."""
+        await self.delete_many([route])
+
+    async def delete_many(self, routes: Sequence[str]) -> None:
+        """Remove these routes from the file with one rewrite (none if none was there)."""
+        names = list(routes)
 
         def delete_locked() -> None:
-            routes = dict(self._read())
-            if routes.pop(route, None) is not None:
-                self._write(routes)
+            kept = dict(self._read())
+            removed = [kept.pop(name, None) for name in names]
+            if any(state is not None for state in removed):
+                self._write(kept)
 
         await self._run(delete_locked)
 

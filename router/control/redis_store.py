@@ -280,6 +280,17 @@ class RedisStateStore:
         keys = [self.keys[k] for k in ("versions", "state", "serial", "changes")]
         await self._run(self._delete(keys=keys, args=[route]))
 
+    async def delete_many(self, routes: Sequence[str]) -> None:
+        """Every route's delete script, sent in one pipeline."""
+        self._open()
+        if not routes:
+            return
+        keys = [self.keys[k] for k in ("versions", "state", "serial", "changes")]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for route in routes:
+                await self._delete(keys=keys, args=[route], client=pipe)
+            await self.run_pipeline(pipe)
+
     async def serial(self) -> int:
         """The fleet-wide write counter: a change since the last read means re-read the state."""
         return int(await self._run(self.client.get(self.keys["serial"])) or 0)

@@ -112,6 +112,9 @@ class StateStore(Protocol):
     async def delete(self, route: str) -> None:
         """Forget the route's state (nothing happens if none is stored)."""
 
+    async def delete_many(self, routes: Sequence[str]) -> None:
+        """Forget these routes' states in one go (a file: one rewrite; Redis: one round trip)."""
+
     async def aclose(self) -> None:
         """Release resources; later calls raise StateStoreError."""
 
@@ -200,6 +203,12 @@ class MemoryStateStore:
         """Forget the route's state."""
         self._check_open()
         self._routes.pop(route, None)
+
+    async def delete_many(self, routes: Sequence[str]) -> None:
+        """Forget these routes' states."""
+        self._check_open()
+        for route in routes:
+            self._routes.pop(route, None)
 
     async def aclose(self) -> None:
         """Close the store."""

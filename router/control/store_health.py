@@ -113,6 +113,10 @@ class WatchedStore:
         """Forget the route's state."""
         await self.call("delete", self.inner.delete(route))
 
+    async def delete_many(self, routes: Sequence[str]) -> None:
+        """Forget these routes' states in one go."""
+        await self.call("delete", self.inner.delete_many(routes))
+
     async def aclose(self) -> None:
         """Close the inner store."""
         await self.inner.aclose()

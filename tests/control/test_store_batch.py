@@ -1,5 +1,6 @@
-"""``put_many``: many compare-and-sets in one go, each keeping its own outcome (every store),
-and a reload or start of many routes on the file store rewriting the file once."""
+"""``put_many``: many compare-and-sets in one go, each keeping its own outcome, and
+``delete_many`` (every store); a start or a reload that writes or removes many routes
+rewrites the file store's file once."""
 
 from __future__ import annotations
 
@@ -73,6 +74,14 @@ async def test_a_closed_store_refuses_a_batch(store: StateStore) -> None:
         await store.put_many([("iris", {"n": 1}, None)])
 
 
+async def test_delete_many_forgets_only_the_routes_named(store: StateStore) -> None:
+    await store.put_many([(name, {"n": 1}, None) for name in ("iris", "fraud", "kept")])
+    await store.delete_many(["iris", "fraud", "never-stored"])
+    assert await store.load_all() == {"kept": StoredState({"n": 1}, 1)}
+    await store.delete_many([])
+    assert await store.put("iris", {"n": 2}, None) == StoredState({"n": 2}, 1)  # starts again
+
+
 @pytest.fixture
 def rewrites(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Path]]:
     """Every state file the file store rewrites (the real write still happens)."""
@@ -97,6 +106,9 @@ async def test_a_batch_rewrites_the_file_once(tmp_path: Path, rewrites: list[Pat
     await store.put_many([(f"m{n}", {"n": n}, None) for n in range(50)])
     assert rewrites == [path]
     assert len(await FileStateStore(path).load_all()) == 50
+    await store.delete_many([f"m{n}" for n in range(40)])
+    assert rewrites == [path] * 2
+    assert len(await FileStateStore(path).load_all()) == 10
 
 
 def _config(state_file: Path, count: int, steps: bool = False) -> str:
@@ -108,7 +120,7 @@ def _config(state_file: Path, count: int, steps: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def test_a_start_and_a_reload_of_many_routes_rewrite_the_file_once_each(
+async def test_a_start_and_reloads_of_many_routes_rewrite_the_file_once_each(
     tmp_path: Path, rewrites: list[Path]
 ) -> None:
     state_file, path = tmp_path / "state.json", tmp_path / "router.yaml"
@@ -137,5 +149,11 @@ async def test_a_start_and_a_reload_of_many_routes_rewrite_the_file_once_each(
         assert await other.get("m7") == StoredState(stored.data, 2)
         assert (routes["m8"].cell.version, routes["m8"].cell.state.phase) == (2, "progressing")
         assert {state.version for state in (await other.load_all()).values()} == {2}
+
+        rewrites.clear()
+        path.write_text(_config(state_file, 20, steps=True))  # 180 routes removed
+        assert (await router.reload("api")).changed
+        assert rewrites == [state_file]
+        assert sorted(await other.load_all()) == sorted(f"m{n}" for n in range(20))
     finally:
         await router.stop()
