@@ -28,7 +28,7 @@ from soak import MIB
 from stack import Endpoint, Stack
 from wrk import run_wrk, write_script
 
-__all__ = ["SIZES", "SweepRow", "render_routes", "run_route_sweep", "targets"]
+__all__ = ["SIZES", "SweepRow", "render_routes", "run_route_sweep", "state_section", "targets"]
 
 SIZES = (1, 100, 1_000, 10_000)
 RPS_RATIO, RSS_MARGIN_MIB, RELOAD_S = 0.9, 60.0, 2.0
@@ -39,15 +39,17 @@ CONNECTIONS = 64
 
 
 def render_routes(count: int, urls: dict[str, str], port: int, admin_port: int,
-                  weight: int = 10, first_weight: int | None = None) -> str:
+                  weight: int = 10, first_weight: int | None = None,
+                  state: str = "{store: memory}") -> str:
     """A config of ``count`` canary routes ``/m0/`` ... on one line each (10,000 fit in 1 MiB).
 
-    ``first_weight`` gives the first route another weight (a file with one route edited).
+    ``first_weight`` gives the first route another weight (a file with one route edited);
+    ``state`` is the ``state:`` section, in flow style.
     """
     lines = [
         f"listen: 127.0.0.1:{port}",
         f"admin: {{listen: '127.0.0.1:{admin_port}'}}",
-        "state: {store: memory}",
+        f"state: {state}",
         "backends:",
         f"  a: {{url: '{urls[STABLE]}', max_connections: 256}}",
         f"  b: {{url: '{urls[CANDIDATE]}', max_connections: 256}}",
@@ -194,10 +196,19 @@ def render(rows: Sequence[SweepRow]) -> str:
     return "\n".join(out)
 
 
-def _start(stack: Stack, count: int) -> tuple[Endpoint, Path, Callable[..., str]]:
+def state_section(store: str, directory: Path) -> str:
+    """The ``state:`` section for ``store`` (``memory`` or ``file``, kept in ``directory``)."""
+    if store == "file":
+        # Not beside the config: each rewrite of it would wake the config watcher.
+        return f"{{store: file, path: '{directory / 'state' / 'state.json'}'}}"
+    return "{store: memory}"
+
+
+def _start(stack: Stack, count: int, store: str) -> tuple[Endpoint, Path, Callable[..., str]]:
     port, admin_port = free_port(), free_port()
     urls = {name: instance.url for name, instance in stack.backends.items()}
-    text = partial(render_routes, count, urls, port, admin_port)
+    state = state_section(store, stack.workdir / f"state-{count}")
+    text = partial(render_routes, count, urls, port, admin_port, state=state)
     path = stack.workdir / f"routes-{count}.yaml"
     path.write_text(text())
     endpoint = stack.launch_router(
@@ -210,13 +221,14 @@ def _start(stack: Stack, count: int) -> tuple[Endpoint, Path, Callable[..., str]
 
 
 def run_route_sweep(workdir: Path, duration: float, rounds: int,
-                    sizes: Sequence[int] = SIZES) -> list[SweepRow]:
-    """Start the stand-ins and one router per size, measure, reload, stop everything."""
+                    sizes: Sequence[int] = SIZES, store: str = "memory") -> list[SweepRow]:
+    """Start the stand-ins and one router per size (its state on ``store``), measure,
+    reload, stop everything."""
     stack = Stack(workdir)
     try:
         stack.start([], {})
         script = write_script(workdir, "GET")
-        started = {count: _start(stack, count) for count in sizes}
+        started = {count: _start(stack, count, store) for count in sizes}
         rows = {count: SweepRow(count, path.stat().st_size) for count, (_, path, _) in
                 started.items()}
         stand_ins = [i.service.pid for i in stack.backends.values() if i.service is not None]

@@ -74,6 +74,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--only is given")
     add("--routes-only", action="store_true",
         help="run only the route-count sweep (bench/route_sweep.py)")
+    add("--route-store", choices=("memory", "file"), default="memory",
+        help="the routers' state store in the route-count sweep (memory)")
     add("--no-shadow", dest="shadow", action="store_false",
         help="skip the shadow comparison (direct vs 100%% mirroring to a 1 s shadow); "
         "it runs by default unless --only is given")
@@ -338,11 +340,11 @@ def route_sweep(workdir: Path, args: argparse.Namespace) -> list[SweepRow]:
     """The route-count sweep, printed; its rows for the JSON results."""
     print(f"\nRoute-count sweep: canary routes /m0/, /m1/ ... one line each, wrk GET@"
           f"{CONNECTIONS} on the last route in the file; medians over {args.rounds} round(s) "
-          f"of {args.duration:g} s; load average before it {os.getloadavg()[0]:.1f} on "
-          f"{os.cpu_count() or 1} cores")
+          f"of {args.duration:g} s; {args.route_store} state store; load average before it "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count() or 1} cores")
     busy_warning()
     workdir.mkdir(parents=True, exist_ok=True)
-    rows = run_route_sweep(workdir, args.duration, args.rounds)
+    rows = run_route_sweep(workdir, args.duration, args.rounds, store=args.route_store)
     print(render_sweep(rows))
     return rows
 

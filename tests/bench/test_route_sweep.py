@@ -13,7 +13,7 @@ from router.routing.snapshot import build_rules
 
 # bench/ scripts import their siblings by bare name, as when run as `python bench/run.py`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from route_sweep import SIZES, SweepRow, last_path, render_routes, targets
+from route_sweep import SIZES, SweepRow, last_path, render_routes, state_section, targets
 
 URLS = {"model-a": "http://127.0.0.1:8001", "model-b": "http://127.0.0.1:8002"}
 
@@ -26,6 +26,16 @@ def test_each_file_is_valid_and_its_last_route_takes_the_traffic(count: int) -> 
     assert len(config.routes) == count
     index = RouteIndex(build_rules(config))
     assert index.match("GET", last_path(count), {}) == count - 1
+
+
+def test_a_file_store_sweep_keeps_each_routers_state_apart_from_its_config(
+    tmp_path: Path,
+) -> None:
+    state = state_section("file", tmp_path / "state-100")
+    config = parse_config(render_routes(100, URLS, 8080, 9901, state=state))
+    assert config.state.store == "file"
+    assert Path(config.state.path) == tmp_path / "state-100" / "state" / "state.json"
+    assert parse_config(render_routes(1, URLS, 8080, 9901)).state.store == "memory"
 
 
 def test_an_edited_file_differs_in_its_first_route_only() -> None:
