@@ -103,6 +103,16 @@ class FileStateStore:
         self._cache: dict[str, StoredState] = {}
         self._closed = False
 
+    def stat_key(self) -> tuple[int, int, int, int] | None:
+        """The file's (device, inode, mtime, size) now, None if there is none: a rewrite
+        (always a new inode) changes it. A stat, cheap enough for the event loop."""
+        try:
+            return _stat_key(os.stat(self.path))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateStoreError(_describe(self.path, exc)) from exc
+
     async def load_all(self) -> dict[str, StoredState]:
         """Every stored route; a corrupt file is moved aside and reads as empty."""
 
