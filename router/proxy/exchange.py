@@ -39,7 +39,9 @@ from router.upstream import (
     PoolTimeoutError,
     UpstreamConnectError,
     UpstreamError,
+    UpstreamResetError,
     UpstreamResponse,
+    safe_to_repeat,
 )
 from strategies import Decision, MirrorPlan
 
@@ -119,8 +121,9 @@ class Exchange:
         """Switch to the decision's fallback in place of ``failed``; None when there is none.
 
         The one place the router falls back: for a backend marked down before
-        the request is sent, and for one that could not be reached (``cause``,
-        counted against it) when it was.
+        the request is sent, and for one that could not be reached or closed the
+        connection unanswered on a request safe to repeat (``cause``, counted
+        against it) when it was.
         """
         name = decision.fallback_backend
         fallback = backends.get(name) if name is not None else None
@@ -215,6 +218,13 @@ class Exchange:
                 response, backend = await self._retry_on_fallback(
                     backends, decision, backend, exc, body
                 )
+            except UpstreamResetError as exc:
+                # A backend going away can accept a connection and close it unanswered.
+                if not safe_to_repeat(exc, self.method.encode("latin-1"), body):
+                    raise
+                response, backend = await self._retry_on_fallback(
+                    backends, decision, backend, exc, body
+                )
             # Model calls carry a body (POST/PUT/PATCH); a GET answers metadata or health,
             # whose inspection would cost the hot path and tell nothing about predictions.
             inspector = self.services.inspector if self.method in _MODEL_METHODS else None
@@ -271,9 +281,10 @@ class Exchange:
 
     async def _retry_on_fallback(
         self, backends: Mapping[str, Backend], decision: Decision, failed: Backend,
-        exc: UpstreamConnectError | PoolTimeoutError, body: _Body,
+        exc: UpstreamError, body: _Body,
     ) -> tuple[UpstreamResponse, Backend]:
-        """Send once more to the fallback when ``failed`` could not be reached; else re-raise."""
+        """Send once more to the fallback when ``failed`` could not be reached or closed the
+        connection unanswered on a request safe to repeat; else re-raise."""
         fallback = self.fall_back(backends, decision, failed, exc)
         if fallback is None:
             raise exc

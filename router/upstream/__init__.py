@@ -22,6 +22,7 @@ from router.upstream.errors import (
     UpstreamProtocolError,
     UpstreamReadTimeout,
     UpstreamResetError,
+    safe_to_repeat,
 )
 from router.upstream.pool import UpstreamPool
 
@@ -35,4 +36,5 @@ __all__ = [
     "UpstreamReadTimeout",
     "UpstreamResetError",
     "UpstreamResponse",
+    "safe_to_repeat",
 ]

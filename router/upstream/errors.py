@@ -13,7 +13,8 @@ UpstreamError                      kind: the label of router_upstream_errors_tot
 The proxy maps connect, reset and protocol errors to 502, timeouts to 504 and
 ``PoolTimeoutError`` to 503. ``UpstreamConnectError`` (and its timeout) and
 ``PoolTimeoutError`` guarantee that no byte reached the backend and that a
-request body iterator was not pulled from, so the caller may retry elsewhere.
+request body iterator was not pulled from, so the caller may retry elsewhere;
+``safe_to_repeat`` says when an ``UpstreamResetError`` allows the same.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ __all__ = [
     "UpstreamProtocolError",
     "UpstreamReadTimeout",
     "UpstreamResetError",
+    "safe_to_repeat",
 ]
+
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 
 
 class UpstreamError(Exception):
@@ -78,3 +82,17 @@ class PoolTimeoutError(UpstreamError):
     """All ``max_connections`` stayed busy for ``pool_timeout``; nothing was sent."""
 
     kind = "pool"
+
+
+def safe_to_repeat(exc: UpstreamResetError, method: bytes, body: object) -> bool:
+    """Whether a request the backend closed on can be sent again, here or elsewhere.
+
+    Nothing of an answer arrived, and either no byte of the request was written
+    (and its body, if any, is bytes, not a stream already pulled from) or it is
+    an idempotent request without a body.
+    """
+    if exc.response_started:
+        return False
+    if not exc.request_sent:
+        return body is None or isinstance(body, bytes)
+    return method in IDEMPOTENT and (body is None or body == b"")

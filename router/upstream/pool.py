@@ -32,12 +32,12 @@ from router.upstream.errors import (
     UpstreamConnectError,
     UpstreamConnectTimeout,
     UpstreamResetError,
+    safe_to_repeat,
 )
 from router.upstream.protocol import UpstreamProtocol
 
 __all__ = ["UpstreamPool"]
 
-_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 
 
 class UpstreamPool:
@@ -348,4 +348,4 @@ def _retryable(exc: UpstreamResetError, reused: bool, method: bytes, body: objec
     """Retry on a stale connection, or an idempotent bodiless request unanswered (docs/http.md)."""
     if not exc.request_sent:
         return reused
-    return not exc.response_started and method in _IDEMPOTENT and (body is None or body == b"")
+    return safe_to_repeat(exc, method, body)

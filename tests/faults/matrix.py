@@ -31,6 +31,11 @@ ROUTES = {
     "shadowed": {"type": "shadow", "primary": "healthy", "shadows": ["fault"]},
     "shadowdead": {"type": "shadow", "primary": "healthy", "shadows": ["refused"]},
     "colours": {"type": "blue_green", "blue": "blue", "green": "green", "active": "blue"},
+    # Every request to the misbehaving candidate, which stable may rescue.
+    "rescued": {
+        "type": "canary", "stable": "healthy", "candidate": "fault", "weight": 100,
+        "fallback_to_stable": True,
+    },
     "canary": {
         "type": "canary", "stable": "healthy", "candidate": "echo",
         "steps": [{"weight": 10, "hold": "1h"}, {"weight": 50, "hold": "1h"}],

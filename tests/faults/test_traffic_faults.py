@@ -53,6 +53,23 @@ def test_backend_fault_gets_a_json_error(
     _back_to_normal(stack)
 
 
+def test_fallback_rescues_a_reset_only_when_the_request_is_safe_to_repeat(stack: Stack) -> None:
+    # A backend going away can accept a connection and close it unanswered: an idempotent
+    # request without a body goes to stable instead, a POST whose body was sent does not.
+    with undisturbed(stack):
+        got = HTTP.get(f"{stack.url('rescued')}/reset", timeout=20)
+        posted = HTTP.post(f"{stack.url('rescued')}/reset", json={"n": 1}, timeout=20)
+    assert got.status_code == 200, got.text
+    assert got.headers["x-router-variant"] == "stable"
+    assert posted.status_code == 502, posted.text
+    assert posted.json()["error"] == "upstream_unavailable"
+    resets = metric(
+        stack.live.admin_url, "router_upstream_errors_total",
+        route="rescued", backend="fault", kind="reset",
+    )
+    assert resets is not None and resets >= 2
+
+
 def test_backend_dies_mid_body(stack: Stack) -> None:
     with undisturbed(stack), connect(stack.live.port) as conn:
         conn.sendall(b"GET /r/fault/midbody HTTP/1.1\r\nHost: router.test\r\n\r\n")
