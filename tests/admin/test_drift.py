@@ -115,6 +115,13 @@ def test_a_shifted_feature_is_reported_and_the_others_are_not(router: RouterProc
 
 
 def test_pin_makes_the_live_window_the_reference(router: RouterProcess) -> None:
+    # Its own reference and live rows, so the test does not lean on the one before it.
+    rng = random.Random(13)
+    send(router, "loans", loans(rng, 200))
+    wait_until(lambda: drift(router, "loans")["reference"]["ready"], timeout=10)
+    send(router, "loans", loans(rng, 200, shift=40))
+    wait_until(lambda: features(router, "loans").get("amount", {}).get("rows", {})
+               .get("live", 0) >= 200, timeout=10)
     response = HTTP.post(f"{router.admin_url}/admin/routes/loans/drift/pin")
     assert response.status_code == 200
     pinned = response.json()
