@@ -164,7 +164,7 @@ class Exchange:
         duration = _clock() - self.started
         if self.route:
             first = self.first_byte
-            ttfb = None if not first else duration if first is _WITH_END else first - self.started
+            ttfb = None if not first else duration if first == _WITH_END else first - self.started
             services.metrics.recorder(
                 self.route, self.variant or "none", self.backend or "none"
             ).record(self.status, duration, ttfb)
