@@ -12,6 +12,7 @@ and subtracted per second of wall time.
     python bench/instructions.py                 # canary route, GET and POST (2 KB JSON), N=400
     python bench/instructions.py --annotate POST # also the top functions of the POST run
     python bench/instructions.py --routes 10000  # the route sweep's file, its last route
+    python bench/instructions.py --scenario router-canary-truth --warm 110000  # store full
 """
 
 from __future__ import annotations
@@ -154,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--annotate", choices=["GET", "POST"], help="print top functions")
     parser.add_argument("--routes", type=int, default=0,
                         help="the route sweep's file of this many routes instead of the scenario")
+    parser.add_argument("--warm", type=int, default=0,
+                        help="POSTs sent before counting, uninstrumented (0); more than a "
+                        "route's feedback.keep counts the prediction store full")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt-get install valgrind)")
@@ -170,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = last_path(args.routes) if args.routes else REQUEST_PATH
     label = f"{args.routes} routes" if args.routes else args.scenario
     try:
+        if args.warm:
+            send(port, "POST", args.warm, post_body(), path)
         _control(service.pid, "--instr=on")
         send(port, "GET", 50, b"", path)  # warm-up: imports, caches, connections
         send(port, "POST", 50, post_body(), path)

@@ -9,6 +9,7 @@ request. cProfile slows Python calls down, so read the list for shares and call 
 
     python bench/profile_requests.py POST          # 2 KB JSON POSTs, N=2000, top 15
     python bench/profile_requests.py GET -n 5000 --top 30
+    python bench/profile_requests.py POST --scenario router-canary-truth --warm 110000
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scenario", default="router-canary")
     parser.add_argument("-n", type=int, default=2000, help="requests profiled (2000)")
     parser.add_argument("--top", type=int, default=15, help="functions listed (15)")
+    parser.add_argument(
+        "--warm", type=int, default=200,
+        help="requests sent before profiling (200); more than a route's feedback.keep "
+        "profiles the prediction store once it is full and dropping its oldest",
+    )
     args = parser.parse_args(argv)
     scenario = next((s for s in SCENARIOS if s.name == args.scenario), None)
     if scenario is None or scenario.target != "router" or scenario.workers != 1:
@@ -87,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     service, port, backends = start_router(scenario, workdir, prefix)
     try:
         body = post_body() if args.method == "POST" else b""
-        send(port, args.method, 200, body)  # warm-up: imports, caches, connections
+        send(port, args.method, args.warm, body)  # warm-up: imports, caches, connections
         os.kill(service.pid, signal.SIGUSR1)
         send(port, args.method, args.n, body)
         os.kill(service.pid, signal.SIGUSR2)
