@@ -1,14 +1,15 @@
 """The bounded request id -> (variant, backend, prediction, time) store behind ground truth.
 
-At the default ``keep`` of 100,000 per route the store is most of a route's memory,
-so it is laid out for size: a ring of slots in parallel arrays (ids, variant/backend
-pairs, predictions, times) allocated once at ``keep * 5 / 4`` slots, and an
-open-addressing table of slot numbers (linear probing on the id's hash, at most half
-full) in place of a dict. No object is created per prediction except the id, and the
-router's own ids (32 lowercase hex digits) are kept as their 16 bytes; predictions and
-variant/backend pairs are shared between slots (a bounded interning cache). That is
-about 110 bytes per remembered prediction against about 350 for an ``OrderedDict`` of
-tuples (``tests/telemetry/test_prediction_memory.py`` holds the budget).
+Laid out for the request path first, size second. A ring of slots in parallel arrays
+(ids, variant/backend pairs, predictions, times) allocated once at ``keep * 5 / 4``
+slots keeps the order; a dict from id to slot finds a prediction. Every operation is a
+few dict and list operations in C: about 1 µs an insertion on a full store, where a
+table probed in Python cost 3.5 µs (and twice that in a busy router, between cache
+misses). The router's own ids (32 lowercase hex digits) are kept as their 16 bytes;
+predictions and variant/backend pairs are shared between slots (a bounded interning
+cache). That is about 150 to 250 bytes per remembered prediction, as the dict's table
+stands between its doublings (``tests/telemetry/test_prediction_memory.py`` holds the
+budget), against about 350 for an ``OrderedDict`` of tuples.
 
 Order: a new prediction goes at the ring's head; once ``keep`` are remembered the
 oldest is dropped. A joined (popped) or replaced prediction leaves a hole that is
@@ -29,13 +30,14 @@ from strategies.feedback import Prediction
 __all__ = ["PredictionStore", "Row"]
 
 Row = tuple[str, str, Prediction, float]  # variant, backend, prediction, time
+Key = bytes | str
 
 _INTERN_MAX = 4096  # distinct predictions and variant/backend pairs shared between slots
 _HEX_ID = 32
 _T = TypeVar("_T")
 
 
-def _key(request_id: str) -> bytes | str:
+def _key(request_id: str) -> Key:
     """The id as stored: 16 bytes for 32 lowercase hex digits (its one spelling), else as is."""
     if len(request_id) == _HEX_ID:
         try:
@@ -47,70 +49,69 @@ def _key(request_id: str) -> bytes | str:
     return request_id
 
 
+def _id_of(key: Key) -> str:
+    return key.hex() if isinstance(key, bytes) else key
+
+
 class PredictionStore:
     """The newest ``keep`` predictions of one route, by request id."""
 
     __slots__ = (
-        "_at", "_bucket_of", "_head", "_home_of", "_ids", "_live", "_mask", "_pairs",
-        "_shared_pairs", "_shared_values", "_size", "_table", "_tail", "_values", "keep",
+        "_at", "_head", "_ids", "_index", "_pairs", "_shared_pairs", "_shared_values",
+        "_size", "_tail", "_values", "keep",
     )
 
     def __init__(self, keep: int) -> None:
         self.keep = keep
         self._size = keep + max(keep // 4, 1)
         # Allocated at the first prediction (a shadow's store may never see one).
-        self._ids: list[bytes | str | None] = []
+        self._ids: list[Key | None] = []
         self._pairs: list[tuple[str, str] | None] = []
         self._values: list[Prediction | None] = []
         self._at = array("d")
-        self._bucket_of = array("i")  # per slot: its bucket in the table
-        self._home_of = array("i")  # per slot: its id's first bucket (hash & mask)
-        self._table = array("i")  # per bucket: slot + 1; 0 is empty
-        self._mask = 0
+        self._index: dict[Key, int] = {}
         self._shared_pairs: dict[tuple[str, str], tuple[str, str]] = {}
         self._shared_values: dict[Prediction, Prediction] = {}
-        self._head = self._tail = self._live = 0  # next slot to write, oldest slot, count
+        self._head = self._tail = 0  # next slot to write, oldest slot
 
     def _allocate(self) -> None:
         size = self._size
         self._ids, self._pairs, self._values = [None] * size, [None] * size, [None] * size
         self._at = array("d", bytes(8 * size))
-        self._bucket_of = array("i", bytes(4 * size))
-        self._home_of = array("i", bytes(4 * size))
-        buckets = 1 << (2 * size).bit_length()  # at most half full
-        self._table = array("i", bytes(4 * buckets))
-        self._mask = buckets - 1
         # Out of the cyclic collector's passes: its full passes would walk the slot lists
-        # (three times ``keep * 5/4`` entries) every time, and they hold no cycle.
+        # (three times ``keep * 5/4`` entries) every time, and they hold no cycle. The
+        # index holds only ids and numbers, so the collector never tracks it.
         gc.freeze()
 
     def __len__(self) -> int:
-        return self._live
+        return len(self._index)
 
     def add(
         self, request_id: str, variant: str, backend: str, value: Prediction, at: float
     ) -> None:
         """Remember one prediction; a repeated id keeps only its newest prediction."""
-        if not self._table:
+        ids = self._ids
+        if not ids:
             self._allocate()
+            ids = self._ids
         key = _key(request_id)
-        table, ids, mask = self._table, self._ids, self._mask
-        home = bucket = hash(key) & mask
-        while table[bucket]:  # to the bucket holding the key, or the first empty one
-            if ids[table[bucket] - 1] == key:
-                self._forget(table[bucket] - 1)
-                bucket = self._find(key, home)
-                break
-            bucket = (bucket + 1) & mask
-        slot = self._head
-        if self._live >= self.keep or ids[slot] is not None:
-            hole = self._drop_oldest()
-            # The one bucket emptied may now be the first free one of the key's probe run.
-            if (hole - home) & mask < (bucket - home) & mask:
-                bucket = hole
-        if self._live and slot == self._tail:  # a full ring whose oldest slot is a hole
-            self._tail = (slot + 1) % self._size
-        self._head = (slot + 1) % self._size
+        index = self._index
+        replaced = index.pop(key, None)
+        if replaced is not None:
+            self._forget(replaced)
+        slot, size = self._head, self._size
+        if len(index) >= self.keep or ids[slot] is not None:  # drop the oldest
+            tail = self._tail
+            while ids[tail] is None:  # holes left by joins and repeated ids
+                tail = tail + 1 if tail + 1 < size else 0
+            oldest = ids[tail]
+            assert oldest is not None
+            del index[oldest]
+            ids[tail] = self._pairs[tail] = self._values[tail] = None
+            self._tail = tail + 1 if tail + 1 < size else 0
+        elif slot == self._tail and index:  # a full ring whose oldest slot is a hole
+            self._tail = slot + 1 if slot + 1 < size else 0
+        self._head = slot + 1 if slot + 1 < size else 0
         ids[slot] = key
         pair = (variant, backend)
         self._pairs[slot] = self._shared_pairs.get(pair) or _share(self._shared_pairs, pair)
@@ -119,18 +120,12 @@ class PredictionStore:
             or _share(self._shared_values, value)
         )
         self._at[slot] = at
-        table[bucket] = slot + 1
-        self._bucket_of[slot] = bucket
-        self._home_of[slot] = home
-        self._live += 1
+        index[key] = slot
 
     def pop(self, request_id: str) -> Row | None:
         """The prediction for ``request_id``, forgotten (a label joins once); None if unknown."""
-        if not self._live:
-            return None
-        key = _key(request_id)
-        slot = self._table[self._find(key, hash(key) & self._mask)] - 1
-        if slot < 0:
+        slot = self._index.pop(_key(request_id), None)
+        if slot is None:
             return None
         row = self._row(slot)
         self._forget(slot)
@@ -145,63 +140,26 @@ class PredictionStore:
 
     def _rows(self) -> Iterator[tuple[str, Row]]:
         """(request id, row) of every remembered prediction, oldest first."""
-        if not self._live:
+        if not self._index:
             return
         for offset in range(self._size):
             slot = (self._tail + offset) % self._size
             key = self._ids[slot]
             if key is not None:
-                yield (key.hex() if isinstance(key, bytes) else key), self._row(slot)
+                yield _id_of(key), self._row(slot)
 
     def _row(self, slot: int) -> Row:
         pair, value = self._pairs[slot], self._values[slot]
         assert pair is not None and value is not None
         return pair[0], pair[1], value, self._at[slot]
 
-    def _find(self, key: bytes | str, bucket: int) -> int:
-        """From ``key``'s home ``bucket``: the bucket holding its slot, else the first empty."""
-        table, ids, mask = self._table, self._ids, self._mask
-        while True:
-            slot = table[bucket]
-            if not slot or ids[slot - 1] == key:
-                return bucket
-            bucket = (bucket + 1) & mask
-
-    def _drop_oldest(self) -> int:
-        """Forget the oldest remembered prediction; the bucket left empty."""
-        ids, tail = self._ids, self._tail
-        while ids[tail] is None:  # holes left by joins and repeated ids
-            tail = (tail + 1) % self._size
-        self._tail = tail
-        return self._forget(tail)
-
-    def _forget(self, slot: int) -> int:
-        """Empty ``slot`` and take it out of the table; the bucket left empty."""
+    def _forget(self, slot: int) -> None:
+        """Empty ``slot``, already out of the index."""
         self._ids[slot] = self._pairs[slot] = self._values[slot] = None
-        live = self._live = self._live - 1
-        if not live:
+        if not self._index:
             self._tail = self._head
         elif slot == self._tail:
-            self._tail = (slot + 1) % self._size
-        return self._unlink(self._bucket_of[slot])
-
-    def _unlink(self, hole: int) -> int:
-        """Remove ``hole`` from the table, moving later entries of its probe run back into it."""
-        table, bucket_of, home_of, mask = self._table, self._bucket_of, self._home_of, self._mask
-        bucket = hole
-        while True:
-            bucket = (bucket + 1) & mask
-            slot = table[bucket]
-            if not slot:
-                break
-            home = home_of[slot - 1]
-            # The entry may move back to the hole unless its home lies in (hole, bucket].
-            if (bucket - home) & mask >= (bucket - hole) & mask:
-                table[hole] = slot
-                bucket_of[slot - 1] = hole
-                hole = bucket
-        table[hole] = 0
-        return hole
+            self._tail = slot + 1 if slot + 1 < self._size else 0
 
 
 def _share(cache: dict[_T, _T], value: _T) -> _T:
