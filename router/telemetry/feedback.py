@@ -2,7 +2,7 @@
 
 The body inspector hands each inspected answer's first prediction to
 ``GroundTruth.remember`` after the client has its answer: one insertion into a
-bounded ring (``router.telemetry.predictions``; the oldest dropped past ``keep``),
+bounded ring (``router.telemetry.predictions``; the oldest eighth dropped past ``keep``),
 nothing else on the request path. ``join`` runs in the admin handler: it pops the prediction a label
 is for, scores it (``strategies.feedback``) and adds the verdict to the
 variant's ``AccuracyWindow``, a ring of time buckets over ``feedback.window``, so

@@ -1,37 +1,39 @@
 """The bounded request id -> (variant, backend, prediction, time) store behind ground truth.
 
-Laid out for the request path first, size second. A ring of slots in parallel arrays
-(ids, variant/backend pairs, predictions, times) allocated once at ``keep * 5 / 4``
-slots keeps the order; a dict from id to slot finds a prediction. Every operation is a
-few dict and list operations in C: about 1 µs an insertion on a full store, where a
-table probed in Python cost 3.5 µs (and twice that in a busy router, between cache
-misses). The router's own ids (32 lowercase hex digits) are kept as their 16 bytes;
-predictions and variant/backend pairs are shared between slots (a bounded interning
-cache). That is about 150 to 250 bytes per remembered prediction, as the dict's table
-stands between its doublings (``tests/telemetry/test_prediction_memory.py`` holds the
-budget), against about 350 for an ``OrderedDict`` of tuples.
+Laid out for the request path first, size second. Predictions are remembered in blocks
+of ``keep / 8``: a ring of slots in parallel arrays (variant/backend pairs, predictions,
+times) allocated once, and per block a dict from id to slot. An insertion is one dict
+insertion and three array stores, all in C, touching one random place in memory (the new
+id's bucket); when the newest block is full, the oldest block's dict is dropped whole and
+its slots are reused. Dropping predictions one by one (a dict deletion per insertion, or a
+table probed in Python) touched four or five random places and cost two to five times as
+much inside a busy router. The router's own ids (32 lowercase hex digits) are kept as
+their 16 bytes; predictions and variant/backend pairs are shared between slots (a bounded
+interning cache). About 160 to 200 bytes per remembered prediction
+(``tests/telemetry/test_prediction_memory.py`` holds the budget).
 
-Order: a new prediction goes at the ring's head; once ``keep`` are remembered the
-oldest is dropped. A joined (popped) or replaced prediction leaves a hole that is
-skipped; when the ring is full of remembered predictions and holes, the oldest
-remembered one is dropped even though fewer than ``keep`` are remembered, so a
-prediction is forgotten at the latest ``keep * 5 / 4`` predictions after it was made.
+Order: the store remembers the newest predictions, at most ``keep`` and at least
+``keep - keep / 8`` once that many were made: the oldest eighth is dropped at once. A
+repeated id: the newest prediction is the one joined, and a label joins once (``pop``
+forgets every prediction of the id).
 """
 
 from __future__ import annotations
 
 import gc
 from array import array
+from collections import deque
 from collections.abc import Iterator
 from typing import TypeVar
 
 from strategies.feedback import Prediction
 
-__all__ = ["PredictionStore", "Row"]
+__all__ = ["BLOCKS", "PredictionStore", "Row"]
 
 Row = tuple[str, str, Prediction, float]  # variant, backend, prediction, time
 Key = bytes | str
 
+BLOCKS = 8  # a store drops the oldest 1/BLOCKS of its predictions at once
 _INTERN_MAX = 4096  # distinct predictions and variant/backend pairs shared between slots
 _HEX_ID = 32
 _T = TypeVar("_T")
@@ -54,65 +56,48 @@ def _id_of(key: Key) -> str:
 
 
 class PredictionStore:
-    """The newest ``keep`` predictions of one route, by request id."""
+    """The newest predictions of one route (at most ``keep``), by request id."""
 
     __slots__ = (
-        "_at", "_head", "_ids", "_index", "_pairs", "_shared_pairs", "_shared_values",
-        "_size", "_tail", "_values", "keep",
+        "_at", "_block", "_blocks", "_end", "_head", "_pairs", "_shared_pairs",
+        "_shared_values", "_size", "_values", "keep",
     )
 
     def __init__(self, keep: int) -> None:
         self.keep = keep
-        self._size = keep + max(keep // 4, 1)
+        self._block = max(1, keep // BLOCKS)  # slots per block
+        self._size = keep - keep % self._block  # whole blocks, at most keep slots
         # Allocated at the first prediction (a shadow's store may never see one).
-        self._ids: list[Key | None] = []
         self._pairs: list[tuple[str, str] | None] = []
         self._values: list[Prediction | None] = []
         self._at = array("d")
-        self._index: dict[Key, int] = {}
+        self._blocks: deque[dict[Key, int]] = deque()  # id -> slot, oldest block first
+        self._head = self._end = 0  # next slot to write; the end of the newest block's slots
         self._shared_pairs: dict[tuple[str, str], tuple[str, str]] = {}
         self._shared_values: dict[Prediction, Prediction] = {}
-        self._head = self._tail = 0  # next slot to write, oldest slot
 
     def _allocate(self) -> None:
         size = self._size
-        self._ids, self._pairs, self._values = [None] * size, [None] * size, [None] * size
+        self._pairs, self._values = [None] * size, [None] * size
         self._at = array("d", bytes(8 * size))
         # Out of the cyclic collector's passes: its full passes would walk the slot lists
-        # (three times ``keep * 5/4`` entries) every time, and they hold no cycle. The
-        # index holds only ids and numbers, so the collector never tracks it.
+        # every time, and they hold no cycle. The blocks' dicts hold only ids and numbers,
+        # so the collector never tracks them.
         gc.freeze()
 
     def __len__(self) -> int:
-        return len(self._index)
+        """Predictions remembered (an id repeated across blocks counts in each)."""
+        return sum(map(len, self._blocks))
 
     def add(
         self, request_id: str, variant: str, backend: str, value: Prediction, at: float
     ) -> None:
-        """Remember one prediction; a repeated id keeps only its newest prediction."""
-        ids = self._ids
-        if not ids:
-            self._allocate()
-            ids = self._ids
-        key = _key(request_id)
-        index = self._index
-        replaced = index.pop(key, None)
-        if replaced is not None:
-            self._forget(replaced)
-        slot, size = self._head, self._size
-        if len(index) >= self.keep or ids[slot] is not None:  # drop the oldest
-            tail = self._tail
-            while ids[tail] is None:  # holes left by joins and repeated ids
-                tail = tail + 1 if tail + 1 < size else 0
-            oldest = ids[tail]
-            assert oldest is not None
-            del index[oldest]
-            ids[tail] = self._pairs[tail] = self._values[tail] = None
-            self._tail = tail + 1 if tail + 1 < size else 0
-        elif slot == self._tail and index:  # a full ring whose oldest slot is a hole
-            self._tail = slot + 1 if slot + 1 < size else 0
-        self._head = slot + 1 if slot + 1 < size else 0
-        ids[slot] = key
+        """Remember one prediction; for a repeated id, the newest is the one joined."""
+        slot = self._head
+        if slot == self._end:
+            slot = self._next_block()
+        self._head = slot + 1
+        self._blocks[-1][_key(request_id)] = slot
         pair = (variant, backend)
         self._pairs[slot] = self._shared_pairs.get(pair) or _share(self._shared_pairs, pair)
         self._values[slot] = (
@@ -120,16 +105,28 @@ class PredictionStore:
             or _share(self._shared_values, value)
         )
         self._at[slot] = at
-        index[key] = slot
+
+    def _next_block(self) -> int:
+        """Open a new newest block (dropping the oldest when the ring is full); its first slot."""
+        if not self._pairs:
+            self._allocate()
+        start = self._end if self._end < self._size else 0
+        if len(self._blocks) * self._block >= self._size:
+            self._blocks.popleft()
+        self._blocks.append({})
+        self._end = start + self._block
+        return start
 
     def pop(self, request_id: str) -> Row | None:
-        """The prediction for ``request_id``, forgotten (a label joins once); None if unknown."""
-        slot = self._index.pop(_key(request_id), None)
-        if slot is None:
-            return None
-        row = self._row(slot)
-        self._forget(slot)
-        return row
+        """The newest prediction for ``request_id``, forgotten with any older one (a label
+        joins once); None if unknown."""
+        key = _key(request_id)
+        found: int | None = None
+        for block in reversed(self._blocks):
+            slot = block.pop(key, None)
+            if found is None:
+                found = slot
+        return None if found is None else self._row(found)
 
     def resized(self, keep: int) -> PredictionStore:
         """A store of capacity ``keep`` holding the newest of these predictions."""
@@ -140,26 +137,14 @@ class PredictionStore:
 
     def _rows(self) -> Iterator[tuple[str, Row]]:
         """(request id, row) of every remembered prediction, oldest first."""
-        if not self._index:
-            return
-        for offset in range(self._size):
-            slot = (self._tail + offset) % self._size
-            key = self._ids[slot]
-            if key is not None:
+        for block in self._blocks:
+            for slot, key in sorted((slot, key) for key, slot in block.items()):
                 yield _id_of(key), self._row(slot)
 
     def _row(self, slot: int) -> Row:
         pair, value = self._pairs[slot], self._values[slot]
         assert pair is not None and value is not None
         return pair[0], pair[1], value, self._at[slot]
-
-    def _forget(self, slot: int) -> None:
-        """Empty ``slot``, already out of the index."""
-        self._ids[slot] = self._pairs[slot] = self._values[slot] = None
-        if not self._index:
-            self._tail = self._head
-        elif slot == self._tail:
-            self._tail = slot + 1 if slot + 1 < self._size else 0
 
 
 def _share(cache: dict[_T, _T], value: _T) -> _T:

@@ -1,12 +1,11 @@
 """The bounded prediction store and the bucketed accuracy window behind ground truth.
 
-The store is checked against its rules written plainly (an ordered map) under random
-adds, repeated ids and joins.
+The store is checked against its rules written plainly (blocks of ordered maps) under
+random adds, repeated ids and joins.
 """
 
 from __future__ import annotations
 
-import collections
 import random
 
 import pytest
@@ -38,24 +37,38 @@ def test_prediction_store_drops_the_oldest_past_keep() -> None:
 
 
 class _Model:
-    """The store's rules written plainly: an ordered map, the oldest dropped past ``keep``,
-    and a prediction forgotten once ``keep * 5 / 4`` predictions were made after it."""
+    """The store's rules written plainly: blocks of ``keep // 8`` predictions (at least
+    one), as many whole blocks as fit in ``keep``, the oldest block dropped whole; a label
+    joins the newest prediction of its id and forgets every other."""
 
     def __init__(self, keep: int) -> None:
-        self.keep, self.span, self.made = keep, keep + max(keep // 4, 1), 0
-        self.rows: collections.OrderedDict[str, tuple[int, Row]] = collections.OrderedDict()
+        self.block = max(1, keep // 8)
+        self.most = keep // self.block
+        self.blocks: list[dict[str, Row]] = []
+        self.filled = self.block  # predictions made into the newest block
 
     def add(self, request_id: str, row: Row) -> None:
-        self.rows.pop(request_id, None)
-        oldest = next(iter(self.rows.values()), None)
-        if len(self.rows) >= self.keep or (oldest and oldest[0] == self.made - self.span):
-            self.rows.popitem(last=False)
-        self.rows[request_id] = (self.made, row)
-        self.made += 1
+        if self.filled == self.block:
+            if len(self.blocks) == self.most:
+                self.blocks.pop(0)
+            self.blocks.append({})
+            self.filled = 0
+        self.blocks[-1].pop(request_id, None)  # ordered by its newest prediction
+        self.blocks[-1][request_id] = row
+        self.filled += 1
 
     def pop(self, request_id: str) -> Row | None:
-        found = self.rows.pop(request_id, None)
-        return found[1] if found else None
+        found = [block.pop(request_id) for block in self.blocks if request_id in block]
+        return found[-1] if found else None
+
+    def __len__(self) -> int:
+        return sum(map(len, self.blocks))
+
+    def resized(self, keep: int) -> _Model:
+        fresh = _Model(keep)
+        for request_id, row in [item for block in self.blocks for item in block.items()][-keep:]:
+            fresh.add(request_id, row)
+        return fresh
 
 
 @pytest.mark.parametrize("seed", range(24))
@@ -79,10 +92,8 @@ def test_prediction_store_follows_its_rules_under_random_adds_repeats_and_joins(
         else:
             got, want = store.pop(request_id), model.pop(request_id)
             assert got == want and repr(got) == repr(want), (step, request_id)
-        assert len(store) == len(model.rows)
-    resized = store.resized(max(1, keep // 2))
+        assert len(store) == len(model)
+    half = max(1, keep // 2)
+    resized, kept = store.resized(half), model.resized(half)
     for request_id in ids:
-        assert resized.pop(request_id) == (
-            model.rows[request_id][1] if request_id in list(model.rows)[-max(1, keep // 2):]
-            else None
-        )
+        assert resized.pop(request_id) == kept.pop(request_id)
