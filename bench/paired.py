@@ -29,7 +29,7 @@ from scenarios import SCENARIOS, Scenario
 from stack import Endpoint, Stack
 from wrk import WrkResult, post_body, run_wrk, write_script
 
-__all__ = ["main", "paired_round"]
+__all__ = ["main", "paired_round", "run_paired"]
 
 CONNECTIONS = 32
 
@@ -66,6 +66,40 @@ def _scenario(name: str, rename: str) -> Scenario:
     return dataclasses.replace(found, name=rename)
 
 
+def run_paired(
+    a: str, b: str, rounds: int, seconds: float, fill: float = 25.0,
+    target: float | None = None,
+) -> dict[str, object]:
+    """Start ``a`` and ``b``, fill them, then ``rounds`` paired rounds, printed as they go;
+    the per-round figures and the median ratio B / A (for the JSON results)."""
+    # Renamed, so the same scenario can be compared with itself.
+    scenarios = [_scenario(a, "a"), _scenario(b, "b")]
+    stack = Stack(Path(tempfile.mkdtemp(prefix="router-paired-")))
+    try:
+        endpoints = stack.start(scenarios, {})
+        pair = [endpoints["a"], endpoints["b"]]
+        script = write_script(stack.workdir, "POST", post_body())
+        paired_round(pair, script, fill)
+        costs = []
+        for n in range(rounds):
+            cost_a, cost_b = paired_round(pair, script, seconds)
+            costs.append((cost_a, cost_b))
+            print(f"  round {n + 1:2}: {a} {cost_a:6.1f} us  {b} {cost_b:6.1f} us  "
+                  f"ratio {cost_b / cost_a:.3f}", flush=True)
+    finally:
+        stack.close()
+    ratios = [cost_b / cost_a for cost_a, cost_b in costs]
+    median = statistics.median(ratios)
+    low, _, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (median,) * 3
+    verdict = "" if target is None else (
+        f"  (target <= {target:g}: {'met' if median <= target else 'NOT met'})"
+    )
+    print(f"  CPU/request {b} / {a}, POST@{CONNECTIONS} each, at the same time: median "
+          f"{median:.3f} (quartiles {low:.3f}-{high:.3f}, {len(ratios)} rounds of "
+          f"{seconds:g} s){verdict}")
+    return {"a": a, "b": b, "costs_us": costs, "median_ratio": median, "target": target}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Print each round's CPU per request and the median ratio B / A."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -76,26 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fill", type=float, default=25.0,
                         help="seconds of load before the rounds (25: fills a 100,000 store)")
     args = parser.parse_args(argv)
-    # Renamed, so the same scenario can be compared with itself.
-    scenarios = [_scenario(args.a, "a"), _scenario(args.b, "b")]
-    stack = Stack(Path(tempfile.mkdtemp(prefix="router-paired-")))
-    try:
-        endpoints = stack.start(scenarios, {})
-        pair = [endpoints["a"], endpoints["b"]]
-        script = write_script(stack.workdir, "POST", post_body())
-        paired_round(pair, script, args.fill)
-        ratios = []
-        for n in range(args.rounds):
-            a, b = paired_round(pair, script, args.seconds)
-            ratios.append(b / a)
-            print(f"round {n + 1:2}: {args.a} {a:6.1f} us  {args.b} {b:6.1f} us  "
-                  f"ratio {b / a:.3f}", flush=True)
-        low, _, high = statistics.quantiles(ratios, n=4)
-        print(f"CPU/request {args.b} / {args.a}, POST@{CONNECTIONS} each, at the same time: "
-              f"median {statistics.median(ratios):.3f} (quartiles {low:.3f}-{high:.3f}, "
-              f"{len(ratios)} rounds of {args.seconds:g} s)")
-    finally:
-        stack.close()
+    run_paired(args.a, args.b, args.rounds, args.seconds, args.fill)
     return 0
 
 

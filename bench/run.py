@@ -5,8 +5,9 @@ scenarios of ``scenarios.py``, all on 127.0.0.1, then loads each with wrk in
 interleaved rounds and prints medians, the comparisons with the issue's
 targets, and (with ``--soak N``) the router's RSS over N requests. Results are
 also written to ``bench/results/latest.json``. A route-count sweep follows
-(``route_sweep.py``; ``--routes-only`` runs it alone). Everything started is stopped at
-the end, on errors and on Ctrl-C too.
+(``route_sweep.py``; ``--routes-only`` runs it alone), after the shadow, streaming and
+paired (``paired.py``: two routers loaded at the same time) comparisons. Everything
+started is stopped at the end, on errors and on Ctrl-C too.
 """
 
 from __future__ import annotations
@@ -82,11 +83,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--no-streams", dest="streams", action="store_false",
         help="skip the streaming comparison (event gaps at 100 concurrent SSE streams, direct "
         "vs through the router); it runs by default unless --only is given")
+    add("--no-paired", dest="paired", action="store_false",
+        help="skip the paired comparison (feedback+drift against none, both routers loaded "
+        "at the same time: bench/paired.py); it runs by default unless --only is given")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.duration = 1, 3.0
     if args.only:
-        args.shadow = args.routes = args.streams = False
+        args.shadow = args.routes = args.streams = args.paired = False
     return args
 
 
@@ -323,6 +327,18 @@ def bench(args: argparse.Namespace, scenarios: Sequence[Scenario], stack: Stack)
         gaps = run_stream_gaps(rounds=args.rounds)
         print(render_gaps(gaps))
         payload["streams"] = gaps
+    if args.paired:
+        stack.close()
+        from paired import run_paired
+
+        # The sequential comparison above swings by 10-40 % with the machine; this one
+        # loads both routers at once, so both see the same machine, round after round.
+        print("\nAt the same time: CPU/request with feedback (100,000 kept) and drift at 0.1, "
+              "against none")
+        payload["paired"] = run_paired(
+            "router-canary", "router-canary-truth", rounds=4 * args.rounds,
+            seconds=args.duration, target=1.05,
+        )
     if args.routes:
         payload["routes"] = route_sweep(stack.workdir / "routes", args)
     write_json(RESULTS / "latest.json", payload)

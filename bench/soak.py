@@ -106,12 +106,15 @@ def _feedback_sections(node: Any) -> list[dict[str, Any]]:
 
 
 def feedback_full(admin_url: str) -> bool:
-    """Whether every route's feedback store (in ``/admin/status``) holds ``keep`` predictions."""
+    """Whether every route's feedback store (in ``/admin/status``) has filled: it holds
+    ``keep`` predictions, or has dropped its oldest (it drops them an eighth at a time)."""
     try:
         status = httpx.get(f"{admin_url}/admin/status", timeout=10, trust_env=False).json()
     except (httpx.HTTPError, ValueError):
         return False
-    return all(s["remembered"] >= s["keep"] for s in _feedback_sections(status))
+    return all(
+        s["remembered"] >= s["keep"] or s.get("dropped", 0) > 0 for s in _feedback_sections(status)
+    )
 
 
 def post_labels(admin_url: str, run: int, requests: int, rng: random.Random) -> int:

@@ -237,6 +237,7 @@ class GroundTruth:
             "window_s": found.spec.window,
             "keep": found.spec.keep,
             "remembered": len(found.store),
+            "dropped": found.store.dropped,
             "remembered_from_shadows": len(found.mirrored),
             "variants": {v: t.render() for v, t in sorted(self.tallies(route, now).items())},
         }

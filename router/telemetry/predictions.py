@@ -60,7 +60,7 @@ class PredictionStore:
 
     __slots__ = (
         "_at", "_block", "_blocks", "_end", "_head", "_pairs", "_shared_pairs",
-        "_shared_values", "_size", "_values", "keep",
+        "_shared_values", "_size", "_values", "dropped", "keep",
     )
 
     def __init__(self, keep: int) -> None:
@@ -75,6 +75,7 @@ class PredictionStore:
         self._head = self._end = 0  # next slot to write; the end of the newest block's slots
         self._shared_pairs: dict[tuple[str, str], tuple[str, str]] = {}
         self._shared_values: dict[Prediction, Prediction] = {}
+        self.dropped = 0  # predictions forgotten unjoined: their block was the oldest
 
     def _allocate(self) -> None:
         size = self._size
@@ -112,7 +113,7 @@ class PredictionStore:
             self._allocate()
         start = self._end if self._end < self._size else 0
         if len(self._blocks) * self._block >= self._size:
-            self._blocks.popleft()
+            self.dropped += len(self._blocks.popleft())
         self._blocks.append({})
         self._end = start + self._block
         return start

@@ -137,6 +137,7 @@ def test_a_router_made_request_id_joins_too(router: RouterProcess) -> None:
 def test_unknown_expired_and_repeated_ids_are_counted_not_refused(router: RouterProcess) -> None:
     ids = [predict(router, "tiny") for _ in range(5)]  # keep: 3, so the first two expire
     wait_until(lambda: route_feedback(router, "tiny")["remembered"] == 3, timeout=10)
+    assert route_feedback(router, "tiny")["dropped"] == 2
     unknown_before = counter(router, "none", "none", "unknown_request")
 
     items = [{"request_id": i, "label": 1} for i in [*ids, "never-seen"]]
