@@ -77,7 +77,6 @@ _IO_LIBRARIES = frozenset(
 # Functions longer than 60 lines that are declarations, not logic (reviewed one by one).
 LONG_ALLOWED = {
     ("router/telemetry/metrics.py", "__init__"),  # the metric declarations, one per block
-    ("router/cli/main.py", "build_parser"),  # the argparse table of commands and options
 }
 MAX_FUNCTION_LINES = 60
 

@@ -56,7 +56,29 @@ def build_parser() -> argparse.ArgumentParser:
         description="A gateway for shipping new ML model versions safely.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_serve(sub)
 
+    validate = sub.add_parser("validate", help="check a config file")
+    validate.add_argument("path")
+
+    sub.add_parser("schema", help="print the config file's JSON Schema")
+    _add_admin_commands(sub)
+
+    demo = sub.add_parser("demo", help="run the live demo")
+    demo.add_argument(
+        "--scenario", default="canary",
+        choices=["canary", "bad-canary", "shadow", "blue-green", "drift-and-truth", "llm",
+                 "drift", "shadow-first"],
+    )
+    demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    demo.add_argument("--headless", action="store_true", help="no live view, plain log lines")
+    return parser
+
+
+Subparsers = argparse._SubParsersAction  # argparse names no public type for it
+
+
+def _add_serve(sub: Subparsers[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="run the router")
     serve.add_argument("--config", required=True, metavar="PATH", help="the YAML config file")
     serve.add_argument("--listen", metavar="HOST:PORT", help="proxy listener (overrides config)")
@@ -69,11 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-access-log", action="store_true", help="no per-request log line")
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
-    validate = sub.add_parser("validate", help="check a config file")
-    validate.add_argument("path")
 
-    sub.add_parser("schema", help="print the config file's JSON Schema")
-
+def _add_admin_commands(sub: Subparsers[argparse.ArgumentParser]) -> None:
+    """The subcommands that call a running router's admin API."""
     status = sub.add_parser("status", help="show routes, phases and weights")
     status.add_argument("--json", action="store_true", help="raw status JSON")
     status.add_argument("--watch", action="store_true", help="redraw every second")
@@ -103,16 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     reload = sub.add_parser("reload", help="re-read the config file now")
     _add_admin_option(reload)
-
-    demo = sub.add_parser("demo", help="run the live demo")
-    demo.add_argument(
-        "--scenario", default="canary",
-        choices=["canary", "bad-canary", "shadow", "blue-green", "drift-and-truth", "llm",
-                 "drift", "shadow-first"],
-    )
-    demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
-    demo.add_argument("--headless", action="store_true", help="no live view, plain log lines")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
