@@ -1,17 +1,18 @@
 """The bounded request id -> (variant, backend, prediction, time) store behind ground truth.
 
 Laid out for the request path first, size second. Predictions are remembered in blocks
-of ``keep / 8``: a ring of slots in parallel arrays (variant/backend pairs, predictions,
-times) allocated once, and per block a dict from id to slot. An insertion is one dict
-insertion and three array stores, all in C, touching one random place in memory (the new
-id's bucket); when the newest block is full, the oldest block's dict is dropped whole and
-its slots are reused. Dropping predictions one by one (a dict deletion per insertion, or a
-table probed in Python) touched four or five random places and cost two to five times as
-much inside a busy router. The router's own ids (32 lowercase hex digits) are kept as
-their 16 bytes; predictions and variant/backend pairs are shared between slots (a bounded
-interning cache). About 120 to 155 bytes per remembered prediction with the router's ids,
-about 200 with 36-character client ids and a distinct number per prediction
-(``tests/telemetry/test_prediction_memory.py`` holds the budget).
+of ``keep / 8``: a ring of slots in parallel arrays (ids, variant/backend pairs,
+predictions, times) allocated once, and per block a dict from id to slot. An insertion
+is four array stores, all in C, and allocates nothing: the id is the string the request
+already carries. The dicts are built when a label's look-up (or the status's count)
+needs them, in bulk, from the slots written since the last look-up. Inserting into a
+dict per request cost 3 to 4 microseconds of CPU inside a busy router (its table and a
+new key object are cold by then), eight times what the same insertion costs in a loop,
+and built in bulk it costs about 0.1 microsecond per prediction. When the newest block
+is full, the oldest block is dropped whole and its slots are reused. Predictions and
+variant/backend pairs are shared between slots (a bounded interning cache). About 130
+bytes per remembered prediction before its block is indexed, about 200 after, with ids
+of 32 to 36 characters (``tests/telemetry/test_prediction_memory.py`` holds the budget).
 
 Order: the store remembers the newest predictions, at most ``keep`` and at least
 ``keep - keep / 8`` once that many were made: the oldest eighth is dropped at once. A
@@ -25,6 +26,7 @@ import gc
 from array import array
 from collections import deque
 from collections.abc import Iterator
+from itertools import islice
 from typing import TypeVar
 
 from strategies.feedback import Prediction
@@ -32,35 +34,28 @@ from strategies.feedback import Prediction
 __all__ = ["BLOCKS", "PredictionStore", "Row"]
 
 Row = tuple[str, str, Prediction, float]  # variant, backend, prediction, time
-Key = bytes | str
 
 BLOCKS = 8  # a store drops the oldest 1/BLOCKS of its predictions at once
 _INTERN_MAX = 4096  # distinct predictions and variant/backend pairs shared between slots
-_HEX_ID = 32
 _T = TypeVar("_T")
 
 
-def _key(request_id: str) -> Key:
-    """The id as stored: 16 bytes for 32 lowercase hex digits (its one spelling), else as is."""
-    if len(request_id) == _HEX_ID:
-        try:
-            raw = bytes.fromhex(request_id)
-        except ValueError:
-            return request_id
-        if raw.hex() == request_id:  # fromhex also takes capitals and spaces
-            return raw
-    return request_id
+class _Block:
+    """A block's slots ``start`` to ``start + size``; ``index`` maps the ids of its slots
+    before ``indexed`` to their slot (the newest prediction of each, until joined)."""
 
+    __slots__ = ("index", "indexed", "start")
 
-def _id_of(key: Key) -> str:
-    return key.hex() if isinstance(key, bytes) else key
+    def __init__(self, start: int) -> None:
+        self.start = self.indexed = start
+        self.index: dict[str, int] = {}
 
 
 class PredictionStore:
     """The newest predictions of one route (at most ``keep``), by request id."""
 
     __slots__ = (
-        "_at", "_block", "_blocks", "_end", "_head", "_pairs", "_shared_pairs",
+        "_at", "_block", "_blocks", "_end", "_head", "_ids", "_pairs", "_shared_pairs",
         "_shared_values", "_size", "_values", "dropped", "keep",
     )
 
@@ -69,10 +64,11 @@ class PredictionStore:
         self._block = max(1, keep // BLOCKS)  # slots per block
         self._size = keep - keep % self._block  # whole blocks, at most keep slots
         # Allocated at the first prediction (a shadow's store may never see one).
+        self._ids: list[str | None] = []
         self._pairs: list[tuple[str, str] | None] = []
         self._values: list[Prediction | None] = []
         self._at = array("d")
-        self._blocks: deque[dict[Key, int]] = deque()  # id -> slot, oldest block first
+        self._blocks: deque[_Block] = deque()  # oldest first
         self._head = self._end = 0  # next slot to write; the end of the newest block's slots
         self._shared_pairs: dict[tuple[str, str], tuple[str, str]] = {}
         self._shared_values: dict[Prediction, Prediction] = {}
@@ -80,7 +76,7 @@ class PredictionStore:
 
     def _allocate(self) -> None:
         size = self._size
-        self._pairs, self._values = [None] * size, [None] * size
+        self._ids, self._pairs, self._values = [None] * size, [None] * size, [None] * size
         self._at = array("d", bytes(8 * size))
         # Out of the cyclic collector's passes: its full passes would walk the slot lists
         # every time, and they hold no cycle. The blocks' dicts hold only ids and numbers,
@@ -89,7 +85,8 @@ class PredictionStore:
 
     def __len__(self) -> int:
         """Predictions remembered (an id repeated across blocks counts in each)."""
-        return sum(map(len, self._blocks))
+        self._index()
+        return sum(len(block.index) for block in self._blocks)
 
     def add(
         self, request_id: str, variant: str, backend: str, value: Prediction, at: float
@@ -99,7 +96,7 @@ class PredictionStore:
         if slot == self._end:
             slot = self._next_block()
         self._head = slot + 1
-        self._blocks[-1][_key(request_id)] = slot
+        self._ids[slot] = request_id
         pair = (variant, backend)
         self._pairs[slot] = self._shared_pairs.get(pair) or _share(self._shared_pairs, pair)
         self._values[slot] = (
@@ -114,18 +111,40 @@ class PredictionStore:
             self._allocate()
         start = self._end if self._end < self._size else 0
         if len(self._blocks) * self._block >= self._size:
-            self.dropped += len(self._blocks.popleft())
-        self._blocks.append({})
+            oldest = self._blocks[0]
+            self._index_block(oldest, oldest.start + self._block)
+            self.dropped += len(self._blocks.popleft().index)
+        self._blocks.append(_Block(start))
         self._end = start + self._block
         return start
+
+    def _index(self) -> None:
+        """Index every slot written since the last look-up: the newest, so newest blocks
+        first, up to the first older block found indexed whole (those before it are too)."""
+        if not self._blocks or self._blocks[-1].indexed == self._head:
+            return  # nothing written since: the slots not indexed always end at the head
+        # The newest block's slots past the head still hold the ring's older round.
+        self._index_block(self._blocks[-1], self._head)
+        for block in islice(reversed(self._blocks), 1, None):
+            end = block.start + self._block
+            if block.indexed == end:
+                break
+            self._index_block(block, end)
+
+    def _index_block(self, block: _Block, end: int) -> None:
+        """Index ``block``'s slots up to ``end`` (a later slot of an id replaces an earlier)."""
+        if block.indexed < end:
+            ids = self._ids[block.indexed:end]
+            block.index.update(zip(ids, range(block.indexed, end), strict=True))  # type: ignore[arg-type]
+            block.indexed = end
 
     def pop(self, request_id: str) -> Row | None:
         """The newest prediction for ``request_id``, forgotten with any older one (a label
         joins once); None if unknown."""
-        key = _key(request_id)
+        self._index()
         found: int | None = None
         for block in reversed(self._blocks):
-            slot = block.pop(key, None)
+            slot = block.index.pop(request_id, None)
             if found is None:
                 found = slot
         return None if found is None else self._row(found)
@@ -139,9 +158,10 @@ class PredictionStore:
 
     def _rows(self) -> Iterator[tuple[str, Row]]:
         """(request id, row) of every remembered prediction, oldest first."""
+        self._index()
         for block in self._blocks:
-            for slot, key in sorted((slot, key) for key, slot in block.items()):
-                yield _id_of(key), self._row(slot)
+            for slot, request_id in sorted((slot, key) for key, slot in block.index.items()):
+                yield request_id, self._row(slot)
 
     def _row(self, slot: int) -> Row:
         pair, value = self._pairs[slot], self._values[slot]
