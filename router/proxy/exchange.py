@@ -6,7 +6,8 @@ failure, a client that went away (499) — is counted and logged exactly once.
 ``forward`` reads as its steps, one method each: read the client's body
 (whole when small, streamed otherwise), send it upstream (once more on the
 fallback when the first backend cannot be reached), relay the answer while
-capturing it for inspection and mirroring, hand the captures on; and, when a
+capturing it for inspection and mirroring (``AnswerRelay``, router/proxy/relay.py),
+hand the captures on; and, when a
 step fails, map the failure to the router's error answer.
 """
 
@@ -26,15 +27,14 @@ from router.proxy.errors import (
     RouterError,
     error_body,
 )
-from router.proxy.headers import filter_response_headers
-from router.proxy.pieces import Capture, upstream_failure, variant_header
+from router.proxy.pieces import Capture, upstream_failure
+from router.proxy.relay import WITH_END, AnswerRelay
 from router.proxy.sinks import Services
 from router.routing.backends import Backend
 from router.routing.snapshot import CompiledRoute
-from router.server.keys import BODY_FOLLOWS, DISCONNECT_KEY, WHOLE_BODY
+from router.server.keys import DISCONNECT_KEY
 from router.shadow.jobs import MirrorJob
 from router.telemetry.inspection import BodyInspector
-from router.telemetry.streams import SSE, AnswerMeter, answer_kind
 from router.upstream import (
     PoolTimeoutError,
     UpstreamConnectError,
@@ -52,11 +52,10 @@ MAX_CAPTURE = 1024 * 1024  # the primary's answer kept for shadow comparison
 _JSON = b"application/json"
 _MODEL_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _Body = bytes | AsyncIterator[bytes] | None
-_WITH_END = -1.0  # Exchange.first_byte: the first body byte went out with the last
 _clock = time.perf_counter
 
 
-class Exchange:
+class Exchange(AnswerRelay):
     """One request's bookkeeping: what to log and count, however it ends.
 
     The proxy fills in the outgoing request (``target``, ``upstream_headers``,
@@ -66,11 +65,9 @@ class Exchange:
     __slots__ = (
         "backend",
         "bytes_in",
-        "bytes_out",
         "client",
         "content_length",
         "error_kind",
-        "first_byte",
         "has_body",
         "method",
         "path",
@@ -80,7 +77,6 @@ class Exchange:
         "scope",
         "services",
         "started",
-        "status",
         "target",
         "upstream_headers",
         "variant",
@@ -110,7 +106,7 @@ class Exchange:
         self.error_kind: str | None = None
         self.client = ""
         self.preread: bytes | None = None  # the body, when routing had to read it first
-        # perf_counter() when the answer's first body byte was relayed; _WITH_END when that
+        # perf_counter() when the answer's first body byte was relayed; WITH_END when that
         # byte came with the last one (the usual small answer), so finish()'s clock read serves.
         self.first_byte = 0.0
 
@@ -164,7 +160,7 @@ class Exchange:
         duration = _clock() - self.started
         if self.route:
             first = self.first_byte
-            ttfb = None if not first else duration if first == _WITH_END else first - self.started
+            ttfb = None if not first else duration if first == WITH_END else first - self.started
             services.metrics.recorder(
                 self.route, self.variant or "none", self.backend or "none"
             ).record(self.status, duration, ttfb)
@@ -293,90 +289,6 @@ class Exchange:
             self.content_length,
         )
         return response, fallback
-
-    async def _relay(
-        self, send: Any, response: UpstreamResponse, route: CompiledRoute, backend: Backend,
-        expose: bool, cap: int,
-    ) -> bytes | None:
-        """Relay the answer to the client; a copy of it if it fits in ``cap``.
-
-        The router adds its own headers: the request id, and where it went if ``expose``.
-        """
-        self.status = response.status
-        # Byte for byte as the client sent it: the id was decoded as latin-1.
-        extra: list[tuple[bytes, bytes]] = [(b"x-request-id", self.request_id.encode("latin-1"))]
-        if expose:
-            extra += (route.header, variant_header(self.variant), backend.header)
-        headers, content_type = filter_response_headers(response.headers, extra)
-        kind = answer_kind(content_type)
-        start = {"type": "http.response.start", "status": response.status, "headers": headers}
-        whole = response.whole()
-        if whole is None:
-            return await self._stream(send, response, start, kind, cap)
-        # The usual small answer has all arrived: head and body leave in one message and write.
-        if whole:
-            self.first_byte = _WITH_END
-            self.bytes_out = len(whole)
-        start[WHOLE_BODY] = whole
-        await send(start)
-        if kind:
-            meter = self._look(kind, None, whole)
-            if meter is not None:
-                meter.close()
-        return whole if cap and len(whole) <= cap else None
-
-    async def _stream(
-        self, send: Any, response: UpstreamResponse, start: dict[str, Any], kind: int, cap: int
-    ) -> bytes | None:
-        """Stream an answer whose body is still arriving, chunk by chunk as it comes."""
-        captured: list[bytes] | None = [] if cap else None
-        captured_len = 0
-        meter = None
-        # Some of the body may already be here: it then goes out with the head, in one write.
-        start[BODY_FOLLOWS] = response.body_ready
-        try:
-            await send(start)
-            last = False
-            async for chunk in response:
-                last = response.finished  # the last chunk ends the answer in the same message
-                if not self.first_byte:
-                    self.first_byte = _WITH_END if last else _clock()
-                self.bytes_out += len(chunk)
-                if captured is not None:
-                    captured_len += len(chunk)
-                    if captured_len <= cap:
-                        captured.append(chunk)
-                    else:
-                        captured = None
-                await send({"type": "http.response.body", "body": chunk, "more_body": not last})
-                if kind:
-                    meter = self._look(kind, meter, chunk)
-                if last:
-                    break
-            if not last:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            await response.aclose()
-            if meter is not None:
-                meter.close()
-        return b"".join(captured) if captured is not None else None
-
-    def _look(self, kind: int, meter: AnswerMeter | None, chunk: bytes) -> AnswerMeter | None:
-        """Measure a chunk that went on (never held back for it); the meter, made when needed.
-
-        An event stream always gets one; a JSON answer once a ``usage`` object shows up.
-        """
-        # find(), not ``in``: CPython 3.11's bytes.__contains__ first tries the needle as
-        # an int and builds a TypeError message it then drops.
-        if meter is None and (kind == SSE or chunk.find(b'"usage"') >= 0):
-            meter = self._meter(sse=kind == SSE)
-        if meter is not None:
-            meter.feed(chunk, _clock())
-        return meter
-
-    def _meter(self, *, sse: bool) -> AnswerMeter:
-        """A meter of this answer's events and token usage (SSE, or JSON with ``usage``)."""
-        return AnswerMeter(self.services.metrics.stream_stats(self.route, self.variant), sse)
 
     async def _answer_failure(
         self, send: Any, exc: RouterError | UpstreamError, max_body: int
