@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(output, file=sys.stdout if code == 0 else sys.stderr)
         sys.exit(code)
     if command == "schema":
-        from router.config.loader import config_json_schema
+        from router.config.schema import config_json_schema
 
         print(json.dumps(config_json_schema(), indent=2))
         sys.exit(0)

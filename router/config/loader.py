@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic.json_schema import models_json_schema
 
 import strategies
 from router.config.collector import collector_paused
@@ -46,7 +45,6 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "LoadedConfig",
-    "config_json_schema",
     "config_version",
     "load_config",
     "max_config_bytes",
@@ -390,40 +388,3 @@ def run_validate(path: str) -> tuple[int, str]:
     except ConfigError as exc:
         return 1, str(exc)
     return 0, "ok"
-
-
-def config_json_schema() -> dict[str, Any]:
-    """JSON Schema (2020-12) of the file; ``strategy`` is a oneOf over every registered type."""
-    specs = _spec_types()
-    spec_classes = list(dict.fromkeys(specs.values()))
-    keys, top = models_json_schema(
-        [(Config, "validation"), *((cls, "validation") for cls in spec_classes)],
-        ref_template="#/$defs/{model}",
-    )
-    defs: dict[str, Any] = top["$defs"]
-
-    def def_name(ref: str) -> str:
-        return ref.rsplit("/", 1)[-1]
-
-    root = defs.pop(def_name(keys[(Config, "validation")]["$ref"]))
-    route = defs[def_name(root["properties"]["routes"]["items"]["$ref"])]
-    base_ref = route["properties"]["strategy"].get("$ref")
-    mapping: dict[str, str] = {}
-    for name, cls in sorted(specs.items()):
-        ref = keys[(cls, "validation")]["$ref"]
-        mapping[name] = ref
-        required = defs[def_name(ref)].setdefault("required", [])
-        if "type" not in required:
-            required.insert(0, "type")
-    route["properties"]["strategy"] = {
-        "oneOf": [{"$ref": ref} for ref in dict.fromkeys(mapping.values())],
-        "discriminator": {"propertyName": "type", "mapping": mapping},
-    }
-    if base_ref is not None and def_name(base_ref) not in {def_name(r) for r in mapping.values()}:
-        defs.pop(def_name(base_ref), None)
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        **root,
-        "title": "traffic-router config",
-        "$defs": defs,
-    }

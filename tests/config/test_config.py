@@ -15,12 +15,12 @@ import strategies
 from router.config.loader import (
     ConfigError,
     ConfigIssue,
-    config_json_schema,
     load_config,
     parse_config,
     run_validate,
 )
 from router.config.model import Config
+from router.config.schema import config_json_schema
 from strategies.base import StrategySpec
 from strategies.canary.strategy import CanarySpec
 from strategies.shadow.strategy import ShadowSpec
