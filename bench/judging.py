@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from strategies.analysis import AnalysisSpec, Evidence, assess
-from strategies.base import LATENCY_BOUNDS, Tally, VariantStats
+from strategies.observation import LATENCY_BOUNDS, Tally, VariantStats
 
 __all__ = ["Outcomes", "Traffic", "main", "peeking_fail_rate", "simulate", "simulate_latency"]
 

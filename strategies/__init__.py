@@ -19,15 +19,14 @@ from strategies.base import (
     Decision,
     Event,
     MirrorPlan,
-    Observation,
     Phase,
     Picker,
     RequestView,
     Strategy,
     StrategySpec,
     Transition,
-    VariantStats,
 )
+from strategies.observation import Observation, VariantStats
 
 __all__ = [
     "ENTRY_POINT_GROUP",

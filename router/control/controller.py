@@ -26,7 +26,7 @@ from router.telemetry.logs import get_logger
 from router.telemetry.quality import QualityWindows
 from router.telemetry.windows import WindowSet
 from strategies import Observation
-from strategies.base import ShadowCounts
+from strategies.observation import ShadowCounts
 
 __all__ = ["STORE_SYNC_S", "TICK_S", "Controller", "LiveObserver"]
 

@@ -33,7 +33,7 @@ from router.control.store_health import WatchedStore
 from router.telemetry.quality import QualityWindows
 from router.telemetry.windows import SPAN_S, WindowSet
 from strategies import VariantStats
-from strategies.base import LATENCY_BOUNDS, Quality, Tally
+from strategies.observation import LATENCY_BOUNDS, Quality, Tally
 
 __all__ = ["LAG_S", "FleetFigures"]
 

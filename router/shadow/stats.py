@@ -20,7 +20,7 @@ from prometheus_client import Counter
 
 from router.telemetry.logs import get_logger
 from router.telemetry.metrics import Metrics
-from strategies.base import ShadowCounts
+from strategies.observation import ShadowCounts
 
 __all__ = ["ShadowBookkeeping", "ShadowRouteStats"]
 

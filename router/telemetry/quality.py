@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 
 from router.telemetry.windows import SPAN_S
-from strategies.base import Quality
+from strategies.observation import Quality
 
 __all__ = ["VALUES_KEPT", "QualityWindow", "QualityWindows"]
 

@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable
 
 from strategies import VariantStats
-from strategies.base import LATENCY_BOUNDS, Tally
+from strategies.observation import LATENCY_BOUNDS, Tally
 
 __all__ = ["LATENCY_BOUNDS", "VariantWindow", "WindowSet"]
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from strategies.analysis.spec import AnalysisSpec
 from strategies.analysis.verdict import HEALTH_DOWN_REASON, CheckResult, Number
-from strategies.base import Quality, Tally, VariantStats
 from strategies.feedback import LabelTally
+from strategies.observation import Quality, Tally, VariantStats
 from strategies.psi import label_psi, value_psi
 
 __all__ = [

@@ -25,7 +25,7 @@ from strategies.analysis.checks import (
 from strategies.analysis.sequential import SEQUENTIAL_CHECKS
 from strategies.analysis.spec import AnalysisSpec
 from strategies.analysis.verdict import CheckResult, Verdict, combine
-from strategies.base import Observation, Tally, VariantStats
+from strategies.observation import Observation, Tally, VariantStats
 
 __all__ = ["Mark", "Roles", "assess", "begin_mark", "judge", "mark_from_dict", "mark_to_dict"]
 

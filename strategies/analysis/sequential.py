@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from strategies.analysis.checks import Check, Evidence
 from strategies.analysis.spec import AnalysisSpec
 from strategies.analysis.verdict import CheckResult
-from strategies.base import LATENCY_BOUNDS, Tally
+from strategies.observation import LATENCY_BOUNDS, Tally
 
 __all__ = ["MIN_BASELINE", "SEQUENTIAL_CHECKS", "confidence_interval", "log_mixture"]
 

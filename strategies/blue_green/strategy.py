@@ -25,7 +25,6 @@ from strategies.base import (
     CheckRequest,
     Command,
     Decision,
-    Observation,
     Phase,
     Picker,
     RequestView,
@@ -43,6 +42,7 @@ from strategies.blue_green.transitions import (
     other,
     pending_switch_target,
 )
+from strategies.observation import Observation
 
 __all__ = [
     "ACTIONS",

@@ -21,15 +21,9 @@ from strategies.analysis import (
     judge,
     should_act,
 )
-from strategies.base import (
-    ActionRejectedError,
-    Command,
-    Event,
-    Observation,
-    Phase,
-    Transition,
-)
+from strategies.base import ActionRejectedError, Command, Event, Phase, Transition
 from strategies.blue_green.model import BlueGreenSpec, BlueGreenState
+from strategies.observation import Observation
 
 __all__ = [
     "ACTIONS",

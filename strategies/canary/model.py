@@ -12,11 +12,8 @@ from strategies.analysis import (
     Mark,
     Verdict,
 )
-from strategies.base import (
-    Phase,
-    ShadowCounts,
-    StrategySpec,
-)
+from strategies.base import Phase, StrategySpec
+from strategies.observation import ShadowCounts
 from strategies.shadow.strategy import CompareSpec
 from strategies.units import ByteSize, Hold
 

@@ -17,9 +17,10 @@ from typing import Any
 
 from strategies.analysis import CheckResult, Verdict
 from strategies.analysis.verdict import combine
-from strategies.base import Decision, Observation, Phase, Picker, ShadowCounts, Transition
+from strategies.base import Decision, Phase, Picker, Transition
 from strategies.canary.model import CanarySpec, CanaryState, ShadowFirstSpec
 from strategies.canary.moves import changed, ramp_start, rollout_event
+from strategies.observation import Observation, ShadowCounts
 from strategies.shadow.strategy import mirroring_picker
 
 __all__ = [

@@ -32,7 +32,6 @@ from strategies.base import (
     ActionRejectedError,
     Command,
     Event,
-    Observation,
     Phase,
     Picker,
     StrategySpec,
@@ -56,6 +55,7 @@ from strategies.canary.shadow_first import (
     shadowing_picker,
     shadowing_tick,
 )
+from strategies.observation import Observation
 
 __all__ = [
     "ACTIONS",

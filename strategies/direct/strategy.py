@@ -10,13 +10,13 @@ from strategies.base import (
     ActionRejectedError,
     Command,
     Decision,
-    Observation,
     Phase,
     Picker,
     RequestView,
     StrategySpec,
     Transition,
 )
+from strategies.observation import Observation
 
 __all__ = ["DirectSpec", "DirectState", "DirectStrategy"]
 

@@ -15,7 +15,6 @@ from strategies.base import (
     Decision,
     Event,
     MirrorPlan,
-    Observation,
     Phase,
     Picker,
     RequestView,
@@ -23,6 +22,7 @@ from strategies.base import (
     Transition,
 )
 from strategies.compare import Comparator
+from strategies.observation import Observation
 from strategies.units import ByteSize
 
 __all__ = ["CompareSpec", "ShadowSpec", "ShadowState", "ShadowStrategy", "mirroring_picker"]

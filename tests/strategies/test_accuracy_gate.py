@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from strategies.analysis import AnalysisSpec, Evidence, assess
-from strategies.base import VariantStats
 from strategies.feedback import LabelTally
+from strategies.observation import VariantStats
 
 SPEC = AnalysisSpec(min_requests=0, min_accuracy_ratio=0.95, min_feedback=100)
 TRAFFIC = VariantStats(requests=500)

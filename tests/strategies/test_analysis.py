@@ -21,7 +21,7 @@ from strategies.analysis import (
     verdict_from_dict,
     verdict_to_dict,
 )
-from strategies.base import VariantStats
+from strategies.observation import VariantStats
 
 NOW = 1_800_000_000.0
 

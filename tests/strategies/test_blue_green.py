@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from strategies.base import ActionRejectedError, Command, Observation, Phase, RequestView
-from strategies.base import VariantStats as Stats
+from strategies.base import ActionRejectedError, Command, Phase, RequestView
 from strategies.blue_green.strategy import (
     ACTIONS,
     BlueGreenSpec,
@@ -17,6 +16,8 @@ from strategies.blue_green.strategy import (
     complete_switch,
     pending_switch_target,
 )
+from strategies.observation import Observation
+from strategies.observation import VariantStats as Stats
 
 S = BlueGreenStrategy()
 T0 = 1_800_000_000.0

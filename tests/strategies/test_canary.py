@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from strategies.analysis import HEALTH_DOWN_REASON, format_instant
-from strategies.base import ActionRejectedError, Command, Observation, Phase, RequestView
-from strategies.base import VariantStats as Stats
+from strategies.base import ActionRejectedError, Command, Phase, RequestView
 from strategies.buckets import bucket_of, in_candidate
 from strategies.canary.strategy import (
     ACTIONS,
@@ -21,6 +20,8 @@ from strategies.canary.strategy import (
     current_weight,
     sticky_salt,
 )
+from strategies.observation import Observation
+from strategies.observation import VariantStats as Stats
 
 S = CanaryStrategy()
 T0 = 1_800_000_000.0

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from strategies.analysis import MIN_ANSWERS, MIN_PREDICTIONS, AnalysisSpec, Evidence, assess
-from strategies.base import Quality, VariantStats
+from strategies.observation import Quality, VariantStats
 
 BOTH = pytest.mark.parametrize("judge", ["threshold", "sequential"])
 ENOUGH = VariantStats(requests=500, errors=0, p50_s=0.01, p99_s=0.02)

@@ -15,7 +15,7 @@ import pytest
 from bench.judging import Traffic, peeking_fail_rate, simulate, simulate_latency
 from strategies.analysis import AnalysisSpec, Evidence, Roles, assess, judge
 from strategies.analysis.sequential import confidence_interval, log_mixture
-from strategies.base import LATENCY_BOUNDS, Observation, Tally, VariantStats
+from strategies.observation import LATENCY_BOUNDS, Observation, Tally, VariantStats
 
 
 def seq(**fields: object) -> AnalysisSpec:

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from strategies.base import Command, Observation, Phase, RequestView, ShadowCounts
+from strategies.base import Command, Phase, RequestView
 from strategies.canary.strategy import CanarySpec, CanaryState, CanaryStrategy, current_weight
+from strategies.observation import Observation, ShadowCounts
 
 S = CanaryStrategy()
 T0 = 1_800_000_000.0
