@@ -31,9 +31,8 @@ Every refusal (parser errors included) is a JSON error (docs/http.md) sent with
 request. Between the end of a request's headers and the start of the next request the
 protocol adds one flag test per chunk.
 
-Byte counting is per chunk, so a head that begins inside a chunk holding the end of the previous
-request is counted from the next chunk on: the cap then binds at most one read late, and the
-exact size is checked when its headers complete.
+Bytes are counted per chunk: a head beginning in a chunk that ends the previous request is
+counted from the next chunk on (the cap binds one read late); its headers' size is exact.
 """
 
 from __future__ import annotations
@@ -41,10 +40,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sys
-import urllib.parse
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-import httptools
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserInvalidURLError
 
 from router.server.borrowed import (
@@ -57,8 +54,15 @@ from router.server.borrowed import (
 )
 from router.server.cycle import MessageEvent, ProxyCycle
 from router.server.keys import DISCONNECT_KEY
-from router.server.refusals import HeadLimits, RequestRefusedError, check_head
+from router.server.refusals import (
+    HeadLimits,
+    RequestRefusedError,
+    check_head,
+    head_size,
+    headers_too_large,
+)
 from router.server.sweeper import sweeper_for
+from router.server.target import split_target
 
 if TYPE_CHECKING:
     from router.server.borrowed import ASGI3Application
@@ -67,15 +71,6 @@ __all__ = ["HardenedHttpToolsProtocol", "HeadLimits", "RequestRefusedError"]
 
 
 _TASK = "router-request"  # the name of every request's task
-
-
-def _sweep_period(config: Config, limits: HeadLimits) -> float:
-    """How often deadlines are checked: a tenth of the shortest timeout, within 50 ms..0.5 s."""
-    shortest = min(
-        limits.header_timeout, limits.body_timeout, limits.send_timeout,
-        float(config.timeout_keep_alive),
-    )
-    return min(0.5, max(0.05, shortest / 10))
 
 
 class HardenedHttpToolsProtocol(HttpToolsProtocol):
@@ -108,7 +103,8 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         self._stalled_since: float | None = None  # loop time writes paused (client not reading)
         self._deadline: float | None = None  # loop time by which the awaited head must be read
         self._idle_since: float | None = None  # loop time the connection went idle (keep-alive)
-        self._sweeper = sweeper_for(self.loop, type(self), _sweep_period(config, self.limits))
+        period = self.limits.sweep_period(float(config.timeout_keep_alive))
+        self._sweeper = sweeper_for(self.loop, type(self), period)
         self._awaiting_head = True  # the next bytes the parser reads belong to a request head
         self._head_bytes = 0  # bytes fed while awaiting a head
         self._head_fully_counted = True  # False if the head began inside an uncounted chunk
@@ -162,7 +158,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes += len(data)
         super().data_received(data)
         if self._awaiting_head and not self._refused and self._head_bytes > self._max_header_bytes:
-            self._refuse(self._too_large())
+            self._refuse(headers_too_large(self._max_header_bytes))
 
     # httptools parser callbacks
 
@@ -185,8 +181,8 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         # head: measure the parsed head then (and only then).
         if (
             self._head_bytes > self._max_header_bytes or not self._head_fully_counted
-        ) and self._head_size() > self._max_header_bytes:
-            raise self._too_large()
+        ) and head_size(self.parser.get_method(), self.url, self.headers) > self._max_header_bytes:
+            raise headers_too_large(self._max_header_bytes)
         check_head(self.headers, self.parser.get_http_version(), self.parser.should_upgrade())
         self._awaiting_head = False
         self._head_bytes = 0
@@ -202,15 +198,7 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             scope["http_version"] = http_version
         if self.parser.should_upgrade() and self._should_upgrade():
             return
-        url = self.url
-        if url[:1] == b"/" and url.find(b"?") < 0 and url.find(b"#") < 0:
-            raw_path, query = url, b""  # the usual target is its own path: nothing to parse
-        else:
-            parsed_url = httptools.parse_url(url)
-            raw_path, query = parsed_url.path, parsed_url.query or b""
-        path = raw_path.decode("ascii")
-        if "%" in path:
-            path = urllib.parse.unquote(path)
+        path, raw_path, query = split_target(self.url)
         root_path = self.root_path
         if root_path:
             scope["path"] = root_path + path
@@ -382,17 +370,6 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
         else:  # nothing can be said to a client that does not read: drop the unsent bytes
             self.transport.abort()
-
-    def _too_large(self) -> RequestRefusedError:
-        detail = f"request headers exceed {self._max_header_bytes} bytes"
-        return RequestRefusedError(431, "headers_too_large", detail)
-
-    def _head_size(self) -> int:
-        """The request head's size as parsed: request line, header lines, final CRLF."""
-        size = len(self.parser.get_method()) + len(self.url) + 14
-        for name, value in self.headers:
-            size += len(name) + len(value) + 4
-        return size
 
     def _refuse(self, refusal: RequestRefusedError | None) -> None:
         """Answer ``refusal`` (nothing if None) and close, sparing a response in flight."""

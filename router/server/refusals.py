@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from router.server.borrowed import STATUS_LINE
 
-__all__ = ["HeadLimits", "RequestRefusedError", "check_head"]
+__all__ = ["HeadLimits", "RequestRefusedError", "check_head", "head_size", "headers_too_large"]
 
 # RFC 3986 host (a reg-name of unreserved, sub-delims and %-escapes, or an [IP-literal]) and
 # an optional port: no spaces, slashes, "@" or control bytes.
@@ -46,6 +46,12 @@ class HeadLimits:
     send_timeout: float = 30.0  # longest a client may leave a response unread (closed)
     request_id_factory: Callable[[], str] = field(default=_new_request_id)
     on_refusal: Callable[[str], None] | None = None
+
+    def sweep_period(self, keep_alive: float) -> float:
+        """How often deadlines are checked: a tenth of the shortest timeout (``keep_alive``,
+        the idle connections' one, included), within 50 ms..0.5 s."""
+        shortest = min(self.header_timeout, self.body_timeout, self.send_timeout, keep_alive)
+        return min(0.5, max(0.05, shortest / 10))
 
 
 class RequestRefusedError(Exception):
@@ -129,3 +135,16 @@ def check_head(headers: list[tuple[bytes, bytes]], http_version: str, upgrade: b
     if has_body and upgrade:
         detail = "a request asking for a protocol upgrade cannot carry a body"
         raise RequestRefusedError(400, "bad_request", detail)
+
+
+def headers_too_large(limit: int) -> RequestRefusedError:
+    """The 431 for a request head over ``limit`` bytes."""
+    return RequestRefusedError(431, "headers_too_large", f"request headers exceed {limit} bytes")
+
+
+def head_size(method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> int:
+    """A request head's size as parsed: request line, header lines, final CRLF."""
+    size = len(method) + len(url) + 14
+    for name, value in headers:
+        size += len(name) + len(value) + 4
+    return size
