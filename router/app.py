@@ -187,7 +187,7 @@ class RouterApp:
             self.fleet = Fleet(
                 self.store, self.rollouts, replica=self.replica_id, lease_s=config.state.lease,
                 metrics=self.metrics, events=self.events, windows=self.windows,
-                quality=self.quality, truth=self.truth,
+                quality=self.quality, truth=self.truth, drift=self.drift,
                 config_version=lambda: self.snapshot.version,
             )
         controller = Controller(

@@ -39,12 +39,14 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from router.control.fleet_beat import FleetBeat
+from router.control.fleet_drift import FleetDrift
 from router.control.fleet_feedback import FleetFeedback
 from router.control.fleet_figures import FleetFigures
 from router.control.redis_store import RedisStateStore
 from router.control.rollouts import Rollouts
 from router.control.store import StateStoreError
 from router.control.store_health import WatchedStore
+from router.telemetry.drift import DriftMonitor
 from router.telemetry.events import EventLog, iso_time
 from router.telemetry.feedback import GroundTruth
 from router.telemetry.logs import get_logger
@@ -74,6 +76,7 @@ class Fleet:
         windows: WindowSet,
         quality: QualityWindows,
         truth: GroundTruth,
+        drift: DriftMonitor,
         config_version: Callable[[], str],
     ) -> None:
         assert isinstance(watched.inner, RedisStateStore)
@@ -96,6 +99,9 @@ class Fleet:
             watched, self.redis, truth, replica=replica, members=self.beat.live
         )
         self.beat.feedback = self.feedback
+        self.drift = FleetDrift(self.redis, drift, replica=replica, members=self.beat.live)
+        self.beat.drift = self.drift
+        drift.leading = lambda: self.leading
         events.listeners.append(self.beat.offer)
         metrics.leader.set(0.0)
 
@@ -171,6 +177,7 @@ class Fleet:
         else:
             self.figures.forget()
             self.feedback.forget()
+            self.drift.forget()
         kind = "leader_elected" if token is not None else "leader_lost"
         self._log.info(kind, replica=self.replica, reason=reason, token=token)
 

@@ -8,6 +8,8 @@ from it in the background:
   "seen"}``, read back whole: the fleet list of ``/admin/status``;
 - the labels it relays and the accuracy tallies it shares, and the labels relayed to
   it (``FleetFeedback``);
+- its drift routes' live windows, or (the leader) the bins, reports and the followers'
+  windows (``FleetDrift``);
 - the decision events it emitted since the last beat, pushed on
   ``{prefix}:events`` (newest first, the last ``EVENTS_KEPT``), which
   ``/admin/events`` on any replica reads: the fleet's decisions, each once,
@@ -24,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from router.control.fleet_drift import FleetDrift
 from router.control.fleet_feedback import FleetFeedback
 from router.control.fleet_figures import FleetFigures
 from router.control.redis_store import RedisStateStore
@@ -58,6 +61,7 @@ class FleetBeat:
         self.clock = clock
         self.members: dict[str, dict[str, Any]] = {}
         self.feedback: FleetFeedback | None = None  # labels relayed, accuracy shared
+        self.drift: FleetDrift | None = None  # live windows shared, the leader's bins
         self._outbox: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENTS_KEPT)
 
     def offer(self, record: dict[str, Any]) -> None:
@@ -71,6 +75,8 @@ class FleetBeat:
         self.figures.queue_report(pipe)
         if self.feedback is not None:
             self.feedback.queue(pipe)
+        if self.drift is not None:
+            self.drift.queue(pipe, leading)
         members_key, events_key = self.redis.key("replicas"), self.redis.key("events")
         heartbeat = {"config_version": self.config_version(), "leader": leading, "seen": now}
         pipe.hset(members_key, self.replica, json.dumps(heartbeat))
@@ -88,6 +94,8 @@ class FleetBeat:
         self.members = _members(replies[-1])
         if self.feedback is not None:
             self.feedback.received(replies)
+        if self.drift is not None:
+            self.drift.received(replies, leading)
 
     def live(self) -> list[str]:
         """The ids of the live replicas (this one included once it has beaten)."""

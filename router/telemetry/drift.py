@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from router.telemetry.drift_samples import RouteSamples
+from router.telemetry.drift_samples import Figures, RouteSamples
 from router.telemetry.events import EventLog, iso_time
 from router.telemetry.logs import get_logger
 from router.telemetry.metrics import Metrics
@@ -40,6 +40,7 @@ READ_BYTES_PER_S = 128 * 1024  # sampled body bytes a route reads a second, at m
 DRAIN_S = 0.25
 DRAIN_ROWS = 256  # feature rows read per drain: the event loop is never held long
 EVALUATE_S = 2.0
+STALE_S = 10.0  # a follower shows its own report once the leader's is this old
 MAX_FILE_ROWS = 200_000
 
 _rand = random.random
@@ -61,7 +62,7 @@ def read_reference_file(path: str) -> list[dict[str, Value]]:
 class _Route:
     """One drift route: its samples, the sampling share, and which features are over."""
 
-    __slots__ = ("judged", "latest", "loading", "over", "samples", "spec")
+    __slots__ = ("judged", "latest", "loading", "others", "over", "samples", "spec")
 
     def __init__(self, spec: DriftSpec, rng: random.Random) -> None:
         self.spec = spec
@@ -70,11 +71,13 @@ class _Route:
         self.loading = spec.reference_file is not None
         self.latest: tuple[float, list[FeatureReport]] | None = None  # (when, reports)
         self.judged: tuple[int, int] | None = None  # (samples' changes, live slice) last judged
+        # On a fleet's leader: the other replicas' live windows, per feature (FleetDrift).
+        self.others: dict[str, list[Figures]] = {}
 
     def reports(self, now: float) -> list[FeatureReport]:
         """The features' reports, reused for ``EVALUATE_S`` (a report reads every sample)."""
         if self.latest is None or not 0 <= now - self.latest[0] < EVALUATE_S:
-            self.latest = (now, self.samples.reports(now))
+            self.latest = (now, self.samples.reports(now, self.others))
         return self.latest[1]
 
 
@@ -100,6 +103,12 @@ class DriftMonitor:
         self.skipped = 0  # sampled bodies not read: past the route's bytes a second
         self._loads: set[asyncio.Task[None]] = set()
         self._log = get_logger("router.telemetry.drift")
+        # In a fleet (router.control.fleet_drift): only the leader judges, on the fleet's
+        # sum; a follower shows the leader's report and hands a pin on to it.
+        self.leading: Callable[[], bool] = lambda: True
+        # On a follower: the leader's latest report of each route, and when it came.
+        self.fleet_reports: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.pin_requests: set[str] = set()  # on a follower: pins for the leader to make
 
     def configure(self, specs: Mapping[str, DriftSpec]) -> None:
         """Follow a new config: unchanged routes keep their samples; others start afresh."""
@@ -209,6 +218,8 @@ class DriftMonitor:
         for name, route in self._routes.items():
             if only is not None and name != only:
                 continue
+            if not self.leading():
+                continue  # a follower: the leader judges the fleet's sum
             samples = route.samples
             # No PSI before the reference is ready; none new while no row came and the
             # window did not move: the gauges and crossings already say it.
@@ -248,6 +259,9 @@ class DriftMonitor:
         route = self._routes.get(name)
         if route is None:
             return None
+        published = self.fleet_reports.get(name)
+        if published is not None and not self.leading() and 0 <= now - published[0] <= STALE_S:
+            return published[1]
         samples = route.samples
         features = route.reports(now)
         return {
@@ -264,6 +278,7 @@ class DriftMonitor:
                 "pinned_at": iso_time(samples.pinned_at) if samples.pinned_at else None,
             },
             "drifting": sorted(route.over),
+            "replicas": self.fleet_size(name),  # whose live windows the figures sum
             "features": [f.render() for f in features[:limit]],
         }
 
@@ -272,12 +287,56 @@ class DriftMonitor:
         route = self._routes.get(name)
         if route is None:
             return None
+        if not self.leading():
+            self.pin_requests.add(name)
+            return {**(self.report(name, now) or {}), "pin": "requested from the leader"}
         route.samples.pin(now)
         route.loading = False
         route.over.clear()
         route.latest = None
         self.events.emit("drift_pinned", route=name, reason="live window pinned as the reference")
         return self.report(name, now)
+
+    def routes(self) -> list[str]:
+        """The drift routes."""
+        return list(self._routes)
+
+    def edges(self, name: str) -> dict[str, tuple[float, ...]] | None:
+        """``name``'s bins (numeric features' edges) once its reference is ready, else None."""
+        route = self._routes.get(name)
+        if route is None or not route.samples.reference_ready:
+            return None
+        return dict(route.samples.edges)
+
+    def adopt_edges(self, name: str, edges: Mapping[str, Sequence[float]]) -> None:
+        """Count ``name``'s live window into the fleet's bins (a follower)."""
+        route = self._routes.get(name)
+        if route is not None:
+            route.samples.adopt_edges(edges)
+            route.latest = None
+
+    def live_figures(self, name: str, now: float) -> dict[str, Figures] | None:
+        """``name``'s live window as the fleet sums it, or None without drift."""
+        route = self._routes.get(name)
+        return None if route is None else route.samples.live_figures(now)
+
+    def set_others(self, name: str, others: list[dict[str, Figures]]) -> None:
+        """(Leader) the other replicas' live windows of ``name``: judged with this one's."""
+        route = self._routes.get(name)
+        if route is None:
+            return
+        by_feature: dict[str, list[Figures]] = {}
+        for figures in others:
+            for feature, found in figures.items():
+                by_feature.setdefault(feature, []).append(found)
+        if by_feature != route.others:
+            route.others = by_feature
+            route.latest = route.judged = None
+
+    def fleet_size(self, name: str) -> int:
+        """Replicas whose live window ``name``'s report sums (this one included)."""
+        route = self._routes.get(name)
+        return 1 + max((len(v) for v in route.others.values()), default=0) if route else 1
 
     async def aclose(self) -> None:
         """Stop reading reference files."""

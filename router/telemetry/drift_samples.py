@@ -36,13 +36,17 @@ from strategies.drift import (
 )
 from strategies.psi import bin_counts, decile_edges, sorted_bin_counts
 
-__all__ = ["REFERENCE_CAP", "SLICES", "SLICE_CAP", "RouteSamples", "Sample"]
+__all__ = ["REFERENCE_CAP", "SLICES", "SLICE_CAP", "Figures", "RouteSamples", "Sample"]
 
 SLICES = 10
 REFERENCE_CAP = 3200
 SLICE_CAP = 320
 MAX_CATEGORIES = 32
 _NUMBERS = frozenset((float, int))
+
+Figures = tuple[list[float] | None, dict[str, int], int, int]
+"""A feature's live window as another replica sends it: its counts in the fleet's bins
+(None without them), its category counts, missing values and rows."""
 
 
 class Sample:
@@ -188,6 +192,7 @@ class RouteSamples:
         self.reference_ready = False
         self.pinned_at: float | None = None
         self.edges: dict[str, tuple[float, ...]] = {}
+        self.fleet_edges = False  # the edges are the fleet's (the leader's), not cut here
         self.slice_s = spec.window / SLICES
         self.slices: dict[int, dict[str, Sample]] = {}
         self.changes = 0  # batches added: a report of unchanged samples can be skipped
@@ -245,15 +250,45 @@ class RouteSamples:
     def _ready(self) -> None:
         """The reference is complete: cut its bins once, and count the live slices into them."""
         self.reference_ready = True
-        self.edges = {
-            name: decile_edges(ref.values)
-            for name, ref in self.reference.items() if not ref.categorical
-        }
+        if not self.fleet_edges:
+            self.edges = {
+                name: decile_edges(ref.values)
+                for name, ref in self.reference.items() if not ref.categorical
+            }
+        self._rebin()
+
+    def _rebin(self) -> None:
         for name, ref in self.reference.items():
             ref.rebin(self.edges.get(name))
         for part in self.slices.values():
             for name, sample in part.items():
                 sample.rebin(self.edges.get(name))
+
+    def adopt_edges(self, edges: Mapping[str, Sequence[float]]) -> None:
+        """Count into the fleet's bins (cut at the leader's reference) from now on, so this
+        replica's live window adds up with the others'."""
+        self.edges = {name: tuple(cut) for name, cut in edges.items()}
+        self.fleet_edges = True
+        self.changes += 1
+        self._rebin()
+
+    def live_figures(self, now: float) -> dict[str, Figures]:
+        """Each feature's live window in the form the fleet sums (``Figures``)."""
+        current = self._current(now)
+        figures: dict[str, Figures] = {}
+        for name in self.names:
+            parts = [s[name] for s in current if name in s]
+            edges = self.edges.get(name)
+            bins = None if edges is None else [0.0] * (len(edges) + 1)
+            counts: dict[str, int] = {}
+            for part in parts:
+                if bins is not None and part.bins is not None:
+                    for i, n in enumerate(part.bins):
+                        bins[i] += n
+                for key, n in part.counts.items():
+                    counts[key] = counts.get(key, 0) + n
+            figures[name] = (bins, counts, *_totals(parts))
+        return figures
 
     def load_reference(self, rows: Iterable[Mapping[str, Value]]) -> int:
         """Make ``rows`` (a reference file's) the reference; how many rows it had."""
@@ -287,34 +322,44 @@ class RouteSamples:
         self.reference_rows = max((s.rows for s in live.values()), default=0)
         self.reference_target = None
         self.pinned_at = now
+        self.fleet_edges = False  # a pin cuts its own bins (the fleet then takes them)
         self.changes += 1
         self._ready()
 
-    def _report(self, name: str, current: list[dict[str, Sample]]) -> FeatureReport:
+    def _report(
+        self, name: str, current: list[dict[str, Sample]], others: Sequence[Figures] = ()
+    ) -> FeatureReport:
         parts = [s[name] for s in current if name in s]
         ref = self.reference.get(name) or Sample(0)
         (miss, rows), edges = _totals(parts), self.edges.get(name)
+        miss += sum(f[2] for f in others)
+        rows += sum(f[3] for f in others)
         missing, seen = (ref.missing, miss), (ref.rows, rows)
         if ref.categorical:
             live_counts: dict[str, int] = {}
-            for part in parts:
-                for key, n in part.counts.items():
+            for counts in [p.counts for p in parts] + [f[1] for f in others]:
+                for key, n in counts.items():
                     live_counts[key] = live_counts.get(key, 0) + n
             return compare_categorical(name, ref.counts, live_counts, missing, seen)
         if edges is not None and ref.bins is not None:
             live_bins = [0.0] * (len(edges) + 1)
-            for part in parts:
-                for i, share in enumerate(part.bins or ()):
-                    live_bins[i] += share
+            for bins in [p.bins for p in parts] + [f[0] for f in others]:
+                if bins is not None and len(bins) == len(live_bins):
+                    for i, share in enumerate(bins):
+                        live_bins[i] += share
             return compare_binned(name, edges, ref.bins, live_bins, missing, seen)
         # The reference is still filling: a small sample of each side, no PSI.
         live = Sample.merged(parts, SLICE_CAP, self.rng)
         return replace(compare_numeric(name, ref.values, live.values, missing, seen), psi=None)
 
-    def reports(self, now: float) -> list[FeatureReport]:
-        """Every feature's drift, the highest PSI first (features without one last)."""
+    def reports(
+        self, now: float, others: Mapping[str, Sequence[Figures]] | None = None
+    ) -> list[FeatureReport]:
+        """Every feature's drift, the highest PSI first (features without one last); with
+        ``others``, the other replicas' live figures by feature are added to this one's."""
         current = self._current(now)
-        found = [self._report(name, current) for name in self.names]
+        others = others or {}
+        found = [self._report(name, current, others.get(name, ())) for name in self.names]
         if not self.reference_ready:
             found = [replace(r, psi=None) for r in found]
         return sorted(found, key=lambda r: (r.psi is None, -(r.psi or 0.0), r.name))

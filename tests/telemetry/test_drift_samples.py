@@ -89,3 +89,33 @@ def test_a_batch_mixing_numbers_categories_and_missing_values_is_read_value_by_v
     sample.extend([1, 2.5, None, float("nan"), "a", True, [1]], random.Random(6))
     assert list(sample.values) == [1.0, 2.5]
     assert (sample.rows, sample.missing, sample.counts) == (7, 3, {"a": 1, "true": 1})
+
+
+def test_a_followers_window_in_the_leaders_bins_adds_up_to_one_window_of_both() -> None:
+    """The fleet's sum (router/control/fleet_drift.py): the leader's report with a
+    follower's live figures is the report of one route that served both streams."""
+    spec = DriftSpec(reference="first 200", window=600)
+    leader, follower, both = (RouteSamples(spec, random.Random(n)) for n in (1, 2, 3))
+    rng = random.Random(4)
+    reference = [{"x": rng.gauss(0, 1), "kind": rng.choice("ab")} for _ in range(200)]
+    for row in reference:
+        leader.add(row, 1000.0)
+        both.add(row, 1000.0)
+    assert leader.edges == both.edges and leader.edges
+    follower.adopt_edges(leader.edges)
+    for n in range(600):  # the follower's traffic moves; the leader's does not
+        mine = {"x": rng.gauss(0, 1), "kind": "a"}
+        theirs = {"x": rng.gauss(2, 1), "kind": "b", "extra": None}
+        leader.add(mine, 1001.0 + n * 0.1)
+        both.add(mine, 1001.0 + n * 0.1)
+        follower.add(theirs, 1001.0 + n * 0.1)
+        both.add(theirs, 1001.0 + n * 0.1)
+    now = 1100.0
+    others = {name: [found] for name, found in follower.live_figures(now).items()}
+    summed = {r.name: r for r in leader.reports(now, others)}
+    alone = {r.name: r for r in leader.reports(now)}
+    whole = {r.name: r for r in both.reports(now)}
+    for name in ("x", "kind"):
+        assert summed[name].live == whole[name].live and summed[name].psi == whole[name].psi
+        assert summed[name].rows == whole[name].rows
+    assert (whole["x"].psi or 0.0) > 0.25 > (alone["x"].psi or 0.0)
