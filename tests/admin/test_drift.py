@@ -18,16 +18,18 @@ from tests.support import RouterProcess, servers, shared_client, wait_until
 
 HTTP = shared_client()
 
-CONFIG = """
-state: {{store: memory}}
-backends:
-  model: {{url: "{model}"}}
-routes:
+#: A route whose inputs are sampled whole, its reference the first 200 (a ``format`` template).
+LOANS = """
   - name: loans
     match: {{path_prefix: /loans}}
     strategy: {{type: direct, backend: model}}
     drift: {{reference: first 200, window: 5m, sample: 1, max_psi: 0.25}}
-  - name: fixed
+"""
+CONFIG = """
+state: {{store: memory}}
+backends:
+  model: {{url: "{model}"}}
+routes:""" + LOANS + """  - name: fixed
     match: {{path_prefix: /fixed}}
     strategy: {{type: direct, backend: model}}
     drift: {{reference: file {reference}, window: 5m, sample: 1, features: [age]}}

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from tests.admin.test_drift import LOANS
 from tests.backends import model_app
 from tests.fleet_support import Replica, replicas_of
 from tests.redis_support import RedisServer
@@ -22,12 +23,7 @@ CONFIG = """
 state: {{store: redis, url: "{redis}", key_prefix: fleet-drift}}
 backends:
   model: {{url: "{model}"}}
-routes:
-  - name: loans
-    match: {{path_prefix: /loans}}
-    strategy: {{type: direct, backend: model}}
-    drift: {{reference: first 200, window: 5m, sample: 1, max_psi: 0.25}}
-"""
+routes:""" + LOANS
 
 
 def send(replica: Replica, rng: random.Random, n: int, shift: float = 0.0) -> None:
