@@ -59,7 +59,7 @@ class FleetDrift:
         self.replica = replica
         self.members = members  # ids of the live replicas
         self.clock = clock
-        self.adopted: dict[str, str] = {}  # route -> version of the bins counted into
+        self._versions: dict[str, str | None] = {}  # (leader) route -> its bins' version
         self._reads: list[tuple[str, int]] = []  # (route, first reply) of this beat's reads
 
     def queue(self, pipe: Pipeline, leading: bool) -> None:
@@ -74,8 +74,9 @@ class FleetDrift:
 
     def _queue_leader(self, pipe: Pipeline, name: str, now: float) -> None:
         edges = self.drift.edges(name)
+        self._versions[name] = None
         if edges is not None:
-            version = self.adopted[name] = edges_version(edges)
+            version = self._versions[name] = edges_version(edges)
             pipe.set(self._key(name, "edges"),
                      json.dumps({"version": version, "edges": edges}), ex=KEEP_S)
         report = self.drift.report(name, now)
@@ -87,9 +88,9 @@ class FleetDrift:
         pipe.delete(self._key(name, "pin"))
 
     def _queue_follower(self, pipe: Pipeline, name: str, now: float) -> None:
-        figures = self.drift.live_figures(name, now)
-        if figures is not None and name in self.adopted:
-            live = {"at": now, "edges": self.adopted[name], "features": figures}
+        figures, version = self.drift.live_figures(name, now), self.drift.fleet_version(name)
+        if figures is not None and version is not None:
+            live = {"at": now, "edges": version, "features": figures}
             pipe.hset(self._key(name, "live"), self.replica, json.dumps(live))
             pipe.expire(self._key(name, "live"), KEEP_S)
         if name in self.drift.pin_requests:
@@ -112,7 +113,7 @@ class FleetDrift:
 
     def _leader_read(self, name: str, live: dict[bytes, bytes], pin: bytes | None,
                      now: float) -> None:
-        members, version = set(self.members()), self.adopted.get(name)
+        members, version = set(self.members()), self._versions.get(name)
         others: list[dict[str, Figures]] = []
         for replica, raw in live.items():
             found = _window(raw)
@@ -129,9 +130,8 @@ class FleetDrift:
     def _follower_read(self, name: str, edges: bytes | None, report: bytes | None) -> None:
         try:
             published = json.loads(edges) if edges else None
-            if published is not None and published["version"] != self.adopted.get(name):
-                self.drift.adopt_edges(name, published["edges"])
-                self.adopted[name] = str(published["version"])
+            if published is not None and published["version"] != self.drift.fleet_version(name):
+                self.drift.adopt_edges(name, published["edges"], str(published["version"]))
             if report:
                 self.drift.fleet_reports[name] = (self.clock(), json.loads(report))
             else:  # no leader published lately: this replica's own report meanwhile

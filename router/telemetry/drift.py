@@ -308,12 +308,18 @@ class DriftMonitor:
             return None
         return dict(route.samples.edges)
 
-    def adopt_edges(self, name: str, edges: Mapping[str, Sequence[float]]) -> None:
+    def adopt_edges(self, name: str, edges: Mapping[str, Sequence[float]], version: str) -> None:
         """Count ``name``'s live window into the fleet's bins (a follower)."""
         route = self._routes.get(name)
         if route is not None:
-            route.samples.adopt_edges(edges)
+            route.samples.adopt_edges(edges, version)
             route.latest = None
+
+    def fleet_version(self, name: str) -> str | None:
+        """The version of the fleet's bins ``name`` counts into (None: none taken yet, or
+        the route's samples started afresh after a reload)."""
+        route = self._routes.get(name)
+        return None if route is None else route.samples.fleet_version
 
     def live_figures(self, name: str, now: float) -> dict[str, Figures] | None:
         """``name``'s live window as the fleet sums it, or None without drift."""

@@ -193,6 +193,7 @@ class RouteSamples:
         self.pinned_at: float | None = None
         self.edges: dict[str, tuple[float, ...]] = {}
         self.fleet_edges = False  # the edges are the fleet's (the leader's), not cut here
+        self.fleet_version: str | None = None  # the fleet's bins counted into, if any
         self.slice_s = spec.window / SLICES
         self.slices: dict[int, dict[str, Sample]] = {}
         self.changes = 0  # batches added: a report of unchanged samples can be skipped
@@ -264,11 +265,11 @@ class RouteSamples:
             for name, sample in part.items():
                 sample.rebin(self.edges.get(name))
 
-    def adopt_edges(self, edges: Mapping[str, Sequence[float]]) -> None:
-        """Count into the fleet's bins (cut at the leader's reference) from now on, so this
-        replica's live window adds up with the others'."""
+    def adopt_edges(self, edges: Mapping[str, Sequence[float]], version: str) -> None:
+        """Count into the fleet's bins (cut at the leader's reference; ``version`` names
+        them) from now on, so this replica's live window adds up with the others'."""
         self.edges = {name: tuple(cut) for name, cut in edges.items()}
-        self.fleet_edges = True
+        self.fleet_edges, self.fleet_version = True, version
         self.changes += 1
         self._rebin()
 
@@ -322,7 +323,7 @@ class RouteSamples:
         self.reference_rows = max((s.rows for s in live.values()), default=0)
         self.reference_target = None
         self.pinned_at = now
-        self.fleet_edges = False  # a pin cuts its own bins (the fleet then takes them)
+        self.fleet_edges, self.fleet_version = False, None  # a pin cuts its own bins
         self.changes += 1
         self._ready()
 

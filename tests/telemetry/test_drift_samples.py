@@ -102,7 +102,7 @@ def test_a_followers_window_in_the_leaders_bins_adds_up_to_one_window_of_both() 
         leader.add(row, 1000.0)
         both.add(row, 1000.0)
     assert leader.edges == both.edges and leader.edges
-    follower.adopt_edges(leader.edges)
+    follower.adopt_edges(leader.edges, "v1")
     for n in range(600):  # the follower's traffic moves; the leader's does not
         mine = {"x": rng.gauss(0, 1), "kind": "a"}
         theirs = {"x": rng.gauss(2, 1), "kind": "b", "extra": None}
