@@ -98,3 +98,31 @@ def test_the_leader_judges_the_fleets_window_and_the_follower_shows_it(
             wait_until(lambda: [e["replica"] for e in events(follower, "drift_pinned")]
                        == [leader_id], timeout=10)
             wait_until(lambda: report(leader)["drifting"] == [], timeout=10)
+
+
+def test_a_new_leader_keeps_the_fleets_bins_and_judges_on(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    rng = random.Random(8)
+    with servers(model_app(1)) as (model,):
+        config = tmp_path / "router.yaml"
+        text = CONFIG.format(redis=redis_server.url, model=model.url)
+        config.write_text(text.replace("fleet-drift", "failover, lease: 2s"))
+        with replicas_of(config, 2) as pair:
+            wait_until(lambda: all(len(r.status()["fleet"]["replicas"]) == 2 for r in pair)
+                       and any(r.status()["replica"]["leader"] for r in pair), timeout=15)
+            leader = next(r for r in pair if r.status()["replica"]["leader"])
+            follower = next(r for r in pair if r is not leader)
+            send(leader, rng, 200)
+            send(follower, rng, 1)
+            wait_until(lambda: report(leader)["replicas"] == 2, timeout=10)  # bins taken
+            send(follower, rng, 199)  # the follower's own reference fills after that
+            # The numeric feature's bins are the fleet's (a category's are its reference's).
+            bins = {f["name"]: f["bins"] for f in report(leader)["features"]}["amount"]
+
+            leader.process.stop()
+            wait_until(lambda: follower.status()["replica"]["leader"], timeout=15)
+            send(follower, rng, 400, shift=40)
+            wait_until(lambda: (psi(follower, "amount") or 0.0) > 0.25, timeout=15)
+            assert {f["name"]: f["bins"] for f in report(follower)["features"]}["amount"] == bins
+            assert report(follower)["replicas"] == 1

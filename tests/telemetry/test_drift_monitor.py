@@ -82,3 +82,30 @@ def test_a_route_reads_at_most_its_bytes_a_second_whatever_the_traffic() -> None
         monitor.offer("r", None, body)
     assert monitor.skipped == 200 - allowed - allowed // 2
     assert monitor.dropped == 0
+
+
+def test_a_follower_judges_nothing_hands_a_pin_on_and_retakes_the_bins_after_a_reload() -> None:
+    """The fleet's side of the monitor (router/control/fleet_drift.py drives it)."""
+    metrics, events = Metrics(), EventLog()
+    now = 1000.0
+    monitor = DriftMonitor(metrics, events, seed=1, clock=lambda: now)
+    spec = DriftSpec(reference="first 100", window=60, sample=1.0)
+    monitor.configure({"r": spec})
+    monitor.leading = lambda: False
+    rng = random.Random(3)
+    monitor.adopt_edges("r", {"x": (-1.0, 0.0, 1.0)}, "v1")
+    for _ in range(300):
+        monitor.offer("r", None, orjson.dumps({"x": rng.gauss(5, 1)}))  # far off the bins
+        monitor.drain()
+    monitor.evaluate(now)
+    assert events.recent(100) == []  # the leader judges
+    figures = monitor.live_figures("r", now)
+    assert figures is not None and figures["x"][0] == [0.0, 0.0, 0.0, 300.0]
+    answer = monitor.pin("r", now)
+    assert answer is not None and answer["pin"] == "requested from the leader"
+    assert monitor.pin_requests == {"r"} and events.recent(100) == []
+
+    monitor.configure({"r": spec})  # unchanged: the samples and the bins stay
+    assert monitor.fleet_version("r") == "v1"
+    monitor.configure({"r": spec.model_copy(update={"window": 120.0})})
+    assert monitor.fleet_version("r") is None  # fresh samples: the next beat retakes the bins
