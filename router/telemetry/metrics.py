@@ -150,7 +150,12 @@ class Metrics:
             "router_backend_up", "1 when a backend passes its health checks.", ["backend"],
             registry=r,
         )
-        # Updated per request by the inspector: lock-free families (router.telemetry.lockfree).
+        self._declare_model_health(r)
+        self._declare_fleet_and_judges(r)
+
+    def _declare_model_health(self, r: CollectorRegistry) -> None:
+        """What the inspector reads from bodies, per request: lock-free families
+        (router.telemetry.lockfree)."""
         self.request_body_bytes = LabeledHistogram(
             "router_request_body_bytes", "Request body sizes.", ["route", "variant"],
             registry=r, buckets=BODY_BUCKETS,
@@ -176,6 +181,9 @@ class Metrics:
             "router_prediction_value", "First numeric output of regression models.",
             ["route", "variant"], registry=r, buckets=Histogram.DEFAULT_BUCKETS[:-1],
         )
+
+    def _declare_fleet_and_judges(self, r: CollectorRegistry) -> None:
+        """The state store and the fleet, true labels and drift, the judges' checks, admin."""
         self.state_store_up = Gauge(
             "router_state_store_up", "1 while the rollout state store answers.", registry=r,
         )
